@@ -1,0 +1,135 @@
+//! Who may call the gateway, and which key goes upstream.
+//!
+//! - `AUTH_TOKEN` set: clients must present it (`Authorization: Bearer`, or `X-Api-Key`);
+//!   the server key is used upstream.
+//! - `AUTH_TOKEN` unset, server key set: the server key is used.
+//! - Neither set (public-service mode): the client's own key is forwarded.
+
+use crate::error::GatewayError;
+use sha2::{Digest, Sha256};
+
+/// The credential a client presented: `Authorization: Bearer X`, else `X-Api-Key: X`.
+pub fn client_credential(authorization: Option<&str>, x_api_key: Option<&str>) -> Option<String> {
+    let from_bearer = authorization.and_then(|value| {
+        let value = value.trim();
+        let (scheme, rest) = value.split_once(' ')?;
+        scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| rest.trim().to_string())
+    });
+    from_bearer
+        .or_else(|| x_api_key.map(|k| k.trim().to_string()))
+        .filter(|k| !k.is_empty())
+}
+
+/// Decides the upstream key for a request, or refuses it.
+pub fn upstream_key(
+    auth_token: Option<&str>,
+    server_key: Option<&str>,
+    presented: Option<&str>,
+) -> Result<String, GatewayError> {
+    if let Some(token) = auth_token {
+        let Some(presented) = presented else {
+            return Err(GatewayError::Unauthorized {
+                message: "This gateway requires an access token: send `Authorization: Bearer <token>`".into(),
+                code: "missing_api_key",
+            });
+        };
+        if !constant_time_eq(presented.as_bytes(), token.as_bytes()) {
+            return Err(GatewayError::Unauthorized {
+                message: "The access token is not valid for this gateway".into(),
+                code: "invalid_api_key",
+            });
+        }
+        return server_key.map(str::to_string).ok_or_else(|| GatewayError::Unauthorized {
+            message: "No upstream API key is configured on the gateway (set the OPENAI_API_KEY secret)".into(),
+            code: "missing_server_key",
+        });
+    }
+    if let Some(key) = server_key {
+        return Ok(key.to_string());
+    }
+    presented.map(str::to_string).ok_or_else(|| GatewayError::Unauthorized {
+        message: "Missing API key: send your upstream key as `Authorization: Bearer <key>`".into(),
+        code: "missing_api_key",
+    })
+}
+
+/// Compares without an early exit, so the time taken does not reveal how much matched.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = (a.len() ^ b.len()) as u8 | ((a.len() ^ b.len()) >> 8) as u8;
+    let n = a.len().max(b.len());
+    for i in 0..n {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0);
+        diff |= x ^ y;
+    }
+    diff == 0 && a.len() == b.len()
+}
+
+/// A short, stable fingerprint of a secret for logs and status pages: never the secret itself.
+pub fn key_fingerprint(secret: &str) -> String {
+    let digest = Sha256::digest(secret.as_bytes());
+    let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_and_x_api_key() {
+        assert_eq!(client_credential(Some("Bearer sk-1"), None).as_deref(), Some("sk-1"));
+        assert_eq!(client_credential(Some("bearer   sk-2 "), None).as_deref(), Some("sk-2"));
+        assert_eq!(client_credential(Some("Basic abc"), Some("k")).as_deref(), Some("k"));
+        assert_eq!(client_credential(None, Some("  ")), None);
+        assert_eq!(client_credential(Some("Bearer "), None), None);
+    }
+
+    #[test]
+    fn token_mode() {
+        assert_eq!(upstream_key(Some("t"), Some("server"), Some("t")).unwrap(), "server");
+        let missing = upstream_key(Some("t"), Some("server"), None).unwrap_err();
+        assert_eq!(missing.status(), 401);
+        let wrong = upstream_key(Some("t"), Some("server"), Some("x")).unwrap_err();
+        assert_eq!(wrong.to_body()["error"]["code"], "invalid_api_key");
+        let no_server_key = upstream_key(Some("t"), None, Some("t")).unwrap_err();
+        assert_eq!(no_server_key.status(), 401);
+        assert_eq!(no_server_key.to_body()["error"]["code"], "missing_server_key");
+    }
+
+    #[test]
+    fn server_key_mode_and_public_mode() {
+        assert_eq!(upstream_key(None, Some("server"), Some("client")).unwrap(), "server");
+        assert_eq!(upstream_key(None, None, Some("client")).unwrap(), "client");
+        assert_eq!(upstream_key(None, None, None).unwrap_err().status(), 401);
+    }
+
+    #[test]
+    fn errors_never_contain_keys() {
+        let err = upstream_key(Some("secret-token"), Some("sk-server"), Some("sk-guess")).unwrap_err();
+        let text = err.to_body().to_string();
+        assert!(!text.contains("secret-token") && !text.contains("sk-server") && !text.contains("sk-guess"));
+    }
+
+    #[test]
+    fn constant_time_eq_works() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert!(!constant_time_eq(b"", b"a"));
+        assert!(constant_time_eq(b"", b""));
+        // lengths differing by a multiple of 256 must still differ
+        assert!(!constant_time_eq(&[0u8; 256], b""));
+    }
+
+    #[test]
+    fn fingerprint_is_short_and_stable() {
+        let a = key_fingerprint("sk-abc");
+        assert_eq!(a, key_fingerprint("sk-abc"));
+        assert_ne!(a, key_fingerprint("sk-abd"));
+        assert!(a.starts_with("sha256:") && a.len() == 19);
+        assert!(!a.contains("sk-abc"));
+    }
+}

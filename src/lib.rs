@@ -1,0 +1,22 @@
+//! edge-llm-gateway: an OpenAI-compatible LLM API gateway for Cloudflare Workers.
+//!
+//! Everything but `runtime` is pure Rust and tested natively with `cargo test`;
+//! `runtime` (wasm32 only) binds it to the Workers runtime: routing, env, fetch, streams.
+
+pub mod auth;
+pub mod config;
+pub mod cors;
+pub mod error;
+pub mod openai;
+pub mod proxy;
+pub mod route;
+pub mod sse;
+pub mod status;
+pub mod stream;
+
+#[cfg(target_arch = "wasm32")]
+mod runtime;
+
+/// Crate version and git revision, embedded by build.rs.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const GIT_REVISION: &str = env!("GATEWAY_GIT_REVISION");

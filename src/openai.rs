@@ -1,0 +1,322 @@
+//! OpenAI Chat Completions wire types. Unknown fields are kept (`extra`) so vendor
+//! parameters and new API fields pass through the gateway untouched.
+
+use crate::error::GatewayError;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// A validated client request. `body` is the client's JSON object, forwarded as-is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatRequest {
+    pub body: Map<String, Value>,
+    pub model: String,
+    pub stream: bool,
+    pub include_usage: bool,
+}
+
+impl ChatRequest {
+    pub fn parse(bytes: &[u8]) -> Result<ChatRequest, GatewayError> {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(GatewayError::invalid(
+                "Request body is empty: send a JSON object with `model` and `messages`",
+            ));
+        }
+        let value: Value = serde_json::from_slice(bytes).map_err(|e| GatewayError::InvalidRequest {
+            message: format!("Request body is not valid JSON: {e}"),
+            param: None,
+            code: Some("invalid_json"),
+        })?;
+        let Value::Object(body) = value else {
+            return Err(GatewayError::invalid(
+                "Request body must be a JSON object with `model` and `messages`",
+            ));
+        };
+        let model = match body.get("model") {
+            Some(Value::String(m)) if !m.trim().is_empty() => m.clone(),
+            None | Some(Value::Null) => {
+                return Err(GatewayError::invalid_param(
+                    "You must provide a model parameter",
+                    "model",
+                ))
+            }
+            Some(_) => {
+                return Err(GatewayError::invalid_param(
+                    "`model` must be a non-empty string",
+                    "model",
+                ))
+            }
+        };
+        match body.get("messages") {
+            Some(Value::Array(messages)) if !messages.is_empty() => {
+                for (i, message) in messages.iter().enumerate() {
+                    let role = message.get("role").and_then(Value::as_str);
+                    if role.is_none() {
+                        return Err(GatewayError::invalid_param(
+                            format!("messages[{i}] must be an object with a string `role`"),
+                            &format!("messages[{i}].role"),
+                        ));
+                    }
+                }
+            }
+            Some(Value::Array(_)) => {
+                return Err(GatewayError::invalid_param(
+                    "`messages` must contain at least one message",
+                    "messages",
+                ))
+            }
+            None | Some(Value::Null) => {
+                return Err(GatewayError::invalid_param(
+                    "Missing required parameter: `messages`",
+                    "messages",
+                ))
+            }
+            Some(_) => {
+                return Err(GatewayError::invalid_param(
+                    "`messages` must be an array of message objects",
+                    "messages",
+                ))
+            }
+        }
+        let stream = match body.get("stream") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                return Err(GatewayError::invalid_param(
+                    "`stream` must be a boolean",
+                    "stream",
+                ))
+            }
+        };
+        let include_usage = match body.get("stream_options") {
+            None | Some(Value::Null) => false,
+            Some(Value::Object(options)) => match options.get("include_usage") {
+                None | Some(Value::Null) => false,
+                Some(Value::Bool(b)) => *b,
+                Some(_) => {
+                    return Err(GatewayError::invalid_param(
+                        "`stream_options.include_usage` must be a boolean",
+                        "stream_options.include_usage",
+                    ))
+                }
+            },
+            Some(_) => {
+                return Err(GatewayError::invalid_param(
+                    "`stream_options` must be an object",
+                    "stream_options",
+                ))
+            }
+        };
+        Ok(ChatRequest {
+            body,
+            model,
+            stream,
+            include_usage,
+        })
+    }
+
+    /// The body for a non-streaming upstream call serving a streaming client:
+    /// `stream: false`, and no `stream_options` (which OpenAI rejects without streaming).
+    pub fn non_streaming_body(&self) -> Map<String, Value> {
+        let mut body = self.body.clone();
+        body.insert("stream".into(), Value::Bool(false));
+        body.remove("stream_options");
+        body
+    }
+}
+
+/// A non-streaming Chat Completions response.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChatCompletion {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default = "chat_completion_object")]
+    pub object: String,
+    #[serde(default)]
+    pub created: i64,
+    #[serde(default)]
+    pub model: String,
+    #[serde(default)]
+    pub choices: Vec<Choice>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_fingerprint: Option<Value>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+fn chat_completion_object() -> String {
+    "chat.completion".into()
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Choice {
+    #[serde(default)]
+    pub index: u32,
+    #[serde(default)]
+    pub message: AssistantMessage,
+    #[serde(default)]
+    pub finish_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<Value>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AssistantMessage {
+    #[serde(default = "assistant_role")]
+    pub role: String,
+    #[serde(default)]
+    pub content: Option<Value>,
+    /// Reasoning text some providers return beside the answer (DeepSeek, Qwen, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCall>>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl Default for AssistantMessage {
+    fn default() -> Self {
+        AssistantMessage {
+            role: assistant_role(),
+            content: None,
+            reasoning_content: None,
+            refusal: None,
+            tool_calls: None,
+            extra: Map::new(),
+        }
+    }
+}
+
+impl AssistantMessage {
+    /// The content as text: a string as is, an array of text parts joined.
+    pub fn text(&self) -> String {
+        match &self.content {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Array(parts)) => parts
+                .iter()
+                .filter_map(|p| p.get("text").and_then(Value::as_str))
+                .collect(),
+            _ => String::new(),
+        }
+    }
+}
+
+fn assistant_role() -> String {
+    "assistant".into()
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ToolCall {
+    #[serde(default)]
+    pub id: String,
+    #[serde(rename = "type", default = "function_type")]
+    pub kind: String,
+    #[serde(default)]
+    pub function: FunctionCall,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+fn function_type() -> String {
+    "function".into()
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FunctionCall {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub arguments: String,
+}
+
+impl ChatCompletion {
+    /// Parses an upstream body, with an error that says what was wrong.
+    pub fn parse(bytes: &[u8]) -> Result<ChatCompletion, GatewayError> {
+        let completion: ChatCompletion = serde_json::from_slice(bytes).map_err(|e| {
+            GatewayError::UpstreamMalformed(format!(
+                "expected a chat.completion JSON object ({e})"
+            ))
+        })?;
+        if completion.choices.is_empty() && completion.extra.contains_key("error") {
+            return Err(GatewayError::from_upstream(502, bytes));
+        }
+        Ok(completion)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(v: Value) -> Result<ChatRequest, GatewayError> {
+        ChatRequest::parse(v.to_string().as_bytes())
+    }
+
+    #[test]
+    fn valid_request_keeps_every_field() {
+        let body = json!({"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],
+            "stream":true,"stream_options":{"include_usage":true},"temperature":0.2,"vendor_x":{"a":1}});
+        let req = parse(body.clone()).unwrap();
+        assert_eq!(req.model, "gpt-4o");
+        assert!(req.stream && req.include_usage);
+        assert_eq!(Value::Object(req.body.clone()), body);
+        let upstream = req.non_streaming_body();
+        assert_eq!(upstream["stream"], false);
+        assert!(!upstream.contains_key("stream_options"));
+        assert_eq!(upstream["vendor_x"], json!({"a":1}));
+    }
+
+    #[test]
+    fn bad_requests_are_400_with_param() {
+        let cases = [
+            (json!([1]), None),
+            (json!({"messages":[{"role":"user","content":"x"}]}), Some("model")),
+            (json!({"model":5,"messages":[{"role":"user"}]}), Some("model")),
+            (json!({"model":"m"}), Some("messages")),
+            (json!({"model":"m","messages":[]}), Some("messages")),
+            (json!({"model":"m","messages":"hi"}), Some("messages")),
+            (json!({"model":"m","messages":[{"content":"x"}]}), Some("messages[0].role")),
+            (json!({"model":"m","messages":[{"role":"user"}],"stream":"yes"}), Some("stream")),
+            (json!({"model":"m","messages":[{"role":"user"}],"stream_options":1}), Some("stream_options")),
+        ];
+        for (body, param) in cases {
+            let err = parse(body.clone()).unwrap_err();
+            assert_eq!(err.status(), 400, "{body}");
+            assert_eq!(err.to_body()["error"]["param"].as_str(), param, "{body}");
+        }
+    }
+
+    #[test]
+    fn invalid_json_and_empty_body() {
+        let err = ChatRequest::parse(b"{not json").unwrap_err();
+        assert_eq!(err.to_body()["error"]["code"], "invalid_json");
+        assert_eq!(ChatRequest::parse(b"  ").unwrap_err().status(), 400);
+        assert_eq!(ChatRequest::parse(&[0xff, 0xfe]).unwrap_err().status(), 400);
+    }
+
+    #[test]
+    fn completion_round_trip_keeps_unknown_fields() {
+        let raw = json!({"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"m",
+            "choices":[{"index":0,"message":{"role":"assistant","content":"hi","annotations":[]},
+            "finish_reason":"stop","logprobs":null}],"usage":{"prompt_tokens":1},"service_tier":"default"});
+        let parsed = ChatCompletion::parse(raw.to_string().as_bytes()).unwrap();
+        assert_eq!(parsed.choices[0].message.text(), "hi");
+        assert_eq!(parsed.extra["service_tier"], "default");
+        assert_eq!(parsed.choices[0].message.extra["annotations"], json!([]));
+        let back = serde_json::to_value(&parsed).unwrap();
+        assert_eq!(back["choices"][0]["message"]["annotations"], json!([]));
+    }
+
+    #[test]
+    fn malformed_completion_is_502() {
+        assert_eq!(ChatCompletion::parse(b"<html>").unwrap_err().status(), 502);
+        assert_eq!(ChatCompletion::parse(b"{\"choices\": 3}").unwrap_err().status(), 502);
+    }
+}

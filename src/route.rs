@@ -1,0 +1,101 @@
+//! Which handler serves a method and path.
+
+use crate::error::GatewayError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Chat,
+    Health,
+    Status,
+    Page,
+    Preflight,
+}
+
+/// One path the gateway serves, with the methods it takes (OPTIONS is always accepted).
+struct Endpoint {
+    paths: &'static [&'static str],
+    get: Option<Route>,
+    post: Option<Route>,
+}
+
+const ENDPOINTS: &[Endpoint] = &[
+    Endpoint {
+        paths: &["/"],
+        get: Some(Route::Page),
+        post: Some(Route::Chat),
+    },
+    Endpoint {
+        paths: &["/v1/chat/completions", "/chat/completions", "/api/chat"],
+        get: None,
+        post: Some(Route::Chat),
+    },
+    Endpoint {
+        paths: &["/health", "/healthz"],
+        get: Some(Route::Health),
+        post: None,
+    },
+    Endpoint {
+        paths: &["/api/status"],
+        get: Some(Route::Status),
+        post: None,
+    },
+];
+
+pub fn route(method: &str, path: &str) -> Result<Route, GatewayError> {
+    let normalized = if path.len() > 1 {
+        path.trim_end_matches('/')
+    } else {
+        path
+    };
+    let normalized = if normalized.is_empty() { "/" } else { normalized };
+    let Some(endpoint) = ENDPOINTS.iter().find(|e| e.paths.contains(&normalized)) else {
+        return Err(GatewayError::NotFound {
+            method: method.to_string(),
+            path: path.to_string(),
+        });
+    };
+    let found = match method.to_ascii_uppercase().as_str() {
+        "OPTIONS" => Some(Route::Preflight),
+        "GET" | "HEAD" => endpoint.get,
+        "POST" => endpoint.post,
+        _ => None,
+    };
+    found.ok_or_else(|| GatewayError::MethodNotAllowed {
+        method: method.to_string(),
+        path: path.to_string(),
+        allow: match (endpoint.get.is_some(), endpoint.post.is_some()) {
+            (true, true) => "GET, POST, OPTIONS",
+            (true, false) => "GET, OPTIONS",
+            _ => "POST, OPTIONS",
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chat_paths() {
+        for path in ["/v1/chat/completions", "/api/chat", "/", "/chat/completions", "/v1/chat/completions/"] {
+            assert_eq!(route("POST", path).unwrap(), Route::Chat, "{path}");
+        }
+    }
+
+    #[test]
+    fn pages_and_status() {
+        assert_eq!(route("GET", "/").unwrap(), Route::Page);
+        assert_eq!(route("GET", "/health").unwrap(), Route::Health);
+        assert_eq!(route("GET", "/api/status").unwrap(), Route::Status);
+        assert_eq!(route("OPTIONS", "/v1/chat/completions").unwrap(), Route::Preflight);
+    }
+
+    #[test]
+    fn unknown_and_wrong_method() {
+        assert_eq!(route("GET", "/nope").unwrap_err().status(), 404);
+        let err = route("GET", "/v1/chat/completions").unwrap_err();
+        assert_eq!(err.status(), 405);
+        assert_eq!(route("DELETE", "/health").unwrap_err().status(), 405);
+        assert_eq!(route("PUT", "/").unwrap_err().status(), 405);
+    }
+}

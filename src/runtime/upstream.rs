@@ -1,0 +1,303 @@
+//! Executes an `UpstreamCall`: the fetch with timeout and abort, and the three ways of
+//! answering (JSON, streaming relay, fake stream driven by heartbeat timers).
+
+use super::{internal, now_seconds};
+use crate::error::{excerpt, GatewayError};
+use crate::openai::{ChatCompletion, ChatRequest};
+use crate::proxy::{forwarded_response_header, UpstreamCall};
+use crate::stream::fake;
+use crate::stream::relay::Relay;
+use futures::future::{select, Either};
+use futures::{Stream, StreamExt};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::{pin, Pin};
+use std::time::Duration;
+use worker::{AbortController, ByteStream, Delay, Fetch, Headers, Method, Request, RequestInit, Response};
+
+pub struct Exchange {
+    pub timeout_ms: u64,
+    pub heartbeat_ms: u64,
+    pub chunk_chars: usize,
+    pub chunk_delay_ms: u64,
+    /// The key sent upstream, kept only to scrub it from any upstream error text.
+    pub key: String,
+    pub request: ChatRequest,
+    pub request_id: String,
+}
+
+/// Aborts the upstream fetch when dropped while armed: a client that goes away drops the
+/// response stream, and with it this guard, so the upstream stops working for nobody.
+struct AbortOnDrop(Option<AbortController>);
+
+impl AbortOnDrop {
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(controller) = self.0.take() {
+            controller.abort();
+        }
+    }
+}
+
+type BoxedBytes = Pin<Box<dyn Stream<Item = worker::Result<Vec<u8>>>>>;
+
+/// Runs `future` for at most `ms` milliseconds.
+async fn within<T>(ms: u64, future: impl Future<Output = T>) -> Option<T> {
+    let future = pin!(future);
+    let delay = Delay::from(Duration::from_millis(ms));
+    match select(future, delay).await {
+        Either::Left((value, _)) => Some(value),
+        Either::Right(_) => None,
+    }
+}
+
+impl Exchange {
+    /// Sends the request; returns the upstream response (any status) and the armed guard.
+    async fn send(&self, call: &UpstreamCall) -> Result<(Response, AbortOnDrop), GatewayError> {
+        let headers = Headers::new();
+        for (name, value) in &call.headers {
+            // A header value the runtime refuses is dropped rather than failing the call.
+            let _ = headers.append(name, value);
+        }
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post)
+            .with_headers(headers)
+            .with_body(Some(js_sys::Uint8Array::from(call.body.as_slice()).into()));
+        let request = Request::new_with_init(&call.url, &init).map_err(|e| {
+            GatewayError::Config(format!("SOURCE_API_URL gives an invalid upstream URL ({e})"))
+        })?;
+        let controller = AbortController::default();
+        let signal = controller.signal();
+        let guard = AbortOnDrop(Some(controller));
+        let fetch = Fetch::Request(request);
+        match within(self.timeout_ms, fetch.send_with_signal(&signal)).await {
+            None => Err(GatewayError::UpstreamTimeout {
+                after_ms: self.timeout_ms,
+            }),
+            Some(Err(e)) => Err(GatewayError::UpstreamUnreachable(e.to_string()).redact(Some(&self.key))),
+            Some(Ok(response)) => Ok((response, guard)),
+        }
+    }
+
+    /// Reads the whole body within the timeout.
+    async fn read_body(&self, response: &mut Response) -> Result<Vec<u8>, GatewayError> {
+        match within(self.timeout_ms, response.bytes()).await {
+            None => Err(GatewayError::UpstreamTimeout {
+                after_ms: self.timeout_ms,
+            }),
+            Some(Err(e)) => Err(GatewayError::UpstreamUnreachable(format!(
+                "the connection broke while reading the answer ({e})"
+            ))),
+            Some(Ok(bytes)) => Ok(bytes),
+        }
+    }
+
+    /// An upstream error status becomes an OpenAI error with the same status.
+    async fn check_status(&self, response: &mut Response) -> Result<(), GatewayError> {
+        let status = response.status_code();
+        if (200..300).contains(&status) {
+            return Ok(());
+        }
+        let body = self.read_body(response).await.unwrap_or_default();
+        Err(GatewayError::from_upstream(status, &body).redact(Some(&self.key)))
+    }
+
+    /// Non-streaming: the upstream JSON as it is, with its rate-limit and id headers.
+    pub async fn json(&self, call: UpstreamCall) -> Result<Response, GatewayError> {
+        let (mut upstream, mut guard) = self.send(&call).await?;
+        self.check_status(&mut upstream).await?;
+        let body = self.read_body(&mut upstream).await?;
+        guard.disarm();
+        if serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err() {
+            return Err(GatewayError::UpstreamMalformed(format!(
+                "expected JSON, got: {}",
+                excerpt(&String::from_utf8_lossy(&body), 200)
+            )));
+        }
+        let headers = forwarded_headers(upstream.headers());
+        let _ = headers.set("Content-Type", "application/json");
+        Ok(Response::from_bytes(body)
+            .map_err(internal)?
+            .with_status(upstream.status_code())
+            .with_headers(headers))
+    }
+
+    /// Streaming passthrough: complete events are relayed as they arrive.
+    pub async fn passthrough(self, call: UpstreamCall) -> Result<Response, GatewayError> {
+        let (mut upstream, guard) = self.send(&call).await?;
+        self.check_status(&mut upstream).await?;
+        let headers = forwarded_headers(upstream.headers());
+        let content_type = upstream
+            .headers()
+            .get("Content-Type")
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        if !content_type.to_ascii_lowercase().contains("text/event-stream") {
+            // The upstream ignored `stream: true` and answered in one piece: replay it.
+            let body = self.read_body(&mut upstream).await?;
+            let frames = self.replay(ChatCompletion::parse(&body));
+            return sse_response(Box::pin(futures::stream::iter(frames.into_iter().map(Ok))), headers);
+        }
+        let body = upstream.stream().map_err(internal)?;
+        let stream = relay_stream(body, guard, self.timeout_ms);
+        sse_response(stream, headers)
+    }
+
+    /// Fake streaming: the 200 goes out at once, heartbeats flow while the non-streaming
+    /// upstream call runs, then the answer is replayed as chunks.
+    pub fn fake_stream(self, call: UpstreamCall) -> Result<Response, GatewayError> {
+        let heartbeat = Duration::from_millis(self.heartbeat_ms);
+        let chunk_delay = self.chunk_delay_ms;
+        let pending: Pin<Box<dyn Future<Output = VecDeque<Vec<u8>>>>> = Box::pin(async move {
+            let result = async {
+                let (mut upstream, mut guard) = self.send(&call).await?;
+                self.check_status(&mut upstream).await?;
+                let body = self.read_body(&mut upstream).await?;
+                guard.disarm();
+                ChatCompletion::parse(&body)
+            }
+            .await;
+            self.replay(result)
+        });
+        let state = FakeState::Waiting {
+            pending,
+            first: true,
+        };
+        let stream = futures::stream::unfold(state, move |state| async move {
+            match state {
+                FakeState::Waiting { mut pending, first } => {
+                    if first {
+                        // An immediate first frame flushes headers through any buffering proxy.
+                        return Some((fake::heartbeat(), FakeState::Waiting { pending, first: false }));
+                    }
+                    let ready = match select(pending.as_mut(), Delay::from(heartbeat)).await {
+                        Either::Left((frames, _)) => Some(frames),
+                        Either::Right(_) => None,
+                    };
+                    match ready {
+                        None => Some((fake::heartbeat(), FakeState::Waiting { pending, first: false })),
+                        Some(mut frames) => {
+                            let first_frame = frames.pop_front()?;
+                            Some((first_frame, FakeState::Replaying(frames)))
+                        }
+                    }
+                }
+                FakeState::Replaying(mut frames) => {
+                    let frame = frames.pop_front()?;
+                    if chunk_delay > 0 {
+                        Delay::from(Duration::from_millis(chunk_delay)).await;
+                    }
+                    Some((frame, FakeState::Replaying(frames)))
+                }
+            }
+        })
+        .map(Ok);
+        sse_response(Box::pin(stream), Headers::new())
+    }
+
+    /// The frames that replay a completion, or report its failure.
+    fn replay(&self, result: Result<ChatCompletion, GatewayError>) -> VecDeque<Vec<u8>> {
+        match result {
+            Ok(completion) => {
+                let meta = fake::meta_for(
+                    &completion,
+                    &self.request.model,
+                    self.request.include_usage,
+                    &format!("chatcmpl-{}", self.request_id),
+                    now_seconds(),
+                );
+                fake::replay_frames(&completion, &meta, self.chunk_chars).into()
+            }
+            Err(error) => VecDeque::from([fake::error_frames(&error.redact(Some(&self.key)))]),
+        }
+    }
+}
+
+enum FakeState {
+    Waiting {
+        pending: Pin<Box<dyn Future<Output = VecDeque<Vec<u8>>>>>,
+        first: bool,
+    },
+    Replaying(VecDeque<Vec<u8>>),
+}
+
+/// Relays the upstream body through a `Relay`, with an idle timeout between reads.
+fn relay_stream(body: ByteStream, guard: AbortOnDrop, idle_timeout_ms: u64) -> BoxedBytes {
+    struct RelayState {
+        body: ByteStream,
+        relay: Relay,
+        guard: AbortOnDrop,
+        finished: bool,
+    }
+    let state = RelayState {
+        body,
+        relay: Relay::new(),
+        guard,
+        finished: false,
+    };
+    let stream = futures::stream::unfold(state, move |mut state| async move {
+        loop {
+            if state.finished {
+                return None;
+            }
+            let next = within(idle_timeout_ms, state.body.next()).await;
+            let out = match next {
+                Some(Some(Ok(bytes))) => state.relay.push(&bytes),
+                Some(None) => {
+                    state.finished = true;
+                    state.guard.disarm();
+                    state.relay.finish(None)
+                }
+                Some(Some(Err(e))) => {
+                    state.finished = true;
+                    state.relay.finish(Some(GatewayError::UpstreamUnreachable(format!(
+                        "the upstream stream broke ({e})"
+                    ))))
+                }
+                None => {
+                    state.finished = true;
+                    state.relay.finish(Some(GatewayError::UpstreamTimeout {
+                        after_ms: idle_timeout_ms,
+                    }))
+                }
+            };
+            if state.relay.is_done() && !state.finished {
+                // After [DONE] nothing more is relayed; release the upstream.
+                state.finished = true;
+                state.guard.disarm();
+            }
+            if !out.is_empty() {
+                return Some((Ok(out), state));
+            }
+        }
+    });
+    Box::pin(stream)
+}
+
+fn sse_response(stream: BoxedBytes, headers: Headers) -> Result<Response, GatewayError> {
+    let _ = headers.set("Content-Type", "text/event-stream; charset=utf-8");
+    let _ = headers.set("Cache-Control", "no-cache, no-transform");
+    let _ = headers.set("X-Accel-Buffering", "no");
+    Ok(Response::from_stream(stream)
+        .map_err(internal)?
+        .with_headers(headers))
+}
+
+fn forwarded_headers(upstream: &Headers) -> Headers {
+    let headers = Headers::new();
+    for (name, value) in upstream.entries() {
+        if name.eq_ignore_ascii_case("x-request-id") {
+            // The gateway sets its own X-Request-Id; the upstream's stays readable.
+            let _ = headers.append("X-Upstream-Request-Id", &value);
+        } else if forwarded_response_header(&name) {
+            let _ = headers.append(&name, &value);
+        }
+    }
+    headers
+}

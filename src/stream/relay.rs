@@ -1,0 +1,152 @@
+//! Passthrough of an OpenAI-compatible upstream stream: complete events are relayed as
+//! soon as they arrive (a half-received event is never sent), and a stream that ends
+//! without `[DONE]` is closed with an error event and `[DONE]`, so clients never hang
+//! on a truncated answer.
+
+use super::fake::error_frames;
+use crate::error::GatewayError;
+use crate::sse::{self, SseItem, SseParser};
+use serde_json::Value;
+
+#[derive(Debug, Default)]
+pub struct Relay {
+    parser: SseParser,
+    done: bool,
+    /// Assistant text seen so far (choice 0), for the request log.
+    pub content: String,
+    pub events: usize,
+    /// The `usage` object, when the upstream sent one.
+    pub usage: Option<Value>,
+}
+
+impl Relay {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Feeds upstream bytes; returns the bytes to send to the client now.
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<u8> {
+        let items = self.parser.push(bytes);
+        self.emit(items)
+    }
+
+    /// The upstream body ended (`error` is set when it broke). Returns the last bytes.
+    pub fn finish(&mut self, error: Option<GatewayError>) -> Vec<u8> {
+        // An event cut off mid-way is dropped unless it is still whole JSON or [DONE]:
+        // half a JSON object would make clients fail on a parse error instead of our error.
+        let items = self
+            .parser
+            .finish()
+            .into_iter()
+            .filter(|item| match item {
+                SseItem::Event { data, .. } => {
+                    data.trim() == sse::encode::DONE
+                        || serde_json::from_str::<Value>(data).is_ok()
+                }
+                SseItem::Comment(_) => true,
+            })
+            .collect();
+        let mut out = self.emit(items);
+        if !self.done {
+            let error = error.unwrap_or_else(|| {
+                GatewayError::UpstreamMalformed(
+                    "the upstream stream ended before [DONE]".to_string(),
+                )
+            });
+            out.extend_from_slice(&error_frames(&error));
+            self.done = true;
+        }
+        out
+    }
+
+    fn emit(&mut self, items: Vec<SseItem>) -> Vec<u8> {
+        let mut out = Vec::new();
+        for item in items {
+            if self.done {
+                break;
+            }
+            match item {
+                SseItem::Comment(text) => out.extend_from_slice(&sse::comment(&text)),
+                SseItem::Event { event, id, data } => {
+                    self.events += 1;
+                    if data.trim() == sse::encode::DONE {
+                        self.done = true;
+                        out.extend_from_slice(&sse::done());
+                        continue;
+                    }
+                    self.observe(&data);
+                    out.extend_from_slice(&sse::encode::event(
+                        event.as_deref(),
+                        id.as_deref(),
+                        &data,
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    fn observe(&mut self, data: &str) {
+        let Ok(chunk) = serde_json::from_str::<Value>(data) else {
+            return;
+        };
+        if let Some(text) = chunk
+            .pointer("/choices/0/delta/content")
+            .and_then(Value::as_str)
+        {
+            self.content.push_str(text);
+        }
+        if let Some(usage) = chunk.get("usage").filter(|u| u.is_object()) {
+            self.usage = Some(usage.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relays_complete_events_only() {
+        let mut relay = Relay::new();
+        let out = relay.push(b"data: {\"choices\":[{\"delta\":{\"content\":\"he\"}}]}\n\ndata: {\"choi");
+        assert_eq!(out, b"data: {\"choices\":[{\"delta\":{\"content\":\"he\"}}]}\n\n");
+        let out = relay.push(b"ces\":[{\"delta\":{\"content\":\"llo\"}}],\"usage\":{\"total_tokens\":2}}\r\n\r\n: keep\n\ndata: [DONE]\n\n");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "data: {\"choices\":[{\"delta\":{\"content\":\"llo\"}}],\"usage\":{\"total_tokens\":2}}\n\n: keep\n\ndata: [DONE]\n\n"
+        );
+        assert!(relay.is_done());
+        assert_eq!(relay.content, "hello");
+        assert_eq!(relay.usage.as_ref().unwrap()["total_tokens"], 2);
+        assert!(relay.finish(None).is_empty());
+    }
+
+    #[test]
+    fn cut_stream_ends_with_error_and_done() {
+        let mut relay = Relay::new();
+        relay.push(b"data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\ndata: {\"par");
+        let tail = String::from_utf8(relay.finish(None)).unwrap();
+        assert!(!tail.contains("{\"par"), "half an event is never relayed: {tail}");
+        assert!(tail.starts_with("data: {\"error\""), "{tail}");
+        assert!(tail.ends_with("data: [DONE]\n\n"));
+    }
+
+    #[test]
+    fn unterminated_but_whole_last_event_is_kept() {
+        let mut relay = Relay::new();
+        relay.push(b"data: {\"choices\":[]}\n\ndata: [DONE]");
+        assert_eq!(relay.finish(None), b"data: [DONE]\n\n");
+    }
+
+    #[test]
+    fn upstream_error_is_reported() {
+        let mut relay = Relay::new();
+        let tail = relay.finish(Some(GatewayError::UpstreamTimeout { after_ms: 1 }));
+        assert!(String::from_utf8(tail).unwrap().contains("upstream_timeout"));
+    }
+}
