@@ -31,7 +31,9 @@ pub fn upstream_key(
     if let Some(token) = auth_token {
         let Some(presented) = presented else {
             return Err(GatewayError::Unauthorized {
-                message: "This gateway requires an access token: send `Authorization: Bearer <token>`".into(),
+                message:
+                    "This gateway requires an access token: send `Authorization: Bearer <token>`"
+                        .into(),
                 code: "missing_api_key",
             });
         };
@@ -49,10 +51,13 @@ pub fn upstream_key(
     if let Some(key) = server_key {
         return Ok(key.to_string());
     }
-    presented.map(str::to_string).ok_or_else(|| GatewayError::Unauthorized {
-        message: "Missing API key: send your upstream key as `Authorization: Bearer <key>`".into(),
-        code: "missing_api_key",
-    })
+    presented
+        .map(str::to_string)
+        .ok_or_else(|| GatewayError::Unauthorized {
+            message: "Missing API key: send your upstream key as `Authorization: Bearer <key>`"
+                .into(),
+            code: "missing_api_key",
+        })
 }
 
 /// Compares without an early exit, so the time taken does not reveal how much matched.
@@ -80,37 +85,60 @@ mod tests {
 
     #[test]
     fn bearer_and_x_api_key() {
-        assert_eq!(client_credential(Some("Bearer sk-1"), None).as_deref(), Some("sk-1"));
-        assert_eq!(client_credential(Some("bearer   sk-2 "), None).as_deref(), Some("sk-2"));
-        assert_eq!(client_credential(Some("Basic abc"), Some("k")).as_deref(), Some("k"));
+        assert_eq!(
+            client_credential(Some("Bearer sk-1"), None).as_deref(),
+            Some("sk-1")
+        );
+        assert_eq!(
+            client_credential(Some("bearer   sk-2 "), None).as_deref(),
+            Some("sk-2")
+        );
+        assert_eq!(
+            client_credential(Some("Basic abc"), Some("k")).as_deref(),
+            Some("k")
+        );
         assert_eq!(client_credential(None, Some("  ")), None);
         assert_eq!(client_credential(Some("Bearer "), None), None);
     }
 
     #[test]
     fn token_mode() {
-        assert_eq!(upstream_key(Some("t"), Some("server"), Some("t")).unwrap(), "server");
+        assert_eq!(
+            upstream_key(Some("t"), Some("server"), Some("t")).unwrap(),
+            "server"
+        );
         let missing = upstream_key(Some("t"), Some("server"), None).unwrap_err();
         assert_eq!(missing.status(), 401);
         let wrong = upstream_key(Some("t"), Some("server"), Some("x")).unwrap_err();
         assert_eq!(wrong.to_body()["error"]["code"], "invalid_api_key");
         let no_server_key = upstream_key(Some("t"), None, Some("t")).unwrap_err();
         assert_eq!(no_server_key.status(), 401);
-        assert_eq!(no_server_key.to_body()["error"]["code"], "missing_server_key");
+        assert_eq!(
+            no_server_key.to_body()["error"]["code"],
+            "missing_server_key"
+        );
     }
 
     #[test]
     fn server_key_mode_and_public_mode() {
-        assert_eq!(upstream_key(None, Some("server"), Some("client")).unwrap(), "server");
+        assert_eq!(
+            upstream_key(None, Some("server"), Some("client")).unwrap(),
+            "server"
+        );
         assert_eq!(upstream_key(None, None, Some("client")).unwrap(), "client");
         assert_eq!(upstream_key(None, None, None).unwrap_err().status(), 401);
     }
 
     #[test]
     fn errors_never_contain_keys() {
-        let err = upstream_key(Some("secret-token"), Some("sk-server"), Some("sk-guess")).unwrap_err();
+        let err =
+            upstream_key(Some("secret-token"), Some("sk-server"), Some("sk-guess")).unwrap_err();
         let text = err.to_body().to_string();
-        assert!(!text.contains("secret-token") && !text.contains("sk-server") && !text.contains("sk-guess"));
+        assert!(
+            !text.contains("secret-token")
+                && !text.contains("sk-server")
+                && !text.contains("sk-guess")
+        );
     }
 
     #[test]

@@ -28,7 +28,9 @@ impl FakeStreamMode {
         }
         let patterns: Vec<String> = split_list(trimmed);
         if patterns.is_empty() {
-            return Err("expected `off`, `always`, or a comma-separated list of model patterns".into());
+            return Err(
+                "expected `off`, `always`, or a comma-separated list of model patterns".into(),
+            );
         }
         Ok(FakeStreamMode::Models(patterns))
     }
@@ -292,7 +294,10 @@ mod tests {
         assert_eq!(c.allowed_origins, AllowedOrigins::Any);
         assert_eq!(c.auth_token, None);
         assert_eq!(c.openai_api_key, None);
-        assert_eq!(c.chat_completions_url(), "https://api.openai.com/v1/chat/completions");
+        assert_eq!(
+            c.chat_completions_url(),
+            "https://api.openai.com/v1/chat/completions"
+        );
     }
 
     #[test]
@@ -309,11 +314,20 @@ mod tests {
             ("https://api.example.com/", "https://api.example.com"),
             ("https://api.example.com/v1", "https://api.example.com"),
             ("https://api.example.com/v1/", "https://api.example.com"),
-            ("http://127.0.0.1:9000/openai/v1", "http://127.0.0.1:9000/openai"),
+            (
+                "http://127.0.0.1:9000/openai/v1",
+                "http://127.0.0.1:9000/openai",
+            ),
         ] {
             assert_eq!(normalize_base_url(raw).unwrap(), want, "{raw}");
         }
-        for bad in ["ftp://x", "api.openai.com", "https://", "https://a b", "https://x?y=1"] {
+        for bad in [
+            "ftp://x",
+            "api.openai.com",
+            "https://",
+            "https://a b",
+            "https://x?y=1",
+        ] {
             assert!(normalize_base_url(bad).is_err(), "{bad}");
         }
     }
@@ -347,7 +361,10 @@ mod tests {
     #[test]
     fn fake_stream_modes() {
         assert_eq!(FakeStreamMode::parse("off").unwrap(), FakeStreamMode::Off);
-        assert_eq!(FakeStreamMode::parse("ALWAYS").unwrap(), FakeStreamMode::Always);
+        assert_eq!(
+            FakeStreamMode::parse("ALWAYS").unwrap(),
+            FakeStreamMode::Always
+        );
         let mode = FakeStreamMode::parse("o1*, gemini-2.5-pro").unwrap();
         assert!(mode.applies_to("o1-preview"));
         assert!(mode.applies_to("O1"));
@@ -366,7 +383,10 @@ mod tests {
         assert!(glob_match("*mini*", "gpt-4o-mini-2024"));
         assert!(glob_match("a*b*c", "axxbyyc"));
         assert!(!glob_match("a*b*c", "axxbyy"));
-        assert!(glob_match("https://*.example.com", "https://app.example.com"));
+        assert!(glob_match(
+            "https://*.example.com",
+            "https://app.example.com"
+        ));
         assert!(!glob_match("https://*.example.com", "https://example.org"));
         assert!(glob_match("模型*", "模型一"));
     }
@@ -378,6 +398,9 @@ mod tests {
         assert!(list.allows("HTTP://127.0.0.1:3000"));
         assert!(!list.allows("https://b.example.com"));
         assert!(!list.allows("null"));
-        assert_eq!(AllowedOrigins::parse("*, https://x.y").unwrap(), AllowedOrigins::Any);
+        assert_eq!(
+            AllowedOrigins::parse("*, https://x.y").unwrap(),
+            AllowedOrigins::Any
+        );
     }
 }

@@ -41,7 +41,10 @@ pub fn cors_headers(
             .filter(|list| !list.is_empty())
             .unwrap_or_else(|| DEFAULT_ALLOWED_HEADERS.to_string());
         headers.push(("Access-Control-Allow-Headers", allow_headers));
-        headers.push(("Access-Control-Max-Age", PREFLIGHT_MAX_AGE_SECONDS.to_string()));
+        headers.push((
+            "Access-Control-Max-Age",
+            PREFLIGHT_MAX_AGE_SECONDS.to_string(),
+        ));
     } else {
         headers.push(("Access-Control-Expose-Headers", EXPOSED_HEADERS.to_string()));
     }
@@ -91,7 +94,12 @@ mod tests {
             Some("https://app.example.com")
         );
         assert_eq!(get(&ok, "Vary"), Some("Origin"));
-        let denied = cors_headers(&allowed, Some("https://evil.example"), true, Some("authorization"));
+        let denied = cors_headers(
+            &allowed,
+            Some("https://evil.example"),
+            true,
+            Some("authorization"),
+        );
         assert_eq!(get(&denied, "Access-Control-Allow-Origin"), None);
         assert_eq!(get(&denied, "Access-Control-Allow-Headers"), None);
         let none = cors_headers(&allowed, None, false, None);
@@ -110,15 +118,26 @@ mod tests {
             get(&h, "Access-Control-Allow-Headers"),
             Some("authorization, content-type, x-stainless-os")
         );
-        assert_eq!(get(&h, "Access-Control-Allow-Methods"), Some(ALLOWED_METHODS));
+        assert_eq!(
+            get(&h, "Access-Control-Allow-Methods"),
+            Some(ALLOWED_METHODS)
+        );
         assert_eq!(get(&h, "Access-Control-Max-Age"), Some("86400"));
     }
 
     #[test]
     fn preflight_without_requested_headers_uses_defaults_and_drops_junk() {
         let h = cors_headers(&AllowedOrigins::Any, None, true, None);
-        assert_eq!(get(&h, "Access-Control-Allow-Headers"), Some(DEFAULT_ALLOWED_HEADERS));
-        let h = cors_headers(&AllowedOrigins::Any, None, true, Some("bad header\r\n, ok-one"));
+        assert_eq!(
+            get(&h, "Access-Control-Allow-Headers"),
+            Some(DEFAULT_ALLOWED_HEADERS)
+        );
+        let h = cors_headers(
+            &AllowedOrigins::Any,
+            None,
+            true,
+            Some("bad header\r\n, ok-one"),
+        );
         assert_eq!(get(&h, "Access-Control-Allow-Headers"), Some("ok-one"));
     }
 }

@@ -13,10 +13,7 @@ pub enum GatewayError {
         code: Option<&'static str>,
     },
     /// Missing or wrong credentials (401).
-    Unauthorized {
-        message: String,
-        code: &'static str,
-    },
+    Unauthorized { message: String, code: &'static str },
     /// No route for this path (404).
     NotFound { method: String, path: String },
     /// The path exists, the method does not (405).
@@ -38,7 +35,10 @@ pub enum GatewayError {
     /// The upstream did not answer in time (504).
     UpstreamTimeout { after_ms: u64 },
     /// The upstream answered with an error status; its OpenAI-shaped error object is kept.
-    Upstream { status: u16, error: Map<String, Value> },
+    Upstream {
+        status: u16,
+        error: Map<String, Value>,
+    },
 }
 
 impl GatewayError {
@@ -80,13 +80,15 @@ impl GatewayError {
                 message,
                 param,
                 code,
-            } => (message.clone(), "invalid_request_error", param.clone(), *code),
-            GatewayError::Unauthorized { message, code } => (
+            } => (
                 message.clone(),
-                "authentication_error",
-                None,
-                Some(*code),
+                "invalid_request_error",
+                param.clone(),
+                *code,
             ),
+            GatewayError::Unauthorized { message, code } => {
+                (message.clone(), "authentication_error", None, Some(*code))
+            }
             GatewayError::NotFound { method, path } => (
                 format!("Invalid URL ({method} {path})"),
                 "invalid_request_error",
@@ -231,7 +233,10 @@ fn upstream_error_object(message: String, status: u16) -> Map<String, Value> {
     object.insert("message".into(), Value::String(message));
     object.insert("type".into(), Value::String(kind.into()));
     object.insert("param".into(), Value::Null);
-    object.insert("code".into(), Value::String(format!("upstream_http_{status}")));
+    object.insert(
+        "code".into(),
+        Value::String(format!("upstream_http_{status}")),
+    );
     object
 }
 

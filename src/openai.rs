@@ -21,11 +21,12 @@ impl ChatRequest {
                 "Request body is empty: send a JSON object with `model` and `messages`",
             ));
         }
-        let value: Value = serde_json::from_slice(bytes).map_err(|e| GatewayError::InvalidRequest {
-            message: format!("Request body is not valid JSON: {e}"),
-            param: None,
-            code: Some("invalid_json"),
-        })?;
+        let value: Value =
+            serde_json::from_slice(bytes).map_err(|e| GatewayError::InvalidRequest {
+                message: format!("Request body is not valid JSON: {e}"),
+                param: None,
+                code: Some("invalid_json"),
+            })?;
         let Value::Object(body) = value else {
             return Err(GatewayError::invalid(
                 "Request body must be a JSON object with `model` and `messages`",
@@ -239,9 +240,7 @@ impl ChatCompletion {
     /// Parses an upstream body, with an error that says what was wrong.
     pub fn parse(bytes: &[u8]) -> Result<ChatCompletion, GatewayError> {
         let completion: ChatCompletion = serde_json::from_slice(bytes).map_err(|e| {
-            GatewayError::UpstreamMalformed(format!(
-                "expected a chat.completion JSON object ({e})"
-            ))
+            GatewayError::UpstreamMalformed(format!("expected a chat.completion JSON object ({e})"))
         })?;
         if completion.choices.is_empty() && completion.extra.contains_key("error") {
             return Err(GatewayError::from_upstream(502, bytes));
@@ -277,14 +276,29 @@ mod tests {
     fn bad_requests_are_400_with_param() {
         let cases = [
             (json!([1]), None),
-            (json!({"messages":[{"role":"user","content":"x"}]}), Some("model")),
-            (json!({"model":5,"messages":[{"role":"user"}]}), Some("model")),
+            (
+                json!({"messages":[{"role":"user","content":"x"}]}),
+                Some("model"),
+            ),
+            (
+                json!({"model":5,"messages":[{"role":"user"}]}),
+                Some("model"),
+            ),
             (json!({"model":"m"}), Some("messages")),
             (json!({"model":"m","messages":[]}), Some("messages")),
             (json!({"model":"m","messages":"hi"}), Some("messages")),
-            (json!({"model":"m","messages":[{"content":"x"}]}), Some("messages[0].role")),
-            (json!({"model":"m","messages":[{"role":"user"}],"stream":"yes"}), Some("stream")),
-            (json!({"model":"m","messages":[{"role":"user"}],"stream_options":1}), Some("stream_options")),
+            (
+                json!({"model":"m","messages":[{"content":"x"}]}),
+                Some("messages[0].role"),
+            ),
+            (
+                json!({"model":"m","messages":[{"role":"user"}],"stream":"yes"}),
+                Some("stream"),
+            ),
+            (
+                json!({"model":"m","messages":[{"role":"user"}],"stream_options":1}),
+                Some("stream_options"),
+            ),
         ];
         for (body, param) in cases {
             let err = parse(body.clone()).unwrap_err();
@@ -317,6 +331,11 @@ mod tests {
     #[test]
     fn malformed_completion_is_502() {
         assert_eq!(ChatCompletion::parse(b"<html>").unwrap_err().status(), 502);
-        assert_eq!(ChatCompletion::parse(b"{\"choices\": 3}").unwrap_err().status(), 502);
+        assert_eq!(
+            ChatCompletion::parse(b"{\"choices\": 3}")
+                .unwrap_err()
+                .status(),
+            502
+        );
     }
 }

@@ -28,7 +28,11 @@ pub struct UpstreamCall {
 pub const FAKE_STREAM_HEADER: &str = "x-fake-stream";
 
 /// Whether this call is fake-streamed.
-pub fn wants_fake_stream(config: &Config, request: &ChatRequest, override_header: Option<&str>) -> bool {
+pub fn wants_fake_stream(
+    config: &Config,
+    request: &ChatRequest,
+    override_header: Option<&str>,
+) -> bool {
     if !request.stream {
         return false;
     }
@@ -147,7 +151,8 @@ mod tests {
 
     #[test]
     fn fake_stream_decision() {
-        let (stream_req, _) = request(json!({"model":"o1-mini","messages":[{"role":"user"}],"stream":true}));
+        let (stream_req, _) =
+            request(json!({"model":"o1-mini","messages":[{"role":"user"}],"stream":true}));
         let (plain_req, _) = request(json!({"model":"o1-mini","messages":[{"role":"user"}]}));
         let c = config("o1*");
         assert!(wants_fake_stream(&c, &stream_req, None));
@@ -155,7 +160,11 @@ mod tests {
         assert!(!wants_fake_stream(&c, &stream_req, Some("false")));
         assert!(wants_fake_stream(&config("off"), &stream_req, Some("true")));
         assert!(!wants_fake_stream(&config("gpt*"), &stream_req, None));
-        assert!(!wants_fake_stream(&config("off"), &stream_req, Some("maybe")));
+        assert!(!wants_fake_stream(
+            &config("off"),
+            &stream_req,
+            Some("maybe")
+        ));
     }
 
     #[test]
@@ -169,7 +178,9 @@ mod tests {
             ("Cookie".to_string(), "a=b".to_string()),
             ("X-Fake-Stream".to_string(), "true".to_string()),
         ];
-        let (req, raw) = request(json!({"model":"m","messages":[{"role":"user"}],"stream":true,"stream_options":{"include_usage":true},"top_k":3}));
+        let (req, raw) = request(
+            json!({"model":"m","messages":[{"role":"user"}],"stream":true,"stream_options":{"include_usage":true},"top_k":3}),
+        );
         let call = plan_openai_call(&c, &req, &raw, &headers, "sk-up", true);
         assert_eq!(call.url, "http://127.0.0.1:9/v1/chat/completions");
         assert_eq!(call.mode, ResponseMode::FakeStream);
@@ -177,20 +188,32 @@ mod tests {
         assert_eq!(body["stream"], false);
         assert_eq!(body["top_k"], 3);
         assert!(body.get("stream_options").is_none());
-        let names: Vec<String> = call.headers.iter().map(|(k, _)| k.to_ascii_lowercase()).collect();
+        let names: Vec<String> = call
+            .headers
+            .iter()
+            .map(|(k, _)| k.to_ascii_lowercase())
+            .collect();
         assert!(names.contains(&"openai-organization".to_string()));
         assert!(names.contains(&"x-stainless-lang".to_string()));
         assert!(!names.contains(&"cf-connecting-ip".to_string()));
         assert!(!names.contains(&"cookie".to_string()));
         assert!(!names.contains(&"x-fake-stream".to_string()));
-        let auth: Vec<&String> = call.headers.iter().filter(|(k, _)| k == "Authorization").map(|(_, v)| v).collect();
+        let auth: Vec<&String> = call
+            .headers
+            .iter()
+            .filter(|(k, _)| k == "Authorization")
+            .map(|(_, v)| v)
+            .collect();
         assert_eq!(auth, vec!["Bearer sk-up"]);
 
         let call = plan_openai_call(&c, &req, &raw, &headers, "sk-up", false);
         assert_eq!(call.mode, ResponseMode::Passthrough);
         assert_eq!(call.body, raw, "passthrough forwards the exact bytes");
         let (req, raw) = request(json!({"model":"m","messages":[{"role":"user"}]}));
-        assert_eq!(plan_openai_call(&c, &req, &raw, &[], "k", false).mode, ResponseMode::Json);
+        assert_eq!(
+            plan_openai_call(&c, &req, &raw, &[], "k", false).mode,
+            ResponseMode::Json
+        );
     }
 
     #[test]

@@ -47,7 +47,11 @@ pub fn route(method: &str, path: &str) -> Result<Route, GatewayError> {
     } else {
         path
     };
-    let normalized = if normalized.is_empty() { "/" } else { normalized };
+    let normalized = if normalized.is_empty() {
+        "/"
+    } else {
+        normalized
+    };
     let Some(endpoint) = ENDPOINTS.iter().find(|e| e.paths.contains(&normalized)) else {
         return Err(GatewayError::NotFound {
             method: method.to_string(),
@@ -77,7 +81,13 @@ mod tests {
 
     #[test]
     fn chat_paths() {
-        for path in ["/v1/chat/completions", "/api/chat", "/", "/chat/completions", "/v1/chat/completions/"] {
+        for path in [
+            "/v1/chat/completions",
+            "/api/chat",
+            "/",
+            "/chat/completions",
+            "/v1/chat/completions/",
+        ] {
             assert_eq!(route("POST", path).unwrap(), Route::Chat, "{path}");
         }
     }
@@ -87,7 +97,10 @@ mod tests {
         assert_eq!(route("GET", "/").unwrap(), Route::Page);
         assert_eq!(route("GET", "/health").unwrap(), Route::Health);
         assert_eq!(route("GET", "/api/status").unwrap(), Route::Status);
-        assert_eq!(route("OPTIONS", "/v1/chat/completions").unwrap(), Route::Preflight);
+        assert_eq!(
+            route("OPTIONS", "/v1/chat/completions").unwrap(),
+            Route::Preflight
+        );
     }
 
     #[test]

@@ -62,10 +62,7 @@ async fn handle(
     let timestamp = now_iso();
     let response = match route {
         Route::Preflight => {
-            return Ok((
-                with_status(Response::empty().map_err(internal)?, 204),
-                true,
-            ))
+            return Ok((with_status(Response::empty().map_err(internal)?, 204), true))
         }
         Route::Health => json_response(&status::health(&timestamp), 200)?,
         Route::Status => json_response(&status::status(config_ok(config)?, &timestamp), 200)?,
@@ -79,8 +76,13 @@ fn config_ok(config: &Result<Config, GatewayError>) -> Result<&Config, GatewayEr
     config.as_ref().map_err(Clone::clone)
 }
 
-async fn chat(req: &mut Request, config: &Config, request_id: &str) -> Result<Response, GatewayError> {
-    if let Some(length) = header(req, "Content-Length").and_then(|v| v.trim().parse::<usize>().ok()) {
+async fn chat(
+    req: &mut Request,
+    config: &Config,
+    request_id: &str,
+) -> Result<Response, GatewayError> {
+    if let Some(length) = header(req, "Content-Length").and_then(|v| v.trim().parse::<usize>().ok())
+    {
         if length > config.max_request_bytes {
             return Err(GatewayError::PayloadTooLarge {
                 limit: config.max_request_bytes,
@@ -153,8 +155,13 @@ fn with_status(response: Response, status: u16) -> Response {
     response.with_status(status)
 }
 
-pub(crate) fn json_response(value: &serde_json::Value, status: u16) -> Result<Response, GatewayError> {
-    Ok(Response::from_json(value).map_err(internal)?.with_status(status))
+pub(crate) fn json_response(
+    value: &serde_json::Value,
+    status: u16,
+) -> Result<Response, GatewayError> {
+    Ok(Response::from_json(value)
+        .map_err(internal)?
+        .with_status(status))
 }
 
 pub(crate) fn error_response(error: &GatewayError) -> Response {

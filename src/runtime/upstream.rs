@@ -13,7 +13,9 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::{pin, Pin};
 use std::time::Duration;
-use worker::{AbortController, ByteStream, Delay, Fetch, Headers, Method, Request, RequestInit, Response};
+use worker::{
+    AbortController, ByteStream, Delay, Fetch, Headers, Method, Request, RequestInit, Response,
+};
 
 pub struct Exchange {
     pub timeout_ms: u64,
@@ -69,7 +71,9 @@ impl Exchange {
             .with_headers(headers)
             .with_body(Some(js_sys::Uint8Array::from(call.body.as_slice()).into()));
         let request = Request::new_with_init(&call.url, &init).map_err(|e| {
-            GatewayError::Config(format!("SOURCE_API_URL gives an invalid upstream URL ({e})"))
+            GatewayError::Config(format!(
+                "SOURCE_API_URL gives an invalid upstream URL ({e})"
+            ))
         })?;
         let controller = AbortController::default();
         let signal = controller.signal();
@@ -79,7 +83,9 @@ impl Exchange {
             None => Err(GatewayError::UpstreamTimeout {
                 after_ms: self.timeout_ms,
             }),
-            Some(Err(e)) => Err(GatewayError::UpstreamUnreachable(e.to_string()).redact(Some(&self.key))),
+            Some(Err(e)) => {
+                Err(GatewayError::UpstreamUnreachable(e.to_string()).redact(Some(&self.key)))
+            }
             Some(Ok(response)) => Ok((response, guard)),
         }
     }
@@ -138,11 +144,17 @@ impl Exchange {
             .ok()
             .flatten()
             .unwrap_or_default();
-        if !content_type.to_ascii_lowercase().contains("text/event-stream") {
+        if !content_type
+            .to_ascii_lowercase()
+            .contains("text/event-stream")
+        {
             // The upstream ignored `stream: true` and answered in one piece: replay it.
             let body = self.read_body(&mut upstream).await?;
             let frames = self.replay(ChatCompletion::parse(&body));
-            return sse_response(Box::pin(futures::stream::iter(frames.into_iter().map(Ok))), headers);
+            return sse_response(
+                Box::pin(futures::stream::iter(frames.into_iter().map(Ok))),
+                headers,
+            );
         }
         let body = upstream.stream().map_err(internal)?;
         let stream = relay_stream(body, guard, self.timeout_ms);
@@ -174,14 +186,26 @@ impl Exchange {
                 FakeState::Waiting { mut pending, first } => {
                     if first {
                         // An immediate first frame flushes headers through any buffering proxy.
-                        return Some((fake::heartbeat(), FakeState::Waiting { pending, first: false }));
+                        return Some((
+                            fake::heartbeat(),
+                            FakeState::Waiting {
+                                pending,
+                                first: false,
+                            },
+                        ));
                     }
                     let ready = match select(pending.as_mut(), Delay::from(heartbeat)).await {
                         Either::Left((frames, _)) => Some(frames),
                         Either::Right(_) => None,
                     };
                     match ready {
-                        None => Some((fake::heartbeat(), FakeState::Waiting { pending, first: false })),
+                        None => Some((
+                            fake::heartbeat(),
+                            FakeState::Waiting {
+                                pending,
+                                first: false,
+                            },
+                        )),
                         Some(mut frames) => {
                             let first_frame = frames.pop_front()?;
                             Some((first_frame, FakeState::Replaying(frames)))
@@ -256,9 +280,11 @@ fn relay_stream(body: ByteStream, guard: AbortOnDrop, idle_timeout_ms: u64) -> B
                 }
                 Some(Some(Err(e))) => {
                     state.finished = true;
-                    state.relay.finish(Some(GatewayError::UpstreamUnreachable(format!(
-                        "the upstream stream broke ({e})"
-                    ))))
+                    state
+                        .relay
+                        .finish(Some(GatewayError::UpstreamUnreachable(format!(
+                            "the upstream stream broke ({e})"
+                        ))))
                 }
                 None => {
                     state.finished = true;

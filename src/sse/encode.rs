@@ -67,8 +67,14 @@ mod tests {
         assert_eq!(done(), b"data: [DONE]\n\n");
         assert_eq!(comment("heartbeat"), b": heartbeat\n\n");
         assert_eq!(comment("x\ny"), b": x\n: y\n\n");
-        assert_eq!(json_data(&serde_json::json!({"a":"x\ny"})), b"data: {\"a\":\"x\\ny\"}\n\n");
-        assert_eq!(event(Some("result"), Some("7"), "{}"), b"event: result\nid: 7\ndata: {}\n\n");
+        assert_eq!(
+            json_data(&serde_json::json!({"a":"x\ny"})),
+            b"data: {\"a\":\"x\\ny\"}\n\n"
+        );
+        assert_eq!(
+            event(Some("result"), Some("7"), "{}"),
+            b"event: result\nid: 7\ndata: {}\n\n"
+        );
         assert_eq!(event(Some("bad\nname"), None, "{}"), b"data: {}\n\n");
     }
 }

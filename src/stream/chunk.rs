@@ -17,7 +17,10 @@ impl ChunkMeta {
     pub fn chunk(&self, choices: Vec<Value>) -> Value {
         let mut object = Map::new();
         object.insert("id".into(), Value::String(self.id.clone()));
-        object.insert("object".into(), Value::String("chat.completion.chunk".into()));
+        object.insert(
+            "object".into(),
+            Value::String("chat.completion.chunk".into()),
+        );
         object.insert("created".into(), Value::from(self.created));
         object.insert("model".into(), Value::String(self.model.clone()));
         if let Some(fingerprint) = &self.system_fingerprint {

@@ -147,7 +147,11 @@ pub fn meta_for(
 }
 
 /// Every frame of the replay, ending with `[DONE]`: one SSE event per element.
-pub fn replay_frames(completion: &ChatCompletion, meta: &ChunkMeta, max_chars: usize) -> Vec<Vec<u8>> {
+pub fn replay_frames(
+    completion: &ChatCompletion,
+    meta: &ChunkMeta,
+    max_chars: usize,
+) -> Vec<Vec<u8>> {
     let mut frames: Vec<Vec<u8>> = completion_chunks(completion, meta, max_chars)
         .iter()
         .map(sse::json_data)
@@ -186,7 +190,9 @@ mod tests {
         let mut calls: Vec<(String, String, String)> = Vec::new();
         let mut chunks = Vec::new();
         for item in items {
-            let SseItem::Event { data, .. } = item else { continue };
+            let SseItem::Event { data, .. } = item else {
+                continue;
+            };
             if data == "[DONE]" {
                 continue;
             }
@@ -218,11 +224,19 @@ mod tests {
 
     #[test]
     fn split_keeps_every_character_and_words() {
-        assert_eq!(split_text("Hello big world", 12), vec!["Hello", " big", " world"]);
+        assert_eq!(
+            split_text("Hello big world", 12),
+            vec!["Hello", " big", " world"]
+        );
         assert_eq!(split_text("abcdef", 4), vec!["abcd", "ef"]);
         assert_eq!(split_text("", 4), Vec::<&str>::new());
         assert_eq!(split_text("  lead", 12), vec!["  lead"]);
-        for text in ["你好，世界！这是一个测试。", "emoji 🌍🚀 ok", "a\nb\n\nc", "x"] {
+        for text in [
+            "你好，世界！这是一个测试。",
+            "emoji 🌍🚀 ok",
+            "a\nb\n\nc",
+            "x",
+        ] {
             for max in 1..6 {
                 let pieces = split_text(text, max);
                 assert_eq!(pieces.concat(), text);
@@ -234,43 +248,67 @@ mod tests {
     #[test]
     fn replay_reassembles_content_exactly() {
         let text = "Hello, 世界! Ünïcödé 🌍 text\nwith lines.";
-        let c = completion(json!({"id":"chatcmpl-1","created":5,"model":"gpt-x","choices":[
+        let c = completion(
+            json!({"id":"chatcmpl-1","created":5,"model":"gpt-x","choices":[
             {"index":0,"message":{"role":"assistant","content":text},"finish_reason":"stop"}],
-            "usage":{"prompt_tokens":3,"completion_tokens":9,"total_tokens":12}}));
+            "usage":{"prompt_tokens":3,"completion_tokens":9,"total_tokens":12}}),
+        );
         let m = meta_for(&c, "asked", true, "fallback", 99);
-        assert_eq!((m.id.as_str(), m.created, m.model.as_str()), ("chatcmpl-1", 5, "gpt-x"));
+        assert_eq!(
+            (m.id.as_str(), m.created, m.model.as_str()),
+            ("chatcmpl-1", 5, "gpt-x")
+        );
         let frames = replay_frames(&c, &m, 4);
         assert_eq!(frames.last().unwrap(), &sse::done());
         let (got, calls, chunks) = reassemble(&frames);
         assert_eq!(got, text);
         assert!(calls.is_empty());
         assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
-        assert!(chunks.iter().all(|c| c["object"] == "chat.completion.chunk" && c["id"] == "chatcmpl-1"));
+        assert!(chunks
+            .iter()
+            .all(|c| c["object"] == "chat.completion.chunk" && c["id"] == "chatcmpl-1"));
         let finish = &chunks[chunks.len() - 2];
         assert_eq!(finish["choices"][0]["finish_reason"], "stop");
         let usage = chunks.last().unwrap();
         assert_eq!(usage["choices"], json!([]));
         assert_eq!(usage["usage"]["total_tokens"], 12);
-        assert!(chunks[..chunks.len() - 1].iter().all(|c| c["usage"].is_null()));
+        assert!(chunks[..chunks.len() - 1]
+            .iter()
+            .all(|c| c["usage"].is_null()));
     }
 
     #[test]
     fn tool_calls_become_indexed_deltas() {
-        let c = completion(json!({"choices":[{"index":0,"message":{"role":"assistant","content":null,
+        let c = completion(
+            json!({"choices":[{"index":0,"message":{"role":"assistant","content":null,
             "tool_calls":[
                 {"id":"call_a","type":"function","function":{"name":"get_weather","arguments":"{\"city\":\"Paris\",\"unit\":\"celsius\"}"}},
                 {"id":"call_b","type":"function","function":{"name":"get_time","arguments":"{}"}}]},
-            "finish_reason":"tool_calls"}]}));
+            "finish_reason":"tool_calls"}]}),
+        );
         let m = meta_for(&c, "asked", false, "chatcmpl-fallback", 99);
-        assert_eq!((m.id.as_str(), m.created, m.model.as_str()), ("chatcmpl-fallback", 99, "asked"));
+        assert_eq!(
+            (m.id.as_str(), m.created, m.model.as_str()),
+            ("chatcmpl-fallback", 99, "asked")
+        );
         let frames = replay_frames(&c, &m, 3);
         let (text, calls, chunks) = reassemble(&frames);
         assert_eq!(text, "");
-        assert_eq!(calls, vec![
-            ("call_a".into(), "get_weather".into(), "{\"city\":\"Paris\",\"unit\":\"celsius\"}".into()),
-            ("call_b".into(), "get_time".into(), "{}".into()),
-        ]);
-        assert_eq!(chunks.last().unwrap()["choices"][0]["finish_reason"], "tool_calls");
+        assert_eq!(
+            calls,
+            vec![
+                (
+                    "call_a".into(),
+                    "get_weather".into(),
+                    "{\"city\":\"Paris\",\"unit\":\"celsius\"}".into()
+                ),
+                ("call_b".into(), "get_time".into(), "{}".into()),
+            ]
+        );
+        assert_eq!(
+            chunks.last().unwrap()["choices"][0]["finish_reason"],
+            "tool_calls"
+        );
         assert!(chunks.iter().all(|c| c.get("usage").is_none()));
     }
 
@@ -280,9 +318,15 @@ mod tests {
             {"index":1,"message":{"role":"assistant","content":"second"},"finish_reason":"length"},
             {"index":0,"message":{"role":"assistant","content":"first","reasoning_content":"think"}}]}));
         let chunks = completion_chunks(&c, &meta(false), 100);
-        let indexes: Vec<u64> = chunks.iter().map(|c| c["choices"][0]["index"].as_u64().unwrap()).collect();
+        let indexes: Vec<u64> = chunks
+            .iter()
+            .map(|c| c["choices"][0]["index"].as_u64().unwrap())
+            .collect();
         assert_eq!(indexes, vec![0, 0, 0, 0, 1, 1, 1]);
-        assert_eq!(chunks[1]["choices"][0]["delta"]["reasoning_content"], "think");
+        assert_eq!(
+            chunks[1]["choices"][0]["delta"]["reasoning_content"],
+            "think"
+        );
         assert_eq!(chunks[3]["choices"][0]["finish_reason"], "stop");
         assert_eq!(chunks[6]["choices"][0]["finish_reason"], "length");
     }

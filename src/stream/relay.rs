@@ -44,8 +44,7 @@ impl Relay {
             .into_iter()
             .filter(|item| match item {
                 SseItem::Event { data, .. } => {
-                    data.trim() == sse::encode::DONE
-                        || serde_json::from_str::<Value>(data).is_ok()
+                    data.trim() == sse::encode::DONE || serde_json::from_str::<Value>(data).is_ok()
                 }
                 SseItem::Comment(_) => true,
             })
@@ -113,8 +112,12 @@ mod tests {
     #[test]
     fn relays_complete_events_only() {
         let mut relay = Relay::new();
-        let out = relay.push(b"data: {\"choices\":[{\"delta\":{\"content\":\"he\"}}]}\n\ndata: {\"choi");
-        assert_eq!(out, b"data: {\"choices\":[{\"delta\":{\"content\":\"he\"}}]}\n\n");
+        let out =
+            relay.push(b"data: {\"choices\":[{\"delta\":{\"content\":\"he\"}}]}\n\ndata: {\"choi");
+        assert_eq!(
+            out,
+            b"data: {\"choices\":[{\"delta\":{\"content\":\"he\"}}]}\n\n"
+        );
         let out = relay.push(b"ces\":[{\"delta\":{\"content\":\"llo\"}}],\"usage\":{\"total_tokens\":2}}\r\n\r\n: keep\n\ndata: [DONE]\n\n");
         assert_eq!(
             String::from_utf8(out).unwrap(),
@@ -131,7 +134,10 @@ mod tests {
         let mut relay = Relay::new();
         relay.push(b"data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\ndata: {\"par");
         let tail = String::from_utf8(relay.finish(None)).unwrap();
-        assert!(!tail.contains("{\"par"), "half an event is never relayed: {tail}");
+        assert!(
+            !tail.contains("{\"par"),
+            "half an event is never relayed: {tail}"
+        );
         assert!(tail.starts_with("data: {\"error\""), "{tail}");
         assert!(tail.ends_with("data: [DONE]\n\n"));
     }
@@ -147,6 +153,8 @@ mod tests {
     fn upstream_error_is_reported() {
         let mut relay = Relay::new();
         let tail = relay.finish(Some(GatewayError::UpstreamTimeout { after_ms: 1 }));
-        assert!(String::from_utf8(tail).unwrap().contains("upstream_timeout"));
+        assert!(String::from_utf8(tail)
+            .unwrap()
+            .contains("upstream_timeout"));
     }
 }

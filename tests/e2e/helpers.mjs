@@ -1,0 +1,86 @@
+// Shared helpers for the end-to-end tests: gateway URLs, mock scenarios, SSE reading.
+import { randomUUID } from 'node:crypto';
+
+export const GATEWAY = process.env.GATEWAY_URL;
+export const PUBLIC_GATEWAY = process.env.PUBLIC_GATEWAY_URL;
+export const MOCK = process.env.MOCK_URL;
+export const ACCESS_TOKEN = 'test-access-token';
+export const SERVER_KEY = 'sk-server-secret-key';
+if (!GATEWAY || !PUBLIC_GATEWAY || !MOCK) {
+  throw new Error('run the end-to-end tests through `npm test` (tests/run.mjs starts the servers)');
+}
+
+/** Registers a mock scenario and returns the tag to put in a message. */
+export async function scenario(knobs = {}) {
+  const id = `s${randomUUID().replaceAll('-', '')}`;
+  const res = await fetch(`${MOCK}/__mock/scenario`, {
+    method: 'POST', body: JSON.stringify({ id, ...knobs }),
+  });
+  if (!res.ok) throw new Error('mock scenario registration failed');
+  return `mock:${id}`;
+}
+
+/** What the mock upstream received for a tag. */
+export async function received(tag) {
+  const res = await fetch(`${MOCK}/__mock/requests?tag=${tag.slice('mock:'.length)}`);
+  return res.json();
+}
+
+export async function waitFor(predicate, { timeoutMs = 5000, stepMs = 50 } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await predicate();
+    if (value) return value;
+    if (Date.now() > deadline) return value;
+    await new Promise((r) => setTimeout(r, stepMs));
+  }
+}
+
+export function chatBody(tag, extra = {}) {
+  return { model: 'gpt-test', messages: [{ role: 'user', content: `Say hello ${tag}` }], ...extra };
+}
+
+/** POSTs JSON to the gateway with the access token unless headers say otherwise. */
+export function post(path, body, { base = GATEWAY, headers = {}, signal } = {}) {
+  return fetch(`${base}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${ACCESS_TOKEN}`, ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+    signal,
+  });
+}
+
+/**
+ * Reads an SSE response to the end. Returns every item with its arrival time:
+ * { kind: 'comment' | 'data', text, at }.
+ */
+export async function readSse(response, onItem) {
+  const decoder = new TextDecoder();
+  const items = [];
+  let buffer = '';
+  for await (const chunk of response.body) {
+    buffer += decoder.decode(chunk, { stream: true });
+    let cut;
+    while ((cut = buffer.indexOf('\n\n')) !== -1) {
+      const block = buffer.slice(0, cut);
+      buffer = buffer.slice(cut + 2);
+      const at = Date.now();
+      for (const line of block.split('\n')) {
+        if (line.startsWith(':')) items.push({ kind: 'comment', text: line.slice(1).trim(), at });
+      }
+      const data = block.split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5).trimStart()).join('\n');
+      if (data) items.push({ kind: 'data', text: data, at });
+      if (onItem) onItem(items[items.length - 1], items);
+    }
+  }
+  return items;
+}
+
+/** Joins the content deltas of parsed chunks (choice 0). */
+export function contentOf(items) {
+  return items
+    .filter((i) => i.kind === 'data' && i.text !== '[DONE]')
+    .map((i) => JSON.parse(i.text))
+    .map((c) => c.choices?.[0]?.delta?.content ?? '')
+    .join('');
+}

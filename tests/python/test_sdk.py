@@ -1,0 +1,85 @@
+"""The official openai Python SDK against the gateway: chat, stream, fake stream, tools, errors."""
+import openai
+import pytest
+
+from conftest import received, scenario
+
+MULTIBYTE = "Python 测试 🐍 — façade, ñandú, 日本語のテキスト."
+
+
+def user(tag, model="gpt-test"):
+    return {"model": model, "messages": [{"role": "user", "content": f"hello {tag}"}]}
+
+
+def test_non_streaming(client):
+    tag = scenario(content=MULTIBYTE)
+    completion = client.chat.completions.create(**user(tag), temperature=0.1, extra_body={"top_k": 2})
+    assert completion.choices[0].message.content == MULTIBYTE
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.usage.total_tokens > 0
+    upstream = received(tag)[0]
+    assert upstream["body"]["top_k"] == 2
+    assert upstream["headers"]["x-stainless-lang"] == "python"
+
+
+def test_streaming_passthrough(client):
+    tag = scenario(content=MULTIBYTE, chunk_chars=3)
+    stream = client.chat.completions.create(**user(tag), stream=True)
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+    assert text == MULTIBYTE
+    assert received(tag)[0]["body"]["stream"] is True
+
+
+def test_fake_stream_with_heartbeats(client):
+    tag = scenario(content=MULTIBYTE, delay_ms=700)
+    stream = client.chat.completions.create(
+        **user(tag, model="fake-python"), stream=True, stream_options={"include_usage": True}
+    )
+    text, usage = "", None
+    for chunk in stream:
+        if chunk.choices:
+            text += chunk.choices[0].delta.content or ""
+        if chunk.usage:
+            usage = chunk.usage
+    assert text == MULTIBYTE
+    assert usage is not None and usage.prompt_tokens == 11
+    upstream = received(tag)[0]
+    assert upstream["body"]["stream"] is False
+
+
+def test_fake_stream_tool_calls(client):
+    calls = [{"id": "call_py", "type": "function", "function": {"name": "lookup", "arguments": '{"q":"ümlaut"}'}}]
+    tag = scenario(tool_calls=calls)
+    stream = client.chat.completions.create(**user(tag, model="fake-tools"), stream=True)
+    name, arguments, call_id, finish = "", "", None, None
+    for chunk in stream:
+        if not chunk.choices:
+            continue
+        for delta in chunk.choices[0].delta.tool_calls or []:
+            assert delta.index == 0
+            call_id = delta.id or call_id
+            name += (delta.function and delta.function.name) or ""
+            arguments += (delta.function and delta.function.arguments) or ""
+        finish = chunk.choices[0].finish_reason or finish
+    assert (call_id, name, arguments, finish) == ("call_py", "lookup", '{"q":"ümlaut"}', "tool_calls")
+
+
+def test_public_mode_forwards_client_key(public_client):
+    tag = scenario()
+    public_client.chat.completions.create(**user(tag))
+    assert received(tag)[0]["headers"]["authorization"] == "Bearer sk-python-user"
+
+
+def test_errors_map_to_sdk_exceptions(client):
+    bad = openai.OpenAI(base_url=client.base_url, api_key="wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError) as err:
+        bad.chat.completions.create(**user("x"))
+    assert err.value.status_code == 401
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model="gpt-test", messages=[])
+    tag = scenario(status=429)
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(**user(tag))
+    with pytest.raises(openai.InternalServerError) as err:
+        client.chat.completions.create(**user(scenario(malformed=True)))
+    assert err.value.status_code == 502

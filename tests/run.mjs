@@ -1,0 +1,130 @@
+// End-to-end test runner: starts the mock upstream and the real worker under `wrangler dev`
+// (local workerd) in the configurations the tests need, then runs the Node tests (official
+// `openai` npm SDK, raw HTTP/SSE) and the Python tests (official `openai` Python SDK)
+// against them. Everything listens on loopback only.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startMockUpstream } from './mock/upstream.mjs';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const stateDir = path.join(root, '.wrangler', 'test');
+const artifacts = path.join(root, 'test-artifacts');
+fs.mkdirSync(stateDir, { recursive: true });
+fs.mkdirSync(artifacts, { recursive: true });
+
+/** The gateway configurations under test; each becomes one `wrangler dev`. */
+function instances(mockUrl) {
+  return {
+    // Access-token mode with a server key, fake streaming for some models, strict CORS.
+    GATEWAY_URL: {
+      SOURCE_API_URL: mockUrl,
+      OPENAI_API_KEY: 'sk-server-secret-key',
+      AUTH_TOKEN: 'test-access-token',
+      FAKE_STREAM: 'fake-*,o1*',
+      HEARTBEAT_INTERVAL_MS: '200',
+      UPSTREAM_TIMEOUT_MS: '4000',
+      MAX_REQUEST_BYTES: '65536',
+      ALLOWED_ORIGINS: 'http://allowed.example:3000',
+    },
+    // Public-service mode: no server key, clients' own keys forwarded; fake stream always.
+    PUBLIC_GATEWAY_URL: {
+      SOURCE_API_URL: `${mockUrl}/v1`,
+      FAKE_STREAM: 'always',
+      HEARTBEAT_INTERVAL_MS: '200',
+      ALLOWED_ORIGINS: '*',
+    },
+  };
+}
+
+async function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+    srv.on('error', reject);
+  });
+}
+
+function run(cmd, args, opts = {}) {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { stdio: 'inherit', ...opts });
+    child.on('exit', (code, signal) => resolve(code ?? (signal ? 1 : 0)));
+  });
+}
+
+async function waitForHealth(url, child, logFile, timeoutMs = 180_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) break;
+    try {
+      const res = await fetch(`${url}/health`);
+      if (res.ok) return;
+    } catch { /* not up yet */ }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  throw new Error(`wrangler dev at ${url} did not become healthy; see ${logFile}:\n${fs.readFileSync(logFile, 'utf8').slice(-3000)}`);
+}
+
+async function startWorker(name, vars) {
+  const port = await freePort();
+  const inspectorPort = await freePort();
+  const envFile = path.join(stateDir, `${name}.env`);
+  fs.writeFileSync(envFile, Object.entries(vars).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join('\n') + '\n');
+  const logFile = path.join(artifacts, `wrangler-${name}.log`);
+  const log = fs.openSync(logFile, 'w');
+  const child = spawn(path.join(root, 'node_modules', '.bin', 'wrangler'), [
+    'dev', '--ip', '127.0.0.1', '--port', String(port), '--inspector-port', String(inspectorPort),
+    '--env-file', envFile, '--persist-to', path.join(stateDir, name),
+    '--show-interactive-dev-session=false', '--live-reload=false',
+  ], {
+    cwd: root,
+    detached: true,
+    stdio: ['ignore', log, log],
+    env: { ...process.env, GATEWAY_SKIP_BUILD: '1', WRANGLER_SEND_METRICS: 'false', NO_COLOR: '1' },
+  });
+  const url = `http://127.0.0.1:${port}`;
+  return { name, url, child, logFile, ready: waitForHealth(url, child, logFile) };
+}
+
+function stop(child) {
+  try { process.kill(-child.pid, 'SIGTERM'); } catch { /* already gone */ }
+}
+
+const mock = await startMockUpstream();
+const workers = [];
+let code = 1;
+try {
+  for (const [name, vars] of Object.entries(instances(mock.url))) {
+    workers.push(await startWorker(name, vars));
+  }
+  await Promise.all(workers.map((w) => w.ready));
+  const env = { ...process.env, MOCK_URL: mock.url };
+  for (const w of workers) env[w.name] = w.url;
+  console.log(`mock upstream ${mock.url}; ${workers.map((w) => `${w.name}=${w.url}`).join(' ')}`);
+
+  const only = process.argv.slice(2);
+  const nodeTests = fs.readdirSync(path.join(root, 'tests', 'e2e'))
+    .filter((f) => f.endsWith('.test.mjs'))
+    .filter((f) => only.length === 0 || only.some((o) => f.includes(o)))
+    .map((f) => path.join('tests', 'e2e', f));
+  const nodeCode = nodeTests.length
+    ? await run(process.execPath, ['--test', '--test-concurrency=4', ...nodeTests], { cwd: root, env })
+    : 0;
+  const python = path.join(root, '.venv', 'bin', 'python');
+  const pyCode = only.length === 0 || only.some((o) => o.includes('py'))
+    ? await run(python, ['-m', 'pytest', '-q', 'tests/python'], { cwd: root, env })
+    : 0;
+  code = nodeCode || pyCode;
+} catch (error) {
+  console.error(error);
+  code = 1;
+} finally {
+  workers.forEach((w) => stop(w.child));
+  await mock.close();
+}
+process.exit(code);
