@@ -22,31 +22,59 @@ pub fn client_credential(authorization: Option<&str>, x_api_key: Option<&str>) -
         .filter(|k| !k.is_empty())
 }
 
+/// With an access token configured, the client must present it.
+pub fn check_access(auth_token: Option<&str>, presented: Option<&str>) -> Result<(), GatewayError> {
+    let Some(token) = auth_token else {
+        return Ok(());
+    };
+    let Some(presented) = presented else {
+        return Err(GatewayError::Unauthorized {
+            message: "This gateway requires an access token: send `Authorization: Bearer <token>`"
+                .into(),
+            code: "missing_api_key",
+        });
+    };
+    if !constant_time_eq(presented.as_bytes(), token.as_bytes()) {
+        return Err(GatewayError::Unauthorized {
+            message: "The access token is not valid for this gateway".into(),
+            code: "invalid_api_key",
+        });
+    }
+    Ok(())
+}
+
+/// Names used in messages when no key is available for a call.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyTarget<'a> {
+    pub provider: &'a str,
+    pub key_var: &'a str,
+    pub model: &'a str,
+}
+
+impl KeyTarget<'_> {
+    fn missing_server_key(&self) -> GatewayError {
+        GatewayError::Unauthorized {
+            message: format!(
+                "No API key is configured for provider `{}`, which serves model `{}` (set the {} secret)",
+                self.provider, self.model, self.key_var
+            ),
+            code: "missing_server_key",
+        }
+    }
+}
+
 /// Decides the upstream key for a request, or refuses it.
 pub fn upstream_key(
     auth_token: Option<&str>,
     server_key: Option<&str>,
     presented: Option<&str>,
+    target: KeyTarget,
 ) -> Result<String, GatewayError> {
-    if let Some(token) = auth_token {
-        let Some(presented) = presented else {
-            return Err(GatewayError::Unauthorized {
-                message:
-                    "This gateway requires an access token: send `Authorization: Bearer <token>`"
-                        .into(),
-                code: "missing_api_key",
-            });
-        };
-        if !constant_time_eq(presented.as_bytes(), token.as_bytes()) {
-            return Err(GatewayError::Unauthorized {
-                message: "The access token is not valid for this gateway".into(),
-                code: "invalid_api_key",
-            });
-        }
-        return server_key.map(str::to_string).ok_or_else(|| GatewayError::Unauthorized {
-            message: "No upstream API key is configured on the gateway (set the OPENAI_API_KEY secret)".into(),
-            code: "missing_server_key",
-        });
+    if auth_token.is_some() {
+        check_access(auth_token, presented)?;
+        return server_key
+            .map(str::to_string)
+            .ok_or_else(|| target.missing_server_key());
     }
     if let Some(key) = server_key {
         return Ok(key.to_string());
@@ -54,8 +82,10 @@ pub fn upstream_key(
     presented
         .map(str::to_string)
         .ok_or_else(|| GatewayError::Unauthorized {
-            message: "Missing API key: send your upstream key as `Authorization: Bearer <key>`"
-                .into(),
+            message: format!(
+                "Missing API key: send your `{}` key for model `{}` as `Authorization: Bearer <key>`",
+                target.provider, target.model
+            ),
             code: "missing_api_key",
         })
 }
@@ -101,17 +131,23 @@ mod tests {
         assert_eq!(client_credential(Some("Bearer "), None), None);
     }
 
+    const T: KeyTarget = KeyTarget {
+        provider: "openai",
+        key_var: "OPENAI_API_KEY",
+        model: "gpt-x",
+    };
+
     #[test]
     fn token_mode() {
         assert_eq!(
-            upstream_key(Some("t"), Some("server"), Some("t")).unwrap(),
+            upstream_key(Some("t"), Some("server"), Some("t"), T).unwrap(),
             "server"
         );
-        let missing = upstream_key(Some("t"), Some("server"), None).unwrap_err();
+        let missing = upstream_key(Some("t"), Some("server"), None, T).unwrap_err();
         assert_eq!(missing.status(), 401);
-        let wrong = upstream_key(Some("t"), Some("server"), Some("x")).unwrap_err();
+        let wrong = upstream_key(Some("t"), Some("server"), Some("x"), T).unwrap_err();
         assert_eq!(wrong.to_body()["error"]["code"], "invalid_api_key");
-        let no_server_key = upstream_key(Some("t"), None, Some("t")).unwrap_err();
+        let no_server_key = upstream_key(Some("t"), None, Some("t"), T).unwrap_err();
         assert_eq!(no_server_key.status(), 401);
         assert_eq!(
             no_server_key.to_body()["error"]["code"],
@@ -122,17 +158,20 @@ mod tests {
     #[test]
     fn server_key_mode_and_public_mode() {
         assert_eq!(
-            upstream_key(None, Some("server"), Some("client")).unwrap(),
+            upstream_key(None, Some("server"), Some("client"), T).unwrap(),
             "server"
         );
-        assert_eq!(upstream_key(None, None, Some("client")).unwrap(), "client");
-        assert_eq!(upstream_key(None, None, None).unwrap_err().status(), 401);
+        assert_eq!(
+            upstream_key(None, None, Some("client"), T).unwrap(),
+            "client"
+        );
+        assert_eq!(upstream_key(None, None, None, T).unwrap_err().status(), 401);
     }
 
     #[test]
     fn errors_never_contain_keys() {
         let err =
-            upstream_key(Some("secret-token"), Some("sk-server"), Some("sk-guess")).unwrap_err();
+            upstream_key(Some("secret-token"), Some("sk-server"), Some("sk-guess"), T).unwrap_err();
         let text = err.to_body().to_string();
         assert!(
             !text.contains("secret-token")

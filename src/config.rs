@@ -2,8 +2,10 @@
 //! `Config::from_lookup` takes any `name -> value` function so it is tested natively.
 
 use crate::error::GatewayError;
+use crate::providers::{
+    provider_by_id, strip_base_suffixes, Provider, ProviderOptions, ProviderSpec, PROVIDERS,
+};
 
-pub const DEFAULT_SOURCE_API_URL: &str = "https://api.openai.com";
 pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 3000;
 pub const DEFAULT_UPSTREAM_TIMEOUT_MS: u64 = 300_000;
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
@@ -93,12 +95,40 @@ impl AllowedOrigins {
     }
 }
 
+/// One provider's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderSettings {
+    pub spec: &'static ProviderSpec,
+    /// Base URL without a trailing slash or version suffix.
+    pub base_url: String,
+    /// Server-side key (`<PREFIX>_API_KEY` secret).
+    pub api_key: Option<String>,
+    /// Models listed by `/v1/models` even when the upstream has no list.
+    pub models: Vec<String>,
+    /// Which model names this provider serves.
+    pub patterns: Vec<String>,
+}
+
+impl ProviderSettings {
+    pub fn provider(&self) -> &'static dyn Provider {
+        // Settings are only ever built from PROVIDERS, so the id is always found.
+        provider_by_id(self.spec.id).unwrap_or(PROVIDERS[PROVIDERS.len() - 1])
+    }
+
+    pub fn serves(&self, model: &str) -> bool {
+        self.patterns.iter().any(|p| glob_match(p, model))
+    }
+
+    pub fn key_var(&self) -> String {
+        format!("{}_API_KEY", self.spec.env_prefix)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// Server-side upstream key (`OPENAI_API_KEY` secret).
-    pub openai_api_key: Option<String>,
-    /// Upstream base URL without a trailing slash and without `/v1`.
-    pub source_api_url: String,
+    /// In routing priority order, as in `PROVIDERS`.
+    pub providers: Vec<ProviderSettings>,
+    pub provider_options: ProviderOptions,
     pub heartbeat_interval_ms: u64,
     pub fake_stream: FakeStreamMode,
     pub fake_stream_chunk_chars: usize,
@@ -121,16 +151,32 @@ impl Config {
         };
         let mut problems: Vec<String> = Vec::new();
 
-        let source_api_url = match get("SOURCE_API_URL") {
-            None => DEFAULT_SOURCE_API_URL.to_string(),
-            Some(raw) => match normalize_base_url(&raw) {
-                Ok(url) => url,
-                Err(why) => {
-                    problems.push(format!("SOURCE_API_URL: {why}"));
-                    String::new()
-                }
-            },
-        };
+        let mut providers = Vec::with_capacity(PROVIDERS.len());
+        for provider in PROVIDERS {
+            let spec = provider.spec();
+            let base_url = match get(spec.base_url_var) {
+                None => spec.default_base_url.to_string(),
+                Some(raw) => match normalize_base_url(&raw) {
+                    Ok(url) => strip_base_suffixes(&url, spec.base_url_suffixes),
+                    Err(why) => {
+                        problems.push(format!("{}: {why}", spec.base_url_var));
+                        String::new()
+                    }
+                },
+            };
+            let list = |suffix: &str, default: &[&str]| {
+                get(&format!("{}_{suffix}", spec.env_prefix))
+                    .map(|raw| split_list(&raw))
+                    .unwrap_or_else(|| default.iter().map(|s| s.to_string()).collect())
+            };
+            providers.push(ProviderSettings {
+                spec,
+                base_url,
+                api_key: get(&format!("{}_API_KEY", spec.env_prefix)),
+                models: list("MODELS", spec.default_models),
+                patterns: list("MODEL_PATTERNS", spec.default_patterns),
+            });
+        }
 
         let mut number = |name: &str, default: u64, min: u64, max: u64| -> u64 {
             match get(name) {
@@ -191,8 +237,11 @@ impl Config {
             return Err(GatewayError::Config(problems.join("; ")));
         }
         Ok(Config {
-            openai_api_key: get("OPENAI_API_KEY"),
-            source_api_url,
+            providers,
+            provider_options: ProviderOptions {
+                gemini_safety_threshold: get("GEMINI_SAFETY_THRESHOLD")
+                    .unwrap_or_else(|| "auto".into()),
+            },
             heartbeat_interval_ms,
             fake_stream,
             fake_stream_chunk_chars,
@@ -204,9 +253,43 @@ impl Config {
         })
     }
 
-    /// The upstream Chat Completions URL.
-    pub fn chat_completions_url(&self) -> String {
-        format!("{}/v1/chat/completions", self.source_api_url)
+    pub fn provider(&self, id: &str) -> Option<&ProviderSettings> {
+        self.providers.iter().find(|p| p.spec.id == id)
+    }
+
+    /// Which provider serves `model`, and the model name it knows: an explicit
+    /// `provider/model` prefix wins, else the first provider whose patterns match.
+    pub fn route_model<'a>(
+        &self,
+        model: &'a str,
+    ) -> Result<(&ProviderSettings, &'a str), GatewayError> {
+        if let Some((prefix, rest)) = model.split_once('/') {
+            if let Some(settings) = self
+                .providers
+                .iter()
+                .find(|p| p.spec.id.eq_ignore_ascii_case(prefix))
+            {
+                if rest.trim().is_empty() {
+                    return Err(GatewayError::InvalidRequest {
+                        message: format!("The model `{model}` names the provider but no model"),
+                        param: Some("model".into()),
+                        code: Some("model_not_found"),
+                    });
+                }
+                return Ok((settings, rest));
+            }
+        }
+        self.providers
+            .iter()
+            .find(|p| p.serves(model))
+            .map(|p| (p, model))
+            .ok_or_else(|| GatewayError::InvalidRequest {
+                message: format!(
+                    "The model `{model}` is not served by this gateway: no provider's model patterns match it (use a `provider/model` prefix or set <PROVIDER>_MODEL_PATTERNS)"
+                ),
+                param: Some("model".into()),
+                code: Some("model_not_found"),
+            })
     }
 }
 
@@ -288,22 +371,29 @@ mod tests {
     #[test]
     fn defaults() {
         let c = config(&[]).unwrap();
-        assert_eq!(c.source_api_url, "https://api.openai.com");
+        assert_eq!(
+            c.provider("openai").unwrap().base_url,
+            "https://api.openai.com"
+        );
+        assert_eq!(
+            c.provider("gemini").unwrap().base_url,
+            "https://generativelanguage.googleapis.com"
+        );
+        assert_eq!(
+            c.provider("dashscope").unwrap().base_url,
+            "https://dashscope.aliyuncs.com"
+        );
         assert_eq!(c.heartbeat_interval_ms, 3000);
         assert_eq!(c.fake_stream, FakeStreamMode::Always);
         assert_eq!(c.allowed_origins, AllowedOrigins::Any);
         assert_eq!(c.auth_token, None);
-        assert_eq!(c.openai_api_key, None);
-        assert_eq!(
-            c.chat_completions_url(),
-            "https://api.openai.com/v1/chat/completions"
-        );
+        assert!(c.providers.iter().all(|p| p.api_key.is_none()));
     }
 
     #[test]
     fn empty_values_count_as_unset() {
         let c = config(&[("OPENAI_API_KEY", "  "), ("AUTH_TOKEN", "")]).unwrap();
-        assert_eq!(c.openai_api_key, None);
+        assert_eq!(c.provider("openai").unwrap().api_key, None);
         assert_eq!(c.auth_token, None);
     }
 

@@ -339,3 +339,250 @@ mod tests {
         );
     }
 }
+
+/// One message of a client request, typed for translation to native APIs.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct RequestMessage {
+    pub role: String,
+    #[serde(default)]
+    pub content: Option<MessageContent>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub tool_calls: Option<Vec<ToolCall>>,
+    #[serde(default)]
+    pub tool_call_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum MessageContent {
+    Text(String),
+    Parts(Vec<ContentPart>),
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ContentPart {
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    #[serde(default)]
+    pub text: Option<String>,
+    #[serde(default)]
+    pub image_url: Option<ImageUrl>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum ImageUrl {
+    Object { url: String },
+    Plain(String),
+}
+
+impl ImageUrl {
+    pub fn url(&self) -> &str {
+        match self {
+            ImageUrl::Object { url } | ImageUrl::Plain(url) => url,
+        }
+    }
+}
+
+impl MessageContent {
+    /// All text of the content, parts joined without separator.
+    pub fn text(&self) -> String {
+        match self {
+            MessageContent::Text(text) => text.clone(),
+            MessageContent::Parts(parts) => {
+                parts.iter().filter_map(|p| p.text.as_deref()).collect()
+            }
+        }
+    }
+
+    pub fn has_images(&self) -> bool {
+        matches!(self, MessageContent::Parts(parts) if parts.iter().any(|p| p.image_url.is_some()))
+    }
+}
+
+/// A function tool a client offers.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Tool {
+    #[serde(rename = "type", default = "function_type")]
+    pub kind: String,
+    pub function: FunctionDefinition,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct FunctionDefinition {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub parameters: Option<Value>,
+}
+
+/// A decoded data URL (`data:image/png;base64,...`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataUrl<'a> {
+    pub mime_type: &'a str,
+    pub base64: &'a str,
+}
+
+pub fn parse_data_url(url: &str) -> Option<DataUrl<'_>> {
+    let rest = url.strip_prefix("data:")?;
+    let (meta, data) = rest.split_once(',')?;
+    let mime_type = meta.strip_suffix(";base64")?;
+    Some(DataUrl {
+        mime_type: if mime_type.is_empty() {
+            "application/octet-stream"
+        } else {
+            mime_type
+        },
+        base64: data,
+    })
+}
+
+impl ChatRequest {
+    /// The messages, typed. Shape errors name the message.
+    pub fn messages(&self) -> Result<Vec<RequestMessage>, GatewayError> {
+        let Some(Value::Array(raw)) = self.body.get("messages") else {
+            return Err(GatewayError::invalid_param(
+                "`messages` must be an array",
+                "messages",
+            ));
+        };
+        raw.iter()
+            .enumerate()
+            .map(|(i, m)| {
+                serde_json::from_value(m.clone()).map_err(|e| {
+                    GatewayError::invalid_param(
+                        format!("messages[{i}] is not a valid chat message: {e}"),
+                        &format!("messages[{i}]"),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// The function tools, typed.
+    pub fn tools(&self) -> Result<Vec<Tool>, GatewayError> {
+        match self.body.get("tools") {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(value) => serde_json::from_value(value.clone()).map_err(|e| {
+                GatewayError::invalid_param(
+                    format!("`tools` is not a valid list of tools: {e}"),
+                    "tools",
+                )
+            }),
+        }
+    }
+
+    pub fn number(&self, name: &str) -> Option<f64> {
+        self.body.get(name).and_then(Value::as_f64)
+    }
+
+    pub fn integer(&self, name: &str) -> Option<i64> {
+        self.body.get(name).and_then(Value::as_i64)
+    }
+
+    /// `max_completion_tokens`, else `max_tokens`.
+    pub fn max_tokens(&self) -> Option<i64> {
+        self.integer("max_completion_tokens")
+            .or_else(|| self.integer("max_tokens"))
+    }
+
+    /// `stop` as a list (a single string becomes one entry).
+    pub fn stop(&self) -> Vec<String> {
+        match self.body.get("stop") {
+            Some(Value::String(s)) => vec![s.clone()],
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Finds the function name of the assistant tool call with `id`, for native APIs that
+/// identify tool results by name.
+pub fn tool_name_for_call(messages: &[RequestMessage], id: &str) -> Option<String> {
+    messages
+        .iter()
+        .flat_map(|m| m.tool_calls.iter().flatten())
+        .find(|call| call.id == id)
+        .map(|call| call.function.name.clone())
+}
+
+/// `usage` in OpenAI's shape from native counts.
+pub fn usage_object(
+    prompt: u64,
+    completion: u64,
+    total: Option<u64>,
+    reasoning: Option<u64>,
+    cached: Option<u64>,
+) -> Value {
+    let mut usage = serde_json::json!({
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": total.unwrap_or(prompt + completion),
+    });
+    if let Some(reasoning) = reasoning {
+        usage["completion_tokens_details"] = serde_json::json!({ "reasoning_tokens": reasoning });
+    }
+    if let Some(cached) = cached {
+        usage["prompt_tokens_details"] = serde_json::json!({ "cached_tokens": cached });
+    }
+    usage
+}
+
+#[cfg(test)]
+mod request_type_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn typed_messages_and_tools() {
+        let raw = json!({"model":"m","messages":[
+            {"role":"system","content":"sys"},
+            {"role":"user","content":[{"type":"text","text":"look"},{"type":"image_url","image_url":{"url":"data:image/png;base64,AAA"}}]},
+            {"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{}"}}]},
+            {"role":"tool","tool_call_id":"c1","content":"42"}],
+            "tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}],
+            "stop":"END","max_tokens":5,"max_completion_tokens":7}).to_string();
+        let req = ChatRequest::parse(raw.as_bytes()).unwrap();
+        let messages = req.messages().unwrap();
+        assert_eq!(messages.len(), 4);
+        assert!(messages[1].content.as_ref().unwrap().has_images());
+        assert_eq!(messages[1].content.as_ref().unwrap().text(), "look");
+        assert_eq!(tool_name_for_call(&messages, "c1").as_deref(), Some("f"));
+        assert_eq!(req.tools().unwrap()[0].function.name, "f");
+        assert_eq!(req.stop(), vec!["END"]);
+        assert_eq!(req.max_tokens(), Some(7));
+    }
+
+    #[test]
+    fn bad_message_shape_is_400() {
+        let raw = json!({"model":"m","messages":[{"role":"user","content":5}]}).to_string();
+        let err = ChatRequest::parse(raw.as_bytes())
+            .unwrap()
+            .messages()
+            .unwrap_err();
+        assert_eq!(err.status(), 400);
+        assert_eq!(err.to_body()["error"]["param"], "messages[0]");
+    }
+
+    #[test]
+    fn data_urls() {
+        assert_eq!(
+            parse_data_url("data:image/jpeg;base64,/9j/"),
+            Some(DataUrl {
+                mime_type: "image/jpeg",
+                base64: "/9j/"
+            })
+        );
+        assert_eq!(parse_data_url("https://x/y.png"), None);
+        assert_eq!(parse_data_url("data:text/plain,hello"), None);
+    }
+}

@@ -15,14 +15,6 @@ pub enum ResponseMode {
     FakeStream,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct UpstreamCall {
-    pub url: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-    pub mode: ResponseMode,
-}
-
 /// Request header a client may send to force fake streaming on (`true`) or off (`false`)
 /// for one call, whatever `FAKE_STREAM` says.
 pub const FAKE_STREAM_HEADER: &str = "x-fake-stream";
@@ -43,41 +35,6 @@ pub fn wants_fake_stream(
     }
 }
 
-/// Client headers never sent upstream: hop-by-hop, credentials (replaced by the upstream
-/// key), browser and edge metadata, and the gateway's own controls.
-const NOT_FORWARDED: &[&str] = &[
-    "authorization",
-    "x-api-key",
-    "api-key",
-    "cookie",
-    "host",
-    "content-length",
-    "content-type",
-    "accept",
-    "accept-encoding",
-    "connection",
-    "keep-alive",
-    "transfer-encoding",
-    "te",
-    "trailer",
-    "upgrade",
-    "origin",
-    "referer",
-    "forwarded",
-    "x-real-ip",
-    "true-client-ip",
-    FAKE_STREAM_HEADER,
-];
-
-fn forwarded_request_header(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    !(NOT_FORWARDED.contains(&name.as_str())
-        || name.starts_with("cf-")
-        || name.starts_with("x-forwarded-")
-        || name.starts_with("sec-")
-        || name.starts_with("proxy-"))
-}
-
 /// Upstream response headers worth passing back (rate limits, request ids, timings).
 pub fn forwarded_response_header(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
@@ -87,46 +44,18 @@ pub fn forwarded_response_header(name: &str) -> bool {
         || name == "retry-after"
 }
 
-pub fn plan_openai_call(
-    config: &Config,
-    request: &ChatRequest,
-    raw_body: &[u8],
-    client_headers: &[(String, String)],
-    upstream_key: &str,
-    fake_stream: bool,
-) -> UpstreamCall {
-    let mode = match (request.stream, fake_stream) {
-        (false, _) => ResponseMode::Json,
-        (true, false) => ResponseMode::Passthrough,
-        (true, true) => ResponseMode::FakeStream,
-    };
-    let body = match mode {
-        // Forward the client's exact bytes: nothing is reformatted or lost.
-        ResponseMode::Json | ResponseMode::Passthrough => raw_body.to_vec(),
-        ResponseMode::FakeStream => {
-            serde_json::to_vec(&request.non_streaming_body()).unwrap_or_else(|_| raw_body.to_vec())
+impl ResponseMode {
+    pub fn for_request(stream: bool, fake_stream: bool) -> ResponseMode {
+        match (stream, fake_stream) {
+            (false, _) => ResponseMode::Json,
+            (true, false) => ResponseMode::Passthrough,
+            (true, true) => ResponseMode::FakeStream,
         }
-    };
-    let mut headers: Vec<(String, String)> = client_headers
-        .iter()
-        .filter(|(name, _)| forwarded_request_header(name))
-        .cloned()
-        .collect();
-    headers.push(("Authorization".into(), format!("Bearer {upstream_key}")));
-    headers.push(("Content-Type".into(), "application/json".into()));
-    headers.push((
-        "Accept".into(),
-        if mode == ResponseMode::Passthrough {
-            "text/event-stream".into()
-        } else {
-            "application/json".into()
-        },
-    ));
-    UpstreamCall {
-        url: config.chat_completions_url(),
-        headers,
-        body,
-        mode,
+    }
+
+    /// Whether the upstream call itself streams.
+    pub fn upstream_streams(self) -> bool {
+        self == ResponseMode::Passthrough
     }
 }
 
@@ -168,52 +97,18 @@ mod tests {
     }
 
     #[test]
-    fn plans() {
-        let c = config("always");
-        let headers = vec![
-            ("Authorization".to_string(), "Bearer client".to_string()),
-            ("OpenAI-Organization".to_string(), "org-1".to_string()),
-            ("X-Stainless-Lang".to_string(), "js".to_string()),
-            ("CF-Connecting-IP".to_string(), "1.2.3.4".to_string()),
-            ("Cookie".to_string(), "a=b".to_string()),
-            ("X-Fake-Stream".to_string(), "true".to_string()),
-        ];
-        let (req, raw) = request(
-            json!({"model":"m","messages":[{"role":"user"}],"stream":true,"stream_options":{"include_usage":true},"top_k":3}),
-        );
-        let call = plan_openai_call(&c, &req, &raw, &headers, "sk-up", true);
-        assert_eq!(call.url, "http://127.0.0.1:9/v1/chat/completions");
-        assert_eq!(call.mode, ResponseMode::FakeStream);
-        let body: Value = serde_json::from_slice(&call.body).unwrap();
-        assert_eq!(body["stream"], false);
-        assert_eq!(body["top_k"], 3);
-        assert!(body.get("stream_options").is_none());
-        let names: Vec<String> = call
-            .headers
-            .iter()
-            .map(|(k, _)| k.to_ascii_lowercase())
-            .collect();
-        assert!(names.contains(&"openai-organization".to_string()));
-        assert!(names.contains(&"x-stainless-lang".to_string()));
-        assert!(!names.contains(&"cf-connecting-ip".to_string()));
-        assert!(!names.contains(&"cookie".to_string()));
-        assert!(!names.contains(&"x-fake-stream".to_string()));
-        let auth: Vec<&String> = call
-            .headers
-            .iter()
-            .filter(|(k, _)| k == "Authorization")
-            .map(|(_, v)| v)
-            .collect();
-        assert_eq!(auth, vec!["Bearer sk-up"]);
-
-        let call = plan_openai_call(&c, &req, &raw, &headers, "sk-up", false);
-        assert_eq!(call.mode, ResponseMode::Passthrough);
-        assert_eq!(call.body, raw, "passthrough forwards the exact bytes");
-        let (req, raw) = request(json!({"model":"m","messages":[{"role":"user"}]}));
+    fn modes() {
+        assert_eq!(ResponseMode::for_request(false, true), ResponseMode::Json);
         assert_eq!(
-            plan_openai_call(&c, &req, &raw, &[], "k", false).mode,
-            ResponseMode::Json
+            ResponseMode::for_request(true, false),
+            ResponseMode::Passthrough
         );
+        assert_eq!(
+            ResponseMode::for_request(true, true),
+            ResponseMode::FakeStream
+        );
+        assert!(ResponseMode::Passthrough.upstream_streams());
+        assert!(!ResponseMode::FakeStream.upstream_streams());
     }
 
     #[test]

@@ -5,6 +5,7 @@ use crate::error::GatewayError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     Chat,
+    Models,
     Health,
     Status,
     Page,
@@ -28,6 +29,11 @@ const ENDPOINTS: &[Endpoint] = &[
         paths: &["/v1/chat/completions", "/chat/completions", "/api/chat"],
         get: None,
         post: Some(Route::Chat),
+    },
+    Endpoint {
+        paths: &["/v1/models", "/models"],
+        get: Some(Route::Models),
+        post: Some(Route::Models),
     },
     Endpoint {
         paths: &["/health", "/healthz"],
@@ -97,6 +103,8 @@ mod tests {
         assert_eq!(route("GET", "/").unwrap(), Route::Page);
         assert_eq!(route("GET", "/health").unwrap(), Route::Health);
         assert_eq!(route("GET", "/api/status").unwrap(), Route::Status);
+        assert_eq!(route("GET", "/v1/models").unwrap(), Route::Models);
+        assert_eq!(route("POST", "/v1/models").unwrap(), Route::Models);
         assert_eq!(
             route("OPTIONS", "/v1/chat/completions").unwrap(),
             Route::Preflight

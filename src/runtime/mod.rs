@@ -7,6 +7,7 @@ use crate::auth;
 use crate::config::{AllowedOrigins, Config};
 use crate::cors;
 use crate::error::GatewayError;
+use crate::models;
 use crate::openai::ChatRequest;
 use crate::proxy::{self, ResponseMode};
 use crate::route::{route, Route};
@@ -68,6 +69,7 @@ async fn handle(
         Route::Status => json_response(&status::status(config_ok(config)?, &timestamp), 200)?,
         Route::Page => page_response(INDEX_HTML)?,
         Route::Chat => chat(&mut req, config_ok(config)?, request_id).await?,
+        Route::Models => models(&req, config_ok(config)?).await?,
     };
     Ok((response, false))
 }
@@ -99,48 +101,82 @@ async fn chat(
         });
     }
     let request = ChatRequest::parse(&raw_body)?;
-    let presented = auth::client_credential(
-        header(req, "Authorization").as_deref(),
-        header(req, "X-Api-Key").as_deref(),
-    );
-    let upstream_key = auth::upstream_key(
+    let (settings, upstream_model) = config.route_model(&request.model)?;
+    let presented = presented_credential(req);
+    let key = auth::upstream_key(
         config.auth_token.as_deref(),
-        config.openai_api_key.as_deref(),
+        settings.api_key.as_deref(),
         presented.as_deref(),
+        auth::KeyTarget {
+            provider: settings.spec.id,
+            key_var: &settings.key_var(),
+            model: &request.model,
+        },
     )?;
     let fake = proxy::wants_fake_stream(
         config,
         &request,
         header(req, proxy::FAKE_STREAM_HEADER).as_deref(),
     );
-    let client_headers: Vec<(String, String)> = req.headers().entries().collect();
-    let call = proxy::plan_openai_call(
-        config,
-        &request,
-        &raw_body,
-        &client_headers,
-        &upstream_key,
-        fake,
-    );
+    let mode = ResponseMode::for_request(request.stream, fake);
     let exchange = upstream::Exchange {
+        provider: settings.provider(),
+        base_url: settings.base_url.clone(),
+        upstream_model: upstream_model.to_string(),
+        options: config.provider_options.clone(),
+        client_headers: req.headers().entries().collect(),
+        raw_body,
         timeout_ms: config.upstream_timeout_ms,
         heartbeat_ms: config.heartbeat_interval_ms,
         chunk_chars: config.fake_stream_chunk_chars,
         chunk_delay_ms: config.fake_stream_chunk_delay_ms,
-        key: upstream_key,
+        key,
         request,
         request_id: request_id.to_string(),
     };
-    let mode = call.mode;
     let mut response = match mode {
-        ResponseMode::Json => exchange.json(call).await?,
-        ResponseMode::Passthrough => exchange.passthrough(call).await?,
-        ResponseMode::FakeStream => exchange.fake_stream(call)?,
+        ResponseMode::Json => exchange.json().await?,
+        ResponseMode::Passthrough => exchange.passthrough().await?,
+        ResponseMode::FakeStream => exchange.fake_stream()?,
     };
     if mode == ResponseMode::FakeStream {
         let _ = response.headers_mut().set("X-Gateway-Fake-Stream", "true");
     }
     Ok(response)
+}
+
+/// `GET/POST /v1/models`: configured models of every usable provider, merged with what
+/// the upstreams list. An upstream list that fails is left out, never fails the call.
+async fn models(req: &Request, config: &Config) -> Result<Response, GatewayError> {
+    let presented = presented_credential(req);
+    auth::check_access(config.auth_token.as_deref(), presented.as_deref())?;
+    let listed = models::listed_providers(config);
+    let fetches = listed.iter().map(|settings| {
+        // A client's own key is only ever sent where its chat calls would go by default.
+        let key = settings.api_key.clone().or_else(|| {
+            (config.auth_token.is_none() && settings.spec.id == "openai")
+                .then(|| presented.clone())
+                .flatten()
+        });
+        let request =
+            key.and_then(|key| settings.provider().models_request(&settings.base_url, &key));
+        async move {
+            match request {
+                Some(request) => upstream::fetch_model_ids(settings.provider(), &request).await,
+                None => Vec::new(),
+            }
+        }
+    });
+    let fetched = futures::future::join_all(fetches).await;
+    let pairs: Vec<_> = listed.into_iter().zip(fetched).collect();
+    json_response(&models::model_list(config, &pairs), 200)
+}
+
+fn presented_credential(req: &Request) -> Option<String> {
+    auth::client_credential(
+        header(req, "Authorization").as_deref(),
+        header(req, "X-Api-Key").as_deref(),
+    )
 }
 
 pub(crate) fn header(req: &Request, name: &str) -> Option<String> {

@@ -1,12 +1,14 @@
-//! Executes an `UpstreamCall`: the fetch with timeout and abort, and the three ways of
+//! Executes a provider's upstream call: the fetch with timeout and abort, and the three ways of
 //! answering (JSON, streaming relay, fake stream driven by heartbeat timers).
 
 use super::{internal, now_seconds};
 use crate::error::{excerpt, GatewayError};
 use crate::openai::{ChatCompletion, ChatRequest};
-use crate::proxy::{forwarded_response_header, UpstreamCall};
+use crate::providers::{CallContext, HttpRequest, Provider, ProviderOptions};
+use crate::proxy::forwarded_response_header;
 use crate::stream::fake;
 use crate::stream::relay::Relay;
+use crate::stream::translate::{StreamAdapter, Translated};
 use futures::future::{select, Either};
 use futures::{Stream, StreamExt};
 use std::collections::VecDeque;
@@ -18,6 +20,12 @@ use worker::{
 };
 
 pub struct Exchange {
+    pub provider: &'static dyn Provider,
+    pub base_url: String,
+    pub upstream_model: String,
+    pub options: ProviderOptions,
+    pub client_headers: Vec<(String, String)>,
+    pub raw_body: Vec<u8>,
     pub timeout_ms: u64,
     pub heartbeat_ms: u64,
     pub chunk_chars: usize,
@@ -59,35 +67,28 @@ async fn within<T>(ms: u64, future: impl Future<Output = T>) -> Option<T> {
 }
 
 impl Exchange {
-    /// Sends the request; returns the upstream response (any status) and the armed guard.
-    async fn send(&self, call: &UpstreamCall) -> Result<(Response, AbortOnDrop), GatewayError> {
-        let headers = Headers::new();
-        for (name, value) in &call.headers {
-            // A header value the runtime refuses is dropped rather than failing the call.
-            let _ = headers.append(name, value);
+    fn context(&self, stream: bool) -> CallContext<'_> {
+        CallContext {
+            request: &self.request,
+            raw_body: &self.raw_body,
+            upstream_model: &self.upstream_model,
+            base_url: &self.base_url,
+            key: &self.key,
+            stream,
+            request_id: &self.request_id,
+            now_seconds: now_seconds(),
+            client_headers: &self.client_headers,
+            options: &self.options,
         }
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post)
-            .with_headers(headers)
-            .with_body(Some(js_sys::Uint8Array::from(call.body.as_slice()).into()));
-        let request = Request::new_with_init(&call.url, &init).map_err(|e| {
-            GatewayError::Config(format!(
-                "SOURCE_API_URL gives an invalid upstream URL ({e})"
-            ))
-        })?;
-        let controller = AbortController::default();
-        let signal = controller.signal();
-        let guard = AbortOnDrop(Some(controller));
-        let fetch = Fetch::Request(request);
-        match within(self.timeout_ms, fetch.send_with_signal(&signal)).await {
-            None => Err(GatewayError::UpstreamTimeout {
-                after_ms: self.timeout_ms,
-            }),
-            Some(Err(e)) => {
-                Err(GatewayError::UpstreamUnreachable(e.to_string()).redact(Some(&self.key)))
-            }
-            Some(Ok(response)) => Ok((response, guard)),
-        }
+    }
+
+    /// Builds the native request and sends it; returns the upstream response (any status)
+    /// and the armed abort guard.
+    async fn send(&self, stream: bool) -> Result<(Response, AbortOnDrop), GatewayError> {
+        let request = self.provider.chat_request(&self.context(stream))?;
+        send_request(&request, self.timeout_ms)
+            .await
+            .map_err(|e| e.redact(Some(&self.key)))
     }
 
     /// Reads the whole body within the timeout.
@@ -110,32 +111,45 @@ impl Exchange {
             return Ok(());
         }
         let body = self.read_body(response).await.unwrap_or_default();
-        Err(GatewayError::from_upstream(status, &body).redact(Some(&self.key)))
+        Err(self
+            .provider
+            .parse_error(status, &body)
+            .redact(Some(&self.key)))
     }
 
-    /// Non-streaming: the upstream JSON as it is, with its rate-limit and id headers.
-    pub async fn json(&self, call: UpstreamCall) -> Result<Response, GatewayError> {
-        let (mut upstream, mut guard) = self.send(&call).await?;
+    /// Non-streaming: the upstream JSON as it is (OpenAI-compatible upstreams) or
+    /// translated from the native answer.
+    pub async fn json(&self) -> Result<Response, GatewayError> {
+        let (mut upstream, mut guard) = self.send(false).await?;
         self.check_status(&mut upstream).await?;
         let body = self.read_body(&mut upstream).await?;
         guard.disarm();
-        if serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err() {
-            return Err(GatewayError::UpstreamMalformed(format!(
-                "expected JSON, got: {}",
-                excerpt(&String::from_utf8_lossy(&body), 200)
-            )));
-        }
         let headers = forwarded_headers(upstream.headers());
         let _ = headers.set("Content-Type", "application/json");
+        let body = if self.provider.passes_json_through() {
+            if serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err() {
+                return Err(GatewayError::UpstreamMalformed(format!(
+                    "expected JSON, got: {}",
+                    excerpt(&String::from_utf8_lossy(&body), 200)
+                )));
+            }
+            body
+        } else {
+            let completion = self
+                .provider
+                .parse_completion(&body, &self.context(false))
+                .map_err(|e| e.redact(Some(&self.key)))?;
+            serde_json::to_vec(&completion).map_err(|e| GatewayError::Internal(e.to_string()))?
+        };
         Ok(Response::from_bytes(body)
             .map_err(internal)?
-            .with_status(upstream.status_code())
+            .with_status(200)
             .with_headers(headers))
     }
 
     /// Streaming passthrough: complete events are relayed as they arrive.
-    pub async fn passthrough(self, call: UpstreamCall) -> Result<Response, GatewayError> {
-        let (mut upstream, guard) = self.send(&call).await?;
+    pub async fn passthrough(self) -> Result<Response, GatewayError> {
+        let (mut upstream, guard) = self.send(true).await?;
         self.check_status(&mut upstream).await?;
         let headers = forwarded_headers(upstream.headers());
         let content_type = upstream
@@ -150,29 +164,34 @@ impl Exchange {
         {
             // The upstream ignored `stream: true` and answered in one piece: replay it.
             let body = self.read_body(&mut upstream).await?;
-            let frames = self.replay(ChatCompletion::parse(&body));
+            let frames = self.replay(self.provider.parse_completion(&body, &self.context(false)));
             return sse_response(
                 Box::pin(futures::stream::iter(frames.into_iter().map(Ok))),
                 headers,
             );
         }
+        let adapter: Box<dyn StreamAdapter> =
+            match self.provider.stream_translator(&self.context(true)) {
+                Some(translator) => Box::new(Translated::new(translator)),
+                None => Box::new(Relay::new()),
+            };
         let body = upstream.stream().map_err(internal)?;
-        let stream = relay_stream(body, guard, self.timeout_ms);
+        let stream = relay_stream(body, adapter, guard, self.timeout_ms);
         sse_response(stream, headers)
     }
 
     /// Fake streaming: the 200 goes out at once, heartbeats flow while the non-streaming
     /// upstream call runs, then the answer is replayed as chunks.
-    pub fn fake_stream(self, call: UpstreamCall) -> Result<Response, GatewayError> {
+    pub fn fake_stream(self) -> Result<Response, GatewayError> {
         let heartbeat = Duration::from_millis(self.heartbeat_ms);
         let chunk_delay = self.chunk_delay_ms;
         let pending: Pin<Box<dyn Future<Output = VecDeque<Vec<u8>>>>> = Box::pin(async move {
             let result = async {
-                let (mut upstream, mut guard) = self.send(&call).await?;
+                let (mut upstream, mut guard) = self.send(false).await?;
                 self.check_status(&mut upstream).await?;
                 let body = self.read_body(&mut upstream).await?;
                 guard.disarm();
-                ChatCompletion::parse(&body)
+                self.provider.parse_completion(&body, &self.context(false))
             }
             .await;
             self.replay(result)
@@ -251,17 +270,23 @@ enum FakeState {
     Replaying(VecDeque<Vec<u8>>),
 }
 
-/// Relays the upstream body through a `Relay`, with an idle timeout between reads.
-fn relay_stream(body: ByteStream, guard: AbortOnDrop, idle_timeout_ms: u64) -> BoxedBytes {
+/// Relays the upstream body through an adapter (OpenAI relay or native translation), with
+/// an idle timeout between reads.
+fn relay_stream(
+    body: ByteStream,
+    adapter: Box<dyn StreamAdapter>,
+    guard: AbortOnDrop,
+    idle_timeout_ms: u64,
+) -> BoxedBytes {
     struct RelayState {
         body: ByteStream,
-        relay: Relay,
+        relay: Box<dyn StreamAdapter>,
         guard: AbortOnDrop,
         finished: bool,
     }
     let state = RelayState {
         body,
-        relay: Relay::new(),
+        relay: adapter,
         guard,
         finished: false,
     };
@@ -326,4 +351,57 @@ fn forwarded_headers(upstream: &Headers) -> Headers {
         }
     }
     headers
+}
+
+/// Sends one upstream request within `timeout_ms`.
+async fn send_request(
+    request: &HttpRequest,
+    timeout_ms: u64,
+) -> Result<(Response, AbortOnDrop), GatewayError> {
+    let headers = Headers::new();
+    for (name, value) in &request.headers {
+        // A header value the runtime refuses is dropped rather than failing the call.
+        let _ = headers.append(name, value);
+    }
+    let mut init = RequestInit::new();
+    init.with_method(if request.method == "GET" {
+        Method::Get
+    } else {
+        Method::Post
+    })
+    .with_headers(headers);
+    if let Some(body) = &request.body {
+        init.with_body(Some(js_sys::Uint8Array::from(body.as_slice()).into()));
+    }
+    let js_request = Request::new_with_init(&request.url, &init).map_err(|e| {
+        GatewayError::Config(format!(
+            "a base URL setting gives an invalid upstream URL ({e})"
+        ))
+    })?;
+    let controller = AbortController::default();
+    let signal = controller.signal();
+    let guard = AbortOnDrop(Some(controller));
+    let fetch = Fetch::Request(js_request);
+    match within(timeout_ms, fetch.send_with_signal(&signal)).await {
+        None => Err(GatewayError::UpstreamTimeout {
+            after_ms: timeout_ms,
+        }),
+        Some(Err(e)) => Err(GatewayError::UpstreamUnreachable(e.to_string())),
+        Some(Ok(response)) => Ok((response, guard)),
+    }
+}
+
+/// Model ids from an upstream's list endpoint; empty when it fails in any way.
+pub async fn fetch_model_ids(provider: &dyn Provider, request: &HttpRequest) -> Vec<String> {
+    const MODELS_TIMEOUT_MS: u64 = 5000;
+    let Ok((mut response, _guard)) = send_request(request, MODELS_TIMEOUT_MS).await else {
+        return Vec::new();
+    };
+    if !(200..300).contains(&response.status_code()) {
+        return Vec::new();
+    }
+    match within(MODELS_TIMEOUT_MS, response.bytes()).await {
+        Some(Ok(body)) => provider.parse_models(&body),
+        _ => Vec::new(),
+    }
 }

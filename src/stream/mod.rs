@@ -4,5 +4,6 @@
 pub mod chunk;
 pub mod fake;
 pub mod relay;
+pub mod translate;
 
 pub use chunk::ChunkMeta;

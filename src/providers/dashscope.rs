@@ -1,0 +1,805 @@
+//! Alibaba DashScope (Qwen, farui, …) through its native API:
+//! `/api/v1/services/aigc/text-generation/generation`, and
+//! `/api/v1/services/aigc/multimodal-generation/generation` for vision models and images.
+
+use super::{parse_json, CallContext, HttpRequest, Provider, ProviderSpec};
+use crate::error::GatewayError;
+use crate::openai::{
+    tool_name_for_call, usage_object, AssistantMessage, ChatCompletion, Choice, MessageContent,
+    RequestMessage, ToolCall,
+};
+use crate::stream::translate::{ChunkState, EventTranslator};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+pub struct DashScope;
+
+pub static SPEC: ProviderSpec = ProviderSpec {
+    id: "dashscope",
+    base_url_var: "DASHSCOPE_BASE_URL",
+    default_base_url: "https://dashscope.aliyuncs.com",
+    env_prefix: "DASHSCOPE",
+    default_patterns: &["qwen*", "qwq*", "qvq*", "farui*"],
+    default_models: &[
+        "qwen-max",
+        "qwen-plus",
+        "qwen-turbo",
+        "qwen-long",
+        "qwen-vl-max",
+        "qwen-vl-plus",
+        "farui-plus",
+    ],
+    base_url_suffixes: &["/api/v1", "/compatible-mode/v1"],
+    owned_by: "alibaba",
+};
+
+const TEXT_PATH: &str = "/api/v1/services/aigc/text-generation/generation";
+const MULTIMODAL_PATH: &str = "/api/v1/services/aigc/multimodal-generation/generation";
+
+/// Parameters DashScope takes under the same name as the client sent them.
+const SAME_NAME_PARAMETERS: &[&str] = &[
+    "temperature",
+    "top_k",
+    "seed",
+    "repetition_penalty",
+    "presence_penalty",
+    "n",
+    "tool_choice",
+    "parallel_tool_calls",
+    "response_format",
+    "logprobs",
+    "top_logprobs",
+    "enable_search",
+    "search_options",
+    "enable_thinking",
+    "thinking_budget",
+    "vl_high_resolution_images",
+    "translation_options",
+    "enable_code_interpreter",
+];
+
+/// Vision models, which only the multimodal endpoint serves.
+fn is_multimodal_model(model: &str) -> bool {
+    let model = model.to_ascii_lowercase();
+    model.contains("-vl")
+        || model.starts_with("qvq")
+        || model.contains("-omni")
+        || model.contains("-audio")
+}
+
+// ---- request ----------------------------------------------------------------------------
+
+fn build_body(ctx: &CallContext) -> Result<(Value, bool), GatewayError> {
+    let request = ctx.request;
+    let messages = request.messages()?;
+    let multimodal = is_multimodal_model(ctx.upstream_model)
+        || messages
+            .iter()
+            .any(|m| m.content.as_ref().is_some_and(MessageContent::has_images));
+    let native: Vec<Value> = messages
+        .iter()
+        .map(|m| native_message(m, &messages, multimodal))
+        .collect();
+
+    let mut parameters = Map::new();
+    parameters.insert("result_format".into(), json!("message"));
+    for name in SAME_NAME_PARAMETERS {
+        if let Some(v) = request.body.get(*name).filter(|v| !v.is_null()) {
+            parameters.insert((*name).into(), v.clone());
+        }
+    }
+    if let Some(top_p) = request.number("top_p") {
+        // DashScope takes top_p in (0, 1): 1.0 (OpenAI's "off") would be rejected.
+        parameters.insert("top_p".into(), json!(top_p.clamp(0.0001, 0.9999)));
+    }
+    if let Some(max) = request.max_tokens() {
+        parameters.insert("max_tokens".into(), json!(max));
+    }
+    let stop = request.stop();
+    if !stop.is_empty() {
+        parameters.insert("stop".into(), json!(stop));
+    }
+    if let Some(tools) = request.body.get("tools").filter(|t| t.is_array()) {
+        parameters.insert("tools".into(), tools.clone());
+    }
+    if ctx.stream {
+        parameters.insert("incremental_output".into(), json!(true));
+    }
+    Ok((
+        json!({
+            "model": ctx.upstream_model,
+            "input": { "messages": native },
+            "parameters": parameters,
+        }),
+        multimodal,
+    ))
+}
+
+fn native_message(message: &RequestMessage, all: &[RequestMessage], multimodal: bool) -> Value {
+    let role = if message.role == "developer" {
+        "system"
+    } else {
+        message.role.as_str()
+    };
+    let content = match (&message.content, multimodal) {
+        (None, false) => json!(""),
+        (None, true) => json!([]),
+        (Some(content), false) => json!(content.text()),
+        (Some(MessageContent::Text(text)), true) => json!([{ "text": text }]),
+        (Some(MessageContent::Parts(parts)), true) => Value::Array(
+            parts
+                .iter()
+                .filter_map(|p| {
+                    p.text
+                        .as_ref()
+                        .map(|t| json!({ "text": t }))
+                        .or_else(|| p.image_url.as_ref().map(|i| json!({ "image": i.url() })))
+                })
+                .collect(),
+        ),
+    };
+    let mut out = json!({ "role": role, "content": content });
+    if let Some(calls) = &message.tool_calls {
+        out["tool_calls"] = serde_json::to_value(calls).unwrap_or(Value::Null);
+    }
+    if let Some(id) = &message.tool_call_id {
+        out["tool_call_id"] = json!(id);
+        if let Some(name) = message.name.clone().or_else(|| tool_name_for_call(all, id)) {
+            out["name"] = json!(name);
+        }
+    }
+    out
+}
+
+// ---- response ---------------------------------------------------------------------------
+
+#[derive(Debug, Default, Deserialize)]
+struct GenerationResponse {
+    #[serde(default)]
+    output: Option<Output>,
+    #[serde(default)]
+    usage: Option<Value>,
+    #[serde(default)]
+    request_id: Option<String>,
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Output {
+    #[serde(default)]
+    choices: Vec<NativeChoice>,
+    /// `result_format: "text"` answers.
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct NativeChoice {
+    #[serde(default)]
+    message: NativeMessage,
+    #[serde(default)]
+    finish_reason: Option<String>,
+    #[serde(default)]
+    index: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct NativeMessage {
+    #[serde(default)]
+    content: Option<Value>,
+    #[serde(default)]
+    reasoning_content: Option<String>,
+    #[serde(default)]
+    tool_calls: Option<Vec<Value>>,
+}
+
+/// Content is a string on the text endpoint and `[{"text": …}]` on the multimodal one.
+fn content_text(content: &Option<Value>) -> String {
+    match content {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(parts)) => parts.iter().filter_map(|p| p["text"].as_str()).collect(),
+        _ => String::new(),
+    }
+}
+
+/// `"null"` (a string) is how DashScope streams say "not finished".
+fn finish_reason(reason: Option<&str>) -> Option<String> {
+    match reason {
+        None | Some("null") | Some("") => None,
+        Some("stop") => Some("stop".into()),
+        Some("length") => Some("length".into()),
+        Some("tool_calls") => Some("tool_calls".into()),
+        Some("content_filter") | Some("sensitive") => Some("content_filter".into()),
+        Some(_) => Some("stop".into()),
+    }
+}
+
+fn usage(native: &Value) -> Option<Value> {
+    let input = native["input_tokens"].as_u64()?;
+    let output = native["output_tokens"].as_u64().unwrap_or(0);
+    Some(usage_object(
+        input,
+        output,
+        native["total_tokens"].as_u64(),
+        native
+            .pointer("/output_tokens_details/reasoning_tokens")
+            .and_then(Value::as_u64),
+        native
+            .pointer("/prompt_tokens_details/cached_tokens")
+            .and_then(Value::as_u64),
+    ))
+}
+
+/// DashScope error codes → HTTP status (the code is kept as the OpenAI `code`).
+fn status_for_code(code: &str, http_status: u16) -> u16 {
+    match code {
+        "InvalidApiKey" | "InvalidApiKey.Empty" => 401,
+        c if c.starts_with("Throttling") => 429,
+        "DataInspectionFailed" | "data_inspection_failed" | "InvalidParameter" | "InvalidInput" => {
+            400
+        }
+        c if c.starts_with("AccessDenied") || c == "Arrearage" || c == "Forbidden" => 403,
+        "ModelNotFound" | "Model.NotFound" | "NotFound" => 404,
+        c if c.starts_with("InternalError") => 500,
+        "ServiceUnavailable" | "ModelServiceFailed" => 503,
+        _ if (400..=599).contains(&http_status) => http_status,
+        _ => 502,
+    }
+}
+
+fn error_from_native(
+    http_status: u16,
+    code: &str,
+    message: &str,
+    request_id: Option<&str>,
+) -> GatewayError {
+    let status = status_for_code(code, http_status);
+    let kind = match status {
+        401 | 403 => "authentication_error",
+        429 => "rate_limit_error",
+        400..=499 => "invalid_request_error",
+        _ => "upstream_error",
+    };
+    let mut object = Map::new();
+    let message = match request_id {
+        Some(id) => format!("{message} (DashScope request_id {id})"),
+        None => message.to_string(),
+    };
+    object.insert("message".into(), json!(message));
+    object.insert("type".into(), json!(kind));
+    object.insert("param".into(), Value::Null);
+    object.insert("code".into(), json!(code));
+    GatewayError::Upstream {
+        status,
+        error: object,
+    }
+}
+
+impl Provider for DashScope {
+    fn spec(&self) -> &'static ProviderSpec {
+        &SPEC
+    }
+
+    fn chat_request(&self, ctx: &CallContext) -> Result<HttpRequest, GatewayError> {
+        let (body, multimodal) = build_body(ctx)?;
+        let path = if multimodal {
+            MULTIMODAL_PATH
+        } else {
+            TEXT_PATH
+        };
+        let mut headers = vec![
+            ("Authorization".to_string(), format!("Bearer {}", ctx.key)),
+            ("Content-Type".to_string(), "application/json".to_string()),
+        ];
+        if ctx.stream {
+            headers.push(("X-DashScope-SSE".into(), "enable".into()));
+            headers.push(("Accept".into(), "text/event-stream".into()));
+        }
+        Ok(HttpRequest {
+            method: "POST",
+            url: format!("{}{path}", ctx.base_url),
+            headers,
+            body: Some(
+                serde_json::to_vec(&body).map_err(|e| GatewayError::Internal(e.to_string()))?,
+            ),
+        })
+    }
+
+    fn parse_completion(
+        &self,
+        body: &[u8],
+        ctx: &CallContext,
+    ) -> Result<ChatCompletion, GatewayError> {
+        let response: GenerationResponse = parse_json(body, "a DashScope generation response")?;
+        if let Some(code) = response.code.as_deref().filter(|c| !c.is_empty()) {
+            let message = response
+                .message
+                .as_deref()
+                .unwrap_or("DashScope returned an error");
+            return Err(error_from_native(
+                400,
+                code,
+                message,
+                response.request_id.as_deref(),
+            ));
+        }
+        let output = response.output.ok_or_else(|| {
+            GatewayError::UpstreamMalformed("DashScope answer has no `output`".into())
+        })?;
+        let choices: Vec<Choice> = if output.choices.is_empty() {
+            let text = output.text.ok_or_else(|| {
+                GatewayError::UpstreamMalformed("DashScope answer has no choices".into())
+            })?;
+            vec![Choice {
+                index: 0,
+                message: AssistantMessage {
+                    content: Some(Value::String(text)),
+                    ..AssistantMessage::default()
+                },
+                finish_reason: Some(
+                    finish_reason(output.finish_reason.as_deref()).unwrap_or_else(|| "stop".into()),
+                ),
+                logprobs: None,
+                extra: Map::new(),
+            }]
+        } else {
+            output
+                .choices
+                .into_iter()
+                .enumerate()
+                .map(|(i, choice)| {
+                    let tool_calls: Option<Vec<ToolCall>> = choice
+                        .message
+                        .tool_calls
+                        .map(|calls| {
+                            calls
+                                .into_iter()
+                                .filter_map(|c| serde_json::from_value(c).ok())
+                                .collect()
+                        })
+                        .filter(|calls: &Vec<ToolCall>| !calls.is_empty());
+                    let has_calls = tool_calls.is_some();
+                    let text = content_text(&choice.message.content);
+                    Choice {
+                        index: choice.index.unwrap_or(i as u32),
+                        message: AssistantMessage {
+                            content: Some(if text.is_empty() && has_calls {
+                                Value::Null
+                            } else {
+                                Value::String(text)
+                            }),
+                            reasoning_content: choice
+                                .message
+                                .reasoning_content
+                                .filter(|r| !r.is_empty()),
+                            tool_calls,
+                            ..AssistantMessage::default()
+                        },
+                        finish_reason: Some(
+                            finish_reason(choice.finish_reason.as_deref()).unwrap_or_else(|| {
+                                if has_calls { "tool_calls" } else { "stop" }.into()
+                            }),
+                        ),
+                        logprobs: None,
+                        extra: Map::new(),
+                    }
+                })
+                .collect()
+        };
+        let mut extra = Map::new();
+        if let Some(id) = &response.request_id {
+            extra.insert("request_id".into(), json!(id));
+        }
+        Ok(ChatCompletion {
+            id: format!(
+                "chatcmpl-{}",
+                response.request_id.as_deref().unwrap_or(ctx.request_id)
+            ),
+            object: "chat.completion".into(),
+            created: ctx.now_seconds,
+            model: ctx.request.model.clone(),
+            choices,
+            usage: response.usage.as_ref().and_then(usage),
+            system_fingerprint: None,
+            extra,
+        })
+    }
+
+    fn parse_error(&self, status: u16, body: &[u8]) -> GatewayError {
+        match serde_json::from_slice::<GenerationResponse>(body) {
+            Ok(GenerationResponse {
+                code: Some(code),
+                message,
+                request_id,
+                ..
+            }) => error_from_native(
+                status,
+                &code,
+                message.as_deref().unwrap_or("DashScope returned an error"),
+                request_id.as_deref(),
+            ),
+            _ => GatewayError::from_upstream(status, body),
+        }
+    }
+
+    fn stream_translator(&self, ctx: &CallContext) -> Option<Box<dyn EventTranslator>> {
+        Some(Box::new(DashScopeStream {
+            state: ChunkState::new(ctx.chunk_meta(None)),
+            tool_indexes: Vec::new(),
+        }))
+    }
+
+    fn models_request(&self, _base_url: &str, _key: &str) -> Option<HttpRequest> {
+        None
+    }
+
+    fn parse_models(&self, _body: &[u8]) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+struct DashScopeStream {
+    state: ChunkState,
+    /// Native tool-call indexes seen, per choice, mapped to OpenAI indexes.
+    tool_indexes: Vec<(u32, u64, usize)>,
+}
+
+impl EventTranslator for DashScopeStream {
+    fn event(&mut self, event: Option<&str>, data: &str) -> Result<Vec<Value>, GatewayError> {
+        let response: GenerationResponse = parse_json(data.as_bytes(), "a DashScope stream event")?;
+        if event == Some("error") || response.code.as_deref().is_some_and(|c| !c.is_empty()) {
+            let code = response.code.as_deref().unwrap_or("UnknownError");
+            let message = response
+                .message
+                .as_deref()
+                .unwrap_or("DashScope stream failed");
+            return Err(error_from_native(
+                500,
+                code,
+                message,
+                response.request_id.as_deref(),
+            ));
+        }
+        // The chunk id comes from DashScope's request id, fixed before the first chunk.
+        if self.state.started.is_empty() {
+            if let Some(id) = &response.request_id {
+                self.state.meta.id = format!("chatcmpl-{id}");
+            }
+        }
+        let mut out = Vec::new();
+        let Some(output) = response.output else {
+            return Ok(out);
+        };
+        if output.choices.is_empty() {
+            if let Some(text) = &output.text {
+                self.state.text(0, "content", text, &mut out);
+            }
+            if let Some(reason) = finish_reason(output.finish_reason.as_deref()) {
+                self.state.set_finish(0, reason);
+            }
+        }
+        for (i, choice) in output.choices.iter().enumerate() {
+            let index = choice.index.unwrap_or(i as u32);
+            self.state.start(index, &mut out);
+            if let Some(reasoning) = &choice.message.reasoning_content {
+                self.state
+                    .text(index, "reasoning_content", reasoning, &mut out);
+            }
+            let text = content_text(&choice.message.content);
+            self.state.text(index, "content", &text, &mut out);
+            for call in choice.message.tool_calls.iter().flatten() {
+                let native_index = call["index"].as_u64().unwrap_or(0);
+                let openai_index = match self
+                    .tool_indexes
+                    .iter()
+                    .find(|(c, n, _)| *c == index && *n == native_index)
+                {
+                    Some((_, _, i)) => *i,
+                    None => {
+                        let i = self.state.next_tool_index(index);
+                        self.tool_indexes.push((index, native_index, i));
+                        i
+                    }
+                };
+                let mut delta = json!({ "index": openai_index });
+                for key in ["id", "type"] {
+                    if let Some(v) = call
+                        .get(key)
+                        .filter(|v| v.as_str().is_some_and(|s| !s.is_empty()))
+                    {
+                        delta[key] = v.clone();
+                    }
+                }
+                if let Some(function) = call.get("function") {
+                    delta["function"] = function.clone();
+                }
+                out.push(
+                    self.state
+                        .meta
+                        .delta(index, json!({ "tool_calls": [delta] }), None),
+                );
+            }
+            if let Some(reason) = finish_reason(choice.finish_reason.as_deref()) {
+                self.state.set_finish(index, reason);
+            }
+        }
+        if let Some(u) = response.usage.as_ref().and_then(usage) {
+            self.state.usage = Some(u);
+        }
+        Ok(out)
+    }
+
+    fn finish(&mut self) -> Result<Vec<Value>, GatewayError> {
+        self.state.close()
+    }
+
+    fn content(&self) -> &str {
+        &self.state.content
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::openai::ChatRequest;
+    use crate::providers::ProviderOptions;
+    use crate::sse::{SseItem, SseParser};
+    use crate::stream::translate::{StreamAdapter, Translated};
+
+    fn request(body: Value) -> ChatRequest {
+        ChatRequest::parse(body.to_string().as_bytes()).unwrap()
+    }
+
+    fn with_ctx<T>(req: &ChatRequest, stream: bool, f: impl FnOnce(&CallContext) -> T) -> T {
+        let options = ProviderOptions::default();
+        let raw = serde_json::to_vec(&req.body).unwrap();
+        let ctx = CallContext {
+            request: req,
+            raw_body: &raw,
+            upstream_model: &req.model,
+            base_url: "https://ds.test",
+            key: "ds-key",
+            stream,
+            request_id: "req1",
+            now_seconds: 100,
+            client_headers: &[],
+            options: &options,
+        };
+        f(&ctx)
+    }
+
+    #[test]
+    fn text_request_mapping() {
+        let req = request(json!({"model": "qwen-plus", "stream": true,
+            "messages": [
+                {"role": "system", "content": "sys"},
+                {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+                {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "done"}],
+            "temperature": 0.7, "top_p": 1.0, "max_completion_tokens": 99, "stop": "X", "seed": 3,
+            "repetition_penalty": 1.1, "presence_penalty": 0.5, "enable_thinking": false, "user": "u1",
+            "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]}));
+        let call = with_ctx(&req, true, |ctx| DashScope.chat_request(ctx).unwrap());
+        assert_eq!(
+            call.url,
+            "https://ds.test/api/v1/services/aigc/text-generation/generation"
+        );
+        assert!(call
+            .headers
+            .contains(&("X-DashScope-SSE".into(), "enable".into())));
+        assert!(call
+            .headers
+            .contains(&("Authorization".into(), "Bearer ds-key".into())));
+        let body: Value = serde_json::from_slice(&call.body.unwrap()).unwrap();
+        assert_eq!(body["model"], "qwen-plus");
+        let messages = body["input"]["messages"].as_array().unwrap();
+        assert_eq!(messages[1], json!({"role": "user", "content": "ab"}));
+        assert_eq!(messages[2]["tool_calls"][0]["function"]["name"], "f");
+        assert_eq!(
+            messages[3],
+            json!({"role": "tool", "content": "done", "tool_call_id": "call_1", "name": "f"})
+        );
+        let p = &body["parameters"];
+        assert_eq!(p["result_format"], "message");
+        assert_eq!(p["incremental_output"], true);
+        assert_eq!(p["temperature"], 0.7);
+        assert!(p["top_p"].as_f64().unwrap() < 1.0);
+        assert_eq!(p["max_tokens"], 99);
+        assert_eq!(p["stop"], json!(["X"]));
+        assert_eq!(p["seed"], 3);
+        assert_eq!(p["repetition_penalty"], 1.1);
+        assert_eq!(p["presence_penalty"], 0.5);
+        assert_eq!(p["enable_thinking"], false);
+        assert_eq!(p["tools"][0]["function"]["name"], "f");
+        assert!(p.get("user").is_none());
+    }
+
+    #[test]
+    fn vision_goes_to_the_multimodal_endpoint() {
+        let req = request(json!({"model": "qwen-vl-max", "messages": [
+            {"role": "system", "content": "sys"},
+            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/cat.png"}}, {"type": "text", "text": "what?"}]}]}));
+        let call = with_ctx(&req, false, |ctx| DashScope.chat_request(ctx).unwrap());
+        assert!(call.url.ends_with("/multimodal-generation/generation"));
+        assert!(!call.headers.iter().any(|(k, _)| k == "X-DashScope-SSE"));
+        let body: Value = serde_json::from_slice(&call.body.unwrap()).unwrap();
+        assert_eq!(
+            body["input"]["messages"][0]["content"],
+            json!([{"text": "sys"}])
+        );
+        assert_eq!(
+            body["input"]["messages"][1]["content"],
+            json!([{"image": "https://x/cat.png"}, {"text": "what?"}])
+        );
+        assert!(body["parameters"].get("incremental_output").is_none());
+    }
+
+    #[test]
+    fn response_mapping() {
+        let req =
+            request(json!({"model": "qwen-max", "messages": [{"role": "user", "content": "x"}]}));
+        let native = json!({"output": {"choices": [{"finish_reason": "tool_calls", "message": {"role": "assistant", "content": "",
+            "reasoning_content": "hmm", "tool_calls": [{"id": "call_a", "type": "function", "index": 0,
+            "function": {"name": "f", "arguments": "{\"q\":1}"}}]}}]},
+            "usage": {"input_tokens": 3, "output_tokens": 4, "total_tokens": 7}, "request_id": "rid-1"});
+        let c = with_ctx(&req, false, |ctx| {
+            DashScope
+                .parse_completion(native.to_string().as_bytes(), ctx)
+                .unwrap()
+        });
+        assert_eq!(c.id, "chatcmpl-rid-1");
+        assert_eq!(c.extra["request_id"], "rid-1");
+        assert_eq!(c.choices[0].finish_reason.as_deref(), Some("tool_calls"));
+        assert_eq!(c.choices[0].message.content, Some(Value::Null));
+        assert_eq!(
+            c.choices[0].message.reasoning_content.as_deref(),
+            Some("hmm")
+        );
+        assert_eq!(
+            c.choices[0].message.tool_calls.as_ref().unwrap()[0]
+                .function
+                .arguments,
+            "{\"q\":1}"
+        );
+        assert_eq!(
+            c.usage.unwrap(),
+            json!({"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7})
+        );
+
+        let multimodal = json!({"output": {"choices": [{"finish_reason": "stop", "message": {"content": [{"text": "a cat"}]}}]},
+            "usage": {"input_tokens": 1, "output_tokens": 2}});
+        let c = with_ctx(&req, false, |ctx| {
+            DashScope
+                .parse_completion(multimodal.to_string().as_bytes(), ctx)
+                .unwrap()
+        });
+        assert_eq!(c.choices[0].message.text(), "a cat");
+        assert_eq!(c.usage.unwrap()["total_tokens"], 3);
+
+        let text_format = json!({"output": {"text": "plain", "finish_reason": "length"}});
+        let c = with_ctx(&req, false, |ctx| {
+            DashScope
+                .parse_completion(text_format.to_string().as_bytes(), ctx)
+                .unwrap()
+        });
+        assert_eq!(
+            (
+                c.choices[0].message.text().as_str(),
+                c.choices[0].finish_reason.as_deref()
+            ),
+            ("plain", Some("length"))
+        );
+    }
+
+    #[test]
+    fn error_codes() {
+        for (code, http, want) in [
+            ("InvalidApiKey", 401, 401),
+            ("Throttling.RateQuota", 429, 429),
+            ("Throttling", 400, 429),
+            ("DataInspectionFailed", 400, 400),
+            ("InvalidParameter", 400, 400),
+            ("Arrearage", 400, 403),
+            ("ModelNotFound", 400, 404),
+            ("InternalError.Algo", 500, 500),
+            ("SomethingNew", 418, 418),
+        ] {
+            let body = json!({"code": code, "message": "m", "request_id": "r"});
+            let err = DashScope.parse_error(http, body.to_string().as_bytes());
+            assert_eq!(err.status(), want, "{code}");
+            assert_eq!(err.to_body()["error"]["code"], code);
+        }
+        assert_eq!(DashScope.parse_error(502, b"<html>").status(), 502);
+    }
+
+    fn run_stream(req: &ChatRequest, raw: &str) -> (Vec<Value>, String) {
+        let mut adapter = with_ctx(req, true, |ctx| {
+            Translated::new(DashScope.stream_translator(ctx).unwrap())
+        });
+        let mut bytes = adapter.push(raw.as_bytes());
+        bytes.extend(adapter.finish(None));
+        let data: Vec<String> = SseParser::new()
+            .push(&bytes)
+            .into_iter()
+            .filter_map(|i| match i {
+                SseItem::Event { data, .. } => Some(data),
+                _ => None,
+            })
+            .collect();
+        let chunks = data
+            .iter()
+            .filter(|d| *d != "[DONE]")
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect();
+        assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+        (chunks, adapter.content().to_string())
+    }
+
+    #[test]
+    fn stream_translation() {
+        let req = request(
+            json!({"model": "qwen-plus", "messages": [{"role": "user", "content": "x"}], "stream": true,
+            "stream_options": {"include_usage": true}}),
+        );
+        let raw = concat!(
+            "id:1\nevent:result\n:HTTP_STATUS/200\n",
+            "data:{\"output\":{\"choices\":[{\"message\":{\"content\":\"你好\",\"role\":\"assistant\"},\"finish_reason\":\"null\"}]},\"usage\":{\"input_tokens\":5,\"output_tokens\":1,\"total_tokens\":6},\"request_id\":\"rid-9\"}\n\n",
+            "id:2\nevent:result\n:HTTP_STATUS/200\n",
+            "data:{\"output\":{\"choices\":[{\"message\":{\"content\":\"，世界\",\"role\":\"assistant\"},\"finish_reason\":\"null\"}]},\"usage\":{\"input_tokens\":5,\"output_tokens\":3,\"total_tokens\":8},\"request_id\":\"rid-9\"}\n\n",
+            "id:3\nevent:result\n:HTTP_STATUS/200\n",
+            "data:{\"output\":{\"choices\":[{\"message\":{\"content\":\"\",\"role\":\"assistant\"},\"finish_reason\":\"stop\"}]},\"usage\":{\"input_tokens\":5,\"output_tokens\":3,\"total_tokens\":8},\"request_id\":\"rid-9\"}\n\n",
+        );
+        let (chunks, content) = run_stream(&req, raw);
+        assert_eq!(content, "你好，世界");
+        assert!(chunks.iter().all(|c| c["id"] == "chatcmpl-rid-9"));
+        assert_eq!(
+            chunks[chunks.len() - 2]["choices"][0]["finish_reason"],
+            "stop"
+        );
+        assert_eq!(chunks.last().unwrap()["usage"]["total_tokens"], 8);
+    }
+
+    #[test]
+    fn stream_tool_calls_and_errors() {
+        let req = request(
+            json!({"model": "qwen-plus", "messages": [{"role": "user", "content": "x"}], "stream": true}),
+        );
+        let raw = concat!(
+            "event:result\ndata:{\"output\":{\"choices\":[{\"message\":{\"content\":\"\",\"tool_calls\":[{\"index\":0,\"id\":\"call_x\",\"type\":\"function\",\"function\":{\"name\":\"get\",\"arguments\":\"{\\\"a\\\"\"}}]},\"finish_reason\":\"null\"}]}}\n\n",
+            "event:result\ndata:{\"output\":{\"choices\":[{\"message\":{\"content\":\"\",\"tool_calls\":[{\"index\":0,\"id\":\"\",\"type\":\"function\",\"function\":{\"arguments\":\":1}\"}}]},\"finish_reason\":\"tool_calls\"}]}}\n\n",
+        );
+        let (chunks, _) = run_stream(&req, raw);
+        let deltas: Vec<&Value> = chunks
+            .iter()
+            .filter_map(|c| c["choices"].get(0)?.get("delta")?.get("tool_calls"))
+            .collect();
+        assert_eq!(deltas.len(), 2);
+        assert_eq!(deltas[0][0]["id"], "call_x");
+        assert!(deltas[1][0].get("id").is_none());
+        let args: String = deltas
+            .iter()
+            .map(|d| d[0]["function"]["arguments"].as_str().unwrap())
+            .collect();
+        assert_eq!(args, "{\"a\":1}");
+        assert_eq!(
+            chunks.last().unwrap()["choices"][0]["finish_reason"],
+            "tool_calls"
+        );
+
+        let mut adapter = with_ctx(&req, true, |ctx| {
+            Translated::new(DashScope.stream_translator(ctx).unwrap())
+        });
+        let out = String::from_utf8(adapter.push(
+            b"event:error\n:HTTP_STATUS/400\ndata:{\"code\":\"DataInspectionFailed\",\"message\":\"Input data may contain inappropriate content.\",\"request_id\":\"r\"}\n\n",
+        )).unwrap();
+        assert!(
+            out.contains("DataInspectionFailed") && out.ends_with("data: [DONE]\n\n"),
+            "{out}"
+        );
+    }
+}

@@ -1,0 +1,1163 @@
+//! Google Gemini through its native API: `models/{model}:generateContent` and
+//! `:streamGenerateContent?alt=sse`.
+
+use super::{arguments_object, parse_json, CallContext, HttpRequest, Provider, ProviderSpec};
+use crate::error::GatewayError;
+use crate::openai::{
+    parse_data_url, tool_name_for_call, usage_object, AssistantMessage, ChatCompletion, Choice,
+    FunctionCall, MessageContent, RequestMessage, ToolCall,
+};
+use crate::stream::translate::{ChunkState, EventTranslator};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+pub struct Gemini;
+
+pub static SPEC: ProviderSpec = ProviderSpec {
+    id: "gemini",
+    base_url_var: "GEMINI_BASE_URL",
+    default_base_url: "https://generativelanguage.googleapis.com",
+    env_prefix: "GEMINI",
+    default_patterns: &["gemini-*", "gemma-*", "learnlm-*"],
+    default_models: &[
+        "gemini-2.5-pro",
+        "gemini-2.5-flash",
+        "gemini-2.5-flash-lite",
+        "gemini-2.0-flash",
+    ],
+    base_url_suffixes: &["/v1beta", "/v1"],
+    owned_by: "google",
+};
+
+const SAFETY_CATEGORIES: &[&str] = &[
+    "HARM_CATEGORY_HARASSMENT",
+    "HARM_CATEGORY_HATE_SPEECH",
+    "HARM_CATEGORY_SEXUALLY_EXPLICIT",
+    "HARM_CATEGORY_DANGEROUS_CONTENT",
+];
+
+// ---- wire types -------------------------------------------------------------------------
+
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct GenerateContentRequest {
+    contents: Vec<Content>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    system_instruction: Option<Content>,
+    #[serde(skip_serializing_if = "Map::is_empty")]
+    generation_config: Map<String, Value>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_config: Option<Value>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    safety_settings: Vec<Value>,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+struct Content {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    role: Option<String>,
+    #[serde(default)]
+    parts: Vec<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GenerateContentResponse {
+    #[serde(default)]
+    candidates: Vec<Candidate>,
+    #[serde(default)]
+    prompt_feedback: Option<PromptFeedback>,
+    #[serde(default)]
+    usage_metadata: Option<UsageMetadata>,
+    #[serde(default)]
+    response_id: Option<String>,
+    #[serde(default)]
+    error: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Candidate {
+    #[serde(default)]
+    content: Option<Content>,
+    #[serde(default)]
+    finish_reason: Option<FinishReason>,
+    #[serde(default)]
+    index: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+enum FinishReason {
+    Stop,
+    MaxTokens,
+    Safety,
+    Recitation,
+    Blocklist,
+    ProhibitedContent,
+    Spii,
+    ImageSafety,
+    MalformedFunctionCall,
+    /// Values added later by Google must not break parsing.
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PromptFeedback {
+    #[serde(default)]
+    block_reason: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UsageMetadata {
+    #[serde(default)]
+    prompt_token_count: u64,
+    #[serde(default)]
+    candidates_token_count: u64,
+    #[serde(default)]
+    total_token_count: Option<u64>,
+    #[serde(default)]
+    thoughts_token_count: Option<u64>,
+    #[serde(default)]
+    cached_content_token_count: Option<u64>,
+}
+
+// ---- request ----------------------------------------------------------------------------
+
+fn build_body(ctx: &CallContext) -> Result<GenerateContentRequest, GatewayError> {
+    let request = ctx.request;
+    let messages = request.messages()?;
+    let mut body = GenerateContentRequest::default();
+    let mut system_parts: Vec<Value> = Vec::new();
+    for (i, message) in messages.iter().enumerate() {
+        let (role, parts) = match message.role.as_str() {
+            "system" | "developer" => {
+                if let Some(content) = &message.content {
+                    system_parts.push(json!({ "text": content.text() }));
+                }
+                continue;
+            }
+            "user" => ("user", content_parts(message.content.as_ref(), i)?),
+            "assistant" => ("model", assistant_parts(message, i)?),
+            "tool" | "function" => ("user", vec![tool_result_part(message, &messages, i)?]),
+            other => {
+                return Err(GatewayError::invalid_param(
+                    format!("messages[{i}] has role `{other}`, which Gemini cannot take"),
+                    &format!("messages[{i}].role"),
+                ))
+            }
+        };
+        if parts.is_empty() {
+            continue;
+        }
+        // Gemini wants alternating turns: consecutive same-role messages become one turn.
+        match body.contents.last_mut() {
+            Some(last) if last.role.as_deref() == Some(role) => last.parts.extend(parts),
+            _ => body.contents.push(Content {
+                role: Some(role.into()),
+                parts,
+            }),
+        }
+    }
+    if !system_parts.is_empty() {
+        body.system_instruction = Some(Content {
+            role: None,
+            parts: system_parts,
+        });
+    }
+    if body.contents.is_empty() {
+        return Err(GatewayError::invalid_param(
+            "Gemini needs at least one user or assistant message",
+            "messages",
+        ));
+    }
+    body.generation_config = generation_config(ctx)?;
+    let tools = request.tools()?;
+    if !tools.is_empty() {
+        let declarations: Vec<Value> = tools
+            .iter()
+            .filter(|t| t.kind == "function")
+            .map(|t| {
+                let mut decl = json!({ "name": t.function.name });
+                if let Some(d) = &t.function.description {
+                    decl["description"] = Value::String(d.clone());
+                }
+                if let Some(p) = &t.function.parameters {
+                    decl["parameters"] = openapi_schema(p);
+                }
+                decl
+            })
+            .collect();
+        body.tools
+            .push(json!({ "functionDeclarations": declarations }));
+    }
+    body.tool_config = tool_config(request.body.get("tool_choice"))?;
+    body.safety_settings =
+        safety_settings(&ctx.options.gemini_safety_threshold, ctx.upstream_model);
+    Ok(body)
+}
+
+fn content_parts(content: Option<&MessageContent>, i: usize) -> Result<Vec<Value>, GatewayError> {
+    let Some(content) = content else {
+        return Ok(Vec::new());
+    };
+    match content {
+        MessageContent::Text(text) => Ok(vec![json!({ "text": text })]),
+        MessageContent::Parts(parts) => {
+            let mut out = Vec::new();
+            for part in parts {
+                if let Some(text) = &part.text {
+                    out.push(json!({ "text": text }));
+                } else if let Some(image) = &part.image_url {
+                    let url = image.url();
+                    match parse_data_url(url) {
+                        Some(data) => out.push(json!({
+                            "inlineData": { "mimeType": data.mime_type, "data": data.base64 }
+                        })),
+                        None if url.starts_with("http://") || url.starts_with("https://") => out
+                            .push(json!({
+                                "fileData": { "mimeType": mime_from_url(url), "fileUri": url }
+                            })),
+                        None => {
+                            return Err(GatewayError::invalid_param(
+                                "image_url must be a data: URL or an http(s) URL",
+                                &format!("messages[{i}].content"),
+                            ))
+                        }
+                    }
+                } else if part.kind == "input_audio" {
+                    let audio = part.extra.get("input_audio");
+                    let data = audio.and_then(|a| a["data"].as_str()).unwrap_or_default();
+                    let format = audio.and_then(|a| a["format"].as_str()).unwrap_or("wav");
+                    out.push(json!({ "inlineData": { "mimeType": format!("audio/{format}"), "data": data } }));
+                }
+            }
+            Ok(out)
+        }
+    }
+}
+
+fn mime_from_url(url: &str) -> &'static str {
+    let path = url
+        .split(['?', '#'])
+        .next()
+        .unwrap_or(url)
+        .to_ascii_lowercase();
+    match path.rsplit('.').next() {
+        Some("png") => "image/png",
+        Some("gif") => "image/gif",
+        Some("webp") => "image/webp",
+        Some("pdf") => "application/pdf",
+        _ => "image/jpeg",
+    }
+}
+
+fn assistant_parts(message: &RequestMessage, i: usize) -> Result<Vec<Value>, GatewayError> {
+    let mut parts = content_parts(message.content.as_ref(), i)?;
+    parts.retain(|p| {
+        p.get("text")
+            .and_then(Value::as_str)
+            .is_none_or(|t| !t.is_empty())
+    });
+    for (j, call) in message.tool_calls.iter().flatten().enumerate() {
+        let args = arguments_object(
+            &call.function.arguments,
+            &format!("messages[{i}].tool_calls[{j}].function.arguments"),
+        )?;
+        parts.push(json!({ "functionCall": { "name": call.function.name, "args": args } }));
+    }
+    Ok(parts)
+}
+
+fn tool_result_part(
+    message: &RequestMessage,
+    all: &[RequestMessage],
+    i: usize,
+) -> Result<Value, GatewayError> {
+    let name = message
+        .name
+        .clone()
+        .or_else(|| {
+            message
+                .tool_call_id
+                .as_deref()
+                .and_then(|id| tool_name_for_call(all, id))
+        })
+        .ok_or_else(|| {
+            GatewayError::invalid_param(
+                "a tool message needs a tool_call_id that matches an earlier assistant tool call",
+                &format!("messages[{i}].tool_call_id"),
+            )
+        })?;
+    let text = message
+        .content
+        .as_ref()
+        .map(MessageContent::text)
+        .unwrap_or_default();
+    // Gemini wants an object; JSON objects pass as they are, anything else is wrapped.
+    let response = match serde_json::from_str::<Value>(&text) {
+        Ok(Value::Object(object)) => Value::Object(object),
+        _ => json!({ "content": text }),
+    };
+    Ok(json!({ "functionResponse": { "name": name, "response": response } }))
+}
+
+fn generation_config(ctx: &CallContext) -> Result<Map<String, Value>, GatewayError> {
+    let request = ctx.request;
+    let mut config = Map::new();
+    let mut copy_number = |from: &str, to: &str| {
+        if let Some(v) = request.body.get(from).filter(|v| v.is_number()) {
+            config.insert(to.into(), v.clone());
+        }
+    };
+    copy_number("temperature", "temperature");
+    copy_number("top_p", "topP");
+    copy_number("top_k", "topK");
+    copy_number("n", "candidateCount");
+    copy_number("seed", "seed");
+    copy_number("presence_penalty", "presencePenalty");
+    copy_number("frequency_penalty", "frequencyPenalty");
+    if let Some(max) = request.max_tokens() {
+        config.insert("maxOutputTokens".into(), json!(max));
+    }
+    let stop = request.stop();
+    if !stop.is_empty() {
+        config.insert("stopSequences".into(), json!(stop));
+    }
+    match request.body.get("response_format") {
+        None | Some(Value::Null) => {}
+        Some(format) => match format["type"].as_str() {
+            Some("text") => {}
+            Some("json_object") => {
+                config.insert("responseMimeType".into(), json!("application/json"));
+            }
+            Some("json_schema") => {
+                config.insert("responseMimeType".into(), json!("application/json"));
+                if let Some(schema) = format.pointer("/json_schema/schema") {
+                    config.insert("responseSchema".into(), openapi_schema(schema));
+                }
+            }
+            _ => {
+                return Err(GatewayError::invalid_param(
+                    "response_format.type must be text, json_object or json_schema",
+                    "response_format",
+                ))
+            }
+        },
+    }
+    if let Some(effort) = request.body.get("reasoning_effort").and_then(Value::as_str) {
+        let budget = match effort {
+            "none" | "minimal" => 0,
+            "low" => 1024,
+            "medium" => 8192,
+            _ => 24576,
+        };
+        config.insert(
+            "thinkingConfig".into(),
+            json!({ "thinkingBudget": budget, "includeThoughts": true }),
+        );
+    }
+    // Anything Gemini-specific the client passed in `generationConfig` wins.
+    if let Some(Value::Object(extra)) = request.body.get("generationConfig") {
+        for (k, v) in extra {
+            config.insert(k.clone(), v.clone());
+        }
+    }
+    Ok(config)
+}
+
+/// Gemini schemas are an OpenAPI subset: keys it rejects are removed, recursively.
+fn openapi_schema(schema: &Value) -> Value {
+    match schema {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .filter(|(k, _)| {
+                    !matches!(
+                        k.as_str(),
+                        "additionalProperties"
+                            | "$schema"
+                            | "$id"
+                            | "strict"
+                            | "$ref"
+                            | "$defs"
+                            | "definitions"
+                    )
+                })
+                .map(|(k, v)| {
+                    // `properties` maps names to schemas: clean the schemas, keep every name.
+                    let cleaned = if k == "properties" {
+                        match v {
+                            Value::Object(props) => Value::Object(
+                                props
+                                    .iter()
+                                    .map(|(n, s)| (n.clone(), openapi_schema(s)))
+                                    .collect(),
+                            ),
+                            other => other.clone(),
+                        }
+                    } else {
+                        openapi_schema(v)
+                    };
+                    (k.clone(), cleaned)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(openapi_schema).collect()),
+        other => other.clone(),
+    }
+}
+
+fn tool_config(choice: Option<&Value>) -> Result<Option<Value>, GatewayError> {
+    let config = match choice {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(mode)) => match mode.as_str() {
+            "auto" => json!({ "functionCallingConfig": { "mode": "AUTO" } }),
+            "none" => json!({ "functionCallingConfig": { "mode": "NONE" } }),
+            "required" => json!({ "functionCallingConfig": { "mode": "ANY" } }),
+            other => {
+                return Err(GatewayError::invalid_param(
+                    format!("tool_choice `{other}` is not one of auto, none, required"),
+                    "tool_choice",
+                ))
+            }
+        },
+        Some(object) => match object.pointer("/function/name").and_then(Value::as_str) {
+            Some(name) => {
+                json!({ "functionCallingConfig": { "mode": "ANY", "allowedFunctionNames": [name] } })
+            }
+            None => return Err(GatewayError::invalid_param(
+                "tool_choice must be a string or {\"type\":\"function\",\"function\":{\"name\":…}}",
+                "tool_choice",
+            )),
+        },
+    };
+    Ok(Some(config))
+}
+
+/// `auto`: the least blocking threshold the model takes (`OFF` on current models,
+/// `BLOCK_NONE` on 1.0-era ones); `none`: no settings sent; anything else: that threshold.
+fn safety_settings(setting: &str, model: &str) -> Vec<Value> {
+    let threshold = match setting.trim().to_ascii_lowercase().as_str() {
+        "none" | "off" | "default" => return Vec::new(),
+        "" | "auto" => {
+            let legacy = model.starts_with("gemini-1.0")
+                || model == "gemini-pro"
+                || model.starts_with("gemini-pro-");
+            if legacy { "BLOCK_NONE" } else { "OFF" }.to_string()
+        }
+        _ => setting.trim().to_ascii_uppercase(),
+    };
+    SAFETY_CATEGORIES
+        .iter()
+        .map(|c| json!({ "category": c, "threshold": threshold }))
+        .collect()
+}
+
+// ---- response ---------------------------------------------------------------------------
+
+fn finish_reason(reason: &FinishReason, has_tool_calls: bool) -> &'static str {
+    match reason {
+        FinishReason::MaxTokens => "length",
+        FinishReason::Safety
+        | FinishReason::Recitation
+        | FinishReason::Blocklist
+        | FinishReason::ProhibitedContent
+        | FinishReason::Spii
+        | FinishReason::ImageSafety => "content_filter",
+        _ if has_tool_calls => "tool_calls",
+        _ => "stop",
+    }
+}
+
+fn usage(metadata: &UsageMetadata) -> Value {
+    let thoughts = metadata.thoughts_token_count.unwrap_or(0);
+    usage_object(
+        metadata.prompt_token_count,
+        metadata.candidates_token_count + thoughts,
+        metadata.total_token_count,
+        metadata.thoughts_token_count,
+        metadata.cached_content_token_count,
+    )
+}
+
+fn blocked_prompt(feedback: &Option<PromptFeedback>) -> Option<GatewayError> {
+    let reason = feedback.as_ref()?.block_reason.as_ref()?;
+    Some(GatewayError::InvalidRequest {
+        message: format!("Gemini blocked the prompt (blockReason: {reason})"),
+        param: Some("messages".into()),
+        code: Some("content_filter"),
+    })
+}
+
+fn tool_call_id(ctx: &CallContext, part: &Value, n: usize) -> String {
+    part.pointer("/functionCall/id")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("call_{}_{n}", ctx.request_id))
+}
+
+impl Provider for Gemini {
+    fn spec(&self) -> &'static ProviderSpec {
+        &SPEC
+    }
+
+    fn chat_request(&self, ctx: &CallContext) -> Result<HttpRequest, GatewayError> {
+        let body = build_body(ctx)?;
+        let model = ctx
+            .upstream_model
+            .strip_prefix("models/")
+            .unwrap_or(ctx.upstream_model);
+        let url = if ctx.stream {
+            format!(
+                "{}/v1beta/models/{model}:streamGenerateContent?alt=sse",
+                ctx.base_url
+            )
+        } else {
+            format!("{}/v1beta/models/{model}:generateContent", ctx.base_url)
+        };
+        Ok(HttpRequest {
+            method: "POST",
+            url,
+            headers: vec![
+                ("x-goog-api-key".into(), ctx.key.to_string()),
+                ("Content-Type".into(), "application/json".into()),
+            ],
+            body: Some(
+                serde_json::to_vec(&body).map_err(|e| GatewayError::Internal(e.to_string()))?,
+            ),
+        })
+    }
+
+    fn parse_completion(
+        &self,
+        body: &[u8],
+        ctx: &CallContext,
+    ) -> Result<ChatCompletion, GatewayError> {
+        let response: GenerateContentResponse =
+            parse_json(body, "a Gemini GenerateContentResponse")?;
+        if let Some(error) = response.error {
+            return Err(error_from_value(500, &error));
+        }
+        if response.candidates.is_empty() {
+            return Err(
+                blocked_prompt(&response.prompt_feedback).unwrap_or_else(|| {
+                    GatewayError::UpstreamMalformed("Gemini returned no candidates".into())
+                }),
+            );
+        }
+        let mut calls_seen = 0;
+        let choices = response
+            .candidates
+            .iter()
+            .enumerate()
+            .map(|(i, candidate)| {
+                let mut text = String::new();
+                let mut thoughts = String::new();
+                let mut tool_calls = Vec::new();
+                for part in candidate.content.iter().flat_map(|c| c.parts.iter()) {
+                    if let Some(t) = part.get("text").and_then(Value::as_str) {
+                        if part.get("thought").and_then(Value::as_bool) == Some(true) {
+                            thoughts.push_str(t);
+                        } else {
+                            text.push_str(t);
+                        }
+                    } else if let Some(call) = part.get("functionCall") {
+                        tool_calls.push(ToolCall {
+                            id: tool_call_id(ctx, part, calls_seen),
+                            kind: "function".into(),
+                            function: FunctionCall {
+                                name: call["name"].as_str().unwrap_or_default().into(),
+                                arguments: call.get("args").unwrap_or(&json!({})).to_string(),
+                            },
+                            extra: Map::new(),
+                        });
+                        calls_seen += 1;
+                    }
+                }
+                let has_calls = !tool_calls.is_empty();
+                Choice {
+                    index: candidate.index.unwrap_or(i as u32),
+                    message: AssistantMessage {
+                        content: Some(if text.is_empty() && has_calls {
+                            Value::Null
+                        } else {
+                            Value::String(text)
+                        }),
+                        reasoning_content: (!thoughts.is_empty()).then_some(thoughts),
+                        tool_calls: has_calls.then_some(tool_calls),
+                        ..AssistantMessage::default()
+                    },
+                    finish_reason: Some(
+                        finish_reason(
+                            candidate
+                                .finish_reason
+                                .as_ref()
+                                .unwrap_or(&FinishReason::Stop),
+                            has_calls,
+                        )
+                        .into(),
+                    ),
+                    logprobs: None,
+                    extra: Map::new(),
+                }
+            })
+            .collect();
+        Ok(ChatCompletion {
+            id: format!(
+                "chatcmpl-{}",
+                response.response_id.as_deref().unwrap_or(ctx.request_id)
+            ),
+            object: "chat.completion".into(),
+            created: ctx.now_seconds,
+            model: ctx.request.model.clone(),
+            choices,
+            usage: response.usage_metadata.as_ref().map(usage),
+            system_fingerprint: None,
+            extra: Map::new(),
+        })
+    }
+
+    fn parse_error(&self, status: u16, body: &[u8]) -> GatewayError {
+        match serde_json::from_slice::<Value>(body) {
+            Ok(value) if value.get("error").is_some() => error_from_value(status, &value["error"]),
+            Ok(Value::Array(items)) if items.first().is_some_and(|v| v.get("error").is_some()) => {
+                error_from_value(status, &items[0]["error"])
+            }
+            _ => GatewayError::from_upstream(status, body),
+        }
+    }
+
+    fn stream_translator(&self, ctx: &CallContext) -> Option<Box<dyn EventTranslator>> {
+        Some(Box::new(GeminiStream {
+            state: ChunkState::new(ctx.chunk_meta(None)),
+            request_id: ctx.request_id.to_string(),
+            calls_seen: 0,
+        }))
+    }
+
+    fn models_request(&self, base_url: &str, key: &str) -> Option<HttpRequest> {
+        Some(HttpRequest {
+            method: "GET",
+            url: format!("{base_url}/v1beta/models?pageSize=1000"),
+            headers: vec![("x-goog-api-key".into(), key.to_string())],
+            body: None,
+        })
+    }
+
+    fn parse_models(&self, body: &[u8]) -> Vec<String> {
+        let Ok(list) = serde_json::from_slice::<Value>(body) else {
+            return Vec::new();
+        };
+        list["models"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|m| {
+                m["supportedGenerationMethods"]
+                    .as_array()
+                    .is_none_or(|methods| methods.iter().any(|x| x == "generateContent"))
+            })
+            .filter_map(|m| m["name"].as_str())
+            .map(|name| name.strip_prefix("models/").unwrap_or(name).to_string())
+            .collect()
+    }
+}
+
+/// A Gemini error object (`{code, message, status, details}`) as an OpenAI error.
+fn error_from_value(status: u16, error: &Value) -> GatewayError {
+    let message = error["message"]
+        .as_str()
+        .unwrap_or("Gemini returned an error")
+        .to_string();
+    let google_status = error["status"].as_str().unwrap_or_default().to_string();
+    let invalid_key = message.contains("API key not valid")
+        || error["details"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|d| d["reason"] == "API_KEY_INVALID");
+    let status = if invalid_key {
+        401
+    } else {
+        error["code"]
+            .as_u64()
+            .map(|c| c as u16)
+            .filter(|c| (400..=599).contains(c))
+            .unwrap_or(status)
+    };
+    let kind = match status {
+        401 | 403 => "authentication_error",
+        429 => "rate_limit_error",
+        400..=499 => "invalid_request_error",
+        _ => "upstream_error",
+    };
+    let mut object = Map::new();
+    object.insert("message".into(), Value::String(message));
+    object.insert("type".into(), Value::String(kind.into()));
+    object.insert("param".into(), Value::Null);
+    object.insert(
+        "code".into(),
+        if invalid_key {
+            json!("invalid_api_key")
+        } else if google_status.is_empty() {
+            Value::Null
+        } else {
+            Value::String(google_status)
+        },
+    );
+    GatewayError::Upstream {
+        status,
+        error: object,
+    }
+}
+
+struct GeminiStream {
+    state: ChunkState,
+    request_id: String,
+    calls_seen: usize,
+}
+
+impl EventTranslator for GeminiStream {
+    fn event(&mut self, _event: Option<&str>, data: &str) -> Result<Vec<Value>, GatewayError> {
+        let response: GenerateContentResponse =
+            parse_json(data.as_bytes(), "a Gemini stream event")?;
+        if let Some(error) = &response.error {
+            return Err(error_from_value(500, error));
+        }
+        if response.candidates.is_empty() {
+            if let Some(error) = blocked_prompt(&response.prompt_feedback) {
+                return Err(error);
+            }
+        }
+        let mut out = Vec::new();
+        for (i, candidate) in response.candidates.iter().enumerate() {
+            let index = candidate.index.unwrap_or(i as u32);
+            self.state.start(index, &mut out);
+            for part in candidate.content.iter().flat_map(|c| c.parts.iter()) {
+                if let Some(text) = part.get("text").and_then(Value::as_str) {
+                    let field = if part.get("thought").and_then(Value::as_bool) == Some(true) {
+                        "reasoning_content"
+                    } else {
+                        "content"
+                    };
+                    self.state.text(index, field, text, &mut out);
+                } else if let Some(call) = part.get("functionCall") {
+                    let tool_index = self.state.next_tool_index(index);
+                    let id = part
+                        .pointer("/functionCall/id")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                        .unwrap_or_else(|| format!("call_{}_{}", self.request_id, self.calls_seen));
+                    self.calls_seen += 1;
+                    out.push(self.state.meta.delta(
+                        index,
+                        json!({ "tool_calls": [{
+                            "index": tool_index,
+                            "id": id,
+                            "type": "function",
+                            "function": {
+                                "name": call["name"].as_str().unwrap_or_default(),
+                                "arguments": call.get("args").unwrap_or(&json!({})).to_string(),
+                            },
+                        }]}),
+                        None,
+                    ));
+                }
+            }
+            if let Some(reason) = &candidate.finish_reason {
+                let mapped = finish_reason(reason, self.state.has_tool_calls(index));
+                self.state.set_finish(index, mapped.into());
+            }
+        }
+        if let Some(metadata) = &response.usage_metadata {
+            self.state.usage = Some(usage(metadata));
+        }
+        Ok(out)
+    }
+
+    fn finish(&mut self) -> Result<Vec<Value>, GatewayError> {
+        self.state.close()
+    }
+
+    fn content(&self) -> &str {
+        &self.state.content
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::openai::ChatRequest;
+    use crate::providers::ProviderOptions;
+    use crate::sse::{SseItem, SseParser};
+    use crate::stream::translate::{StreamAdapter, Translated};
+
+    fn request(body: Value) -> ChatRequest {
+        ChatRequest::parse(body.to_string().as_bytes()).unwrap()
+    }
+
+    fn with_ctx<T>(req: &ChatRequest, stream: bool, f: impl FnOnce(&CallContext) -> T) -> T {
+        let options = ProviderOptions {
+            gemini_safety_threshold: "auto".into(),
+        };
+        let raw = serde_json::to_vec(&req.body).unwrap();
+        let ctx = CallContext {
+            request: req,
+            raw_body: &raw,
+            upstream_model: &req.model,
+            base_url: "https://g.test",
+            key: "gm-key",
+            stream,
+            request_id: "req1",
+            now_seconds: 100,
+            client_headers: &[],
+            options: &options,
+        };
+        f(&ctx)
+    }
+
+    fn upstream_body(body: Value) -> Value {
+        let req = request(body);
+        with_ctx(&req, false, |ctx| {
+            let call = Gemini.chat_request(ctx).unwrap();
+            serde_json::from_slice(&call.body.unwrap()).unwrap()
+        })
+    }
+
+    #[test]
+    fn request_mapping() {
+        let body = upstream_body(json!({
+            "model": "gemini-2.5-flash",
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "Hi"},
+                {"role": "user", "content": [{"type": "text", "text": "Look:"},
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBOR"}}]},
+                {"role": "assistant", "content": "", "tool_calls": [
+                    {"id": "call_9", "type": "function", "function": {"name": "weather", "arguments": "{\"city\":\"Paris\"}"}}]},
+                {"role": "tool", "tool_call_id": "call_9", "content": "{\"temp\":21}"},
+                {"role": "tool", "tool_call_id": "call_9", "content": "plain text"}
+            ],
+            "temperature": 0.5, "top_p": 0.9, "max_tokens": 100, "stop": ["END"], "n": 2, "seed": 7,
+            "presence_penalty": 0.1, "frequency_penalty": 0.2,
+            "response_format": {"type": "json_schema", "json_schema": {"name": "x", "strict": true,
+                "schema": {"type": "object", "additionalProperties": false, "properties": {"a": {"type": "string"}}}}},
+            "tools": [{"type": "function", "function": {"name": "weather", "description": "d",
+                "parameters": {"type": "object", "$schema": "x", "properties": {"city": {"type": "string"}}}}}],
+            "tool_choice": {"type": "function", "function": {"name": "weather"}}
+        }));
+        assert_eq!(
+            body["systemInstruction"],
+            json!({"parts": [{"text": "Be brief."}]})
+        );
+        let contents = body["contents"].as_array().unwrap();
+        assert_eq!(
+            contents.len(),
+            3,
+            "two user turns merged, tool results merged: {contents:?}"
+        );
+        assert_eq!(contents[0]["role"], "user");
+        assert_eq!(
+            contents[0]["parts"],
+            json!([{"text": "Hi"}, {"text": "Look:"},
+            {"inlineData": {"mimeType": "image/png", "data": "iVBOR"}}])
+        );
+        assert_eq!(contents[1]["role"], "model");
+        assert_eq!(
+            contents[1]["parts"],
+            json!([{"functionCall": {"name": "weather", "args": {"city": "Paris"}}}])
+        );
+        assert_eq!(
+            contents[2]["parts"],
+            json!([
+            {"functionResponse": {"name": "weather", "response": {"temp": 21}}},
+            {"functionResponse": {"name": "weather", "response": {"content": "plain text"}}}])
+        );
+        let config = &body["generationConfig"];
+        assert_eq!(config["temperature"], 0.5);
+        assert_eq!(config["topP"], 0.9);
+        assert_eq!(config["maxOutputTokens"], 100);
+        assert_eq!(config["stopSequences"], json!(["END"]));
+        assert_eq!(config["candidateCount"], 2);
+        assert_eq!(config["seed"], 7);
+        assert_eq!(config["presencePenalty"], 0.1);
+        assert_eq!(config["frequencyPenalty"], 0.2);
+        assert_eq!(config["responseMimeType"], "application/json");
+        assert_eq!(
+            config["responseSchema"],
+            json!({"type": "object", "properties": {"a": {"type": "string"}}})
+        );
+        assert_eq!(
+            body["tools"][0]["functionDeclarations"][0]["parameters"],
+            json!({"type": "object", "properties": {"city": {"type": "string"}}})
+        );
+        assert_eq!(
+            body["toolConfig"],
+            json!({"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["weather"]}})
+        );
+        assert_eq!(body["safetySettings"].as_array().unwrap().len(), 4);
+        assert_eq!(body["safetySettings"][0]["threshold"], "OFF");
+    }
+
+    #[test]
+    fn request_urls_and_key_header() {
+        let req = request(
+            json!({"model": "gemini-2.0-flash", "messages": [{"role": "user", "content": "x"}]}),
+        );
+        with_ctx(&req, true, |ctx| {
+            let call = Gemini.chat_request(ctx).unwrap();
+            assert_eq!(
+                call.url,
+                "https://g.test/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse"
+            );
+            assert!(call
+                .headers
+                .contains(&("x-goog-api-key".into(), "gm-key".into())));
+        });
+        with_ctx(&req, false, |ctx| {
+            assert!(Gemini
+                .chat_request(ctx)
+                .unwrap()
+                .url
+                .ends_with(":generateContent"));
+        });
+    }
+
+    #[test]
+    fn request_errors() {
+        for (body, param) in [
+            (
+                json!({"model": "g", "messages": [{"role": "system", "content": "only system"}]}),
+                "messages",
+            ),
+            (
+                json!({"model": "g", "messages": [{"role": "tool", "tool_call_id": "nope", "content": "x"}]}),
+                "messages[0].tool_call_id",
+            ),
+            (
+                json!({"model": "g", "messages": [{"role": "assistant", "tool_calls": [{"id": "a", "function": {"name": "f", "arguments": "{bad"}}]}]}),
+                "messages[0].tool_calls[0].function.arguments",
+            ),
+            (
+                json!({"model": "g", "messages": [{"role": "user", "content": "x"}], "tool_choice": "sometimes"}),
+                "tool_choice",
+            ),
+            (
+                json!({"model": "g", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "ftp://x"}}]}]}),
+                "messages[0].content",
+            ),
+        ] {
+            let req = request(body.clone());
+            let err = with_ctx(&req, false, |ctx| Gemini.chat_request(ctx).unwrap_err());
+            assert_eq!(err.status(), 400, "{body}");
+            assert_eq!(err.to_body()["error"]["param"], param, "{body}");
+        }
+    }
+
+    #[test]
+    fn safety_threshold_choices() {
+        assert_eq!(
+            safety_settings("auto", "gemini-1.0-pro")[0]["threshold"],
+            "BLOCK_NONE"
+        );
+        assert_eq!(
+            safety_settings("auto", "gemini-2.5-pro")[0]["threshold"],
+            "OFF"
+        );
+        assert!(safety_settings("none", "gemini-2.5-pro").is_empty());
+        assert_eq!(
+            safety_settings("block_only_high", "x")[0]["threshold"],
+            "BLOCK_ONLY_HIGH"
+        );
+    }
+
+    #[test]
+    fn response_mapping() {
+        let req = request(
+            json!({"model": "gemini-2.5-pro", "messages": [{"role": "user", "content": "x"}]}),
+        );
+        let native = json!({
+            "candidates": [{"content": {"role": "model", "parts": [
+                {"text": "thinking…", "thought": true}, {"text": "Hello "}, {"text": "世界"},
+                {"functionCall": {"name": "f", "args": {"a": 1}}}]},
+                "finishReason": "STOP", "index": 0}],
+            "usageMetadata": {"promptTokenCount": 4, "candidatesTokenCount": 6, "totalTokenCount": 13, "thoughtsTokenCount": 3},
+            "responseId": "resp-1"
+        });
+        let completion = with_ctx(&req, false, |ctx| {
+            Gemini
+                .parse_completion(native.to_string().as_bytes(), ctx)
+                .unwrap()
+        });
+        assert_eq!(completion.id, "chatcmpl-resp-1");
+        assert_eq!(completion.model, "gemini-2.5-pro");
+        let message = &completion.choices[0].message;
+        assert_eq!(message.text(), "Hello 世界");
+        assert_eq!(message.reasoning_content.as_deref(), Some("thinking…"));
+        let call = &message.tool_calls.as_ref().unwrap()[0];
+        assert_eq!(
+            (
+                call.id.as_str(),
+                call.function.name.as_str(),
+                call.function.arguments.as_str()
+            ),
+            ("call_req1_0", "f", "{\"a\":1}")
+        );
+        assert_eq!(
+            completion.choices[0].finish_reason.as_deref(),
+            Some("tool_calls")
+        );
+        let usage = completion.usage.unwrap();
+        assert_eq!(
+            usage,
+            json!({"prompt_tokens": 4, "completion_tokens": 9, "total_tokens": 13,
+            "completion_tokens_details": {"reasoning_tokens": 3}})
+        );
+    }
+
+    #[test]
+    fn finish_reasons() {
+        let cases = [
+            ("STOP", "stop"),
+            ("MAX_TOKENS", "length"),
+            ("SAFETY", "content_filter"),
+            ("RECITATION", "content_filter"),
+            ("BLOCKLIST", "content_filter"),
+            ("PROHIBITED_CONTENT", "content_filter"),
+            ("SPII", "content_filter"),
+            ("OTHER", "stop"),
+            ("SOMETHING_NEW", "stop"),
+        ];
+        let req = request(json!({"model": "g", "messages": [{"role": "user", "content": "x"}]}));
+        for (native, want) in cases {
+            let body = json!({"candidates": [{"content": {"parts": [{"text": "t"}]}, "finishReason": native}]});
+            let completion = with_ctx(&req, false, |ctx| {
+                Gemini
+                    .parse_completion(body.to_string().as_bytes(), ctx)
+                    .unwrap()
+            });
+            assert_eq!(
+                completion.choices[0].finish_reason.as_deref(),
+                Some(want),
+                "{native}"
+            );
+        }
+    }
+
+    #[test]
+    fn blocked_prompt_and_errors() {
+        let req = request(json!({"model": "g", "messages": [{"role": "user", "content": "x"}]}));
+        let blocked = json!({"promptFeedback": {"blockReason": "SAFETY"}});
+        let err = with_ctx(&req, false, |ctx| {
+            Gemini
+                .parse_completion(blocked.to_string().as_bytes(), ctx)
+                .unwrap_err()
+        });
+        assert_eq!(err.status(), 400);
+        assert_eq!(err.to_body()["error"]["code"], "content_filter");
+
+        let bad_key = json!({"error": {"code": 400, "message": "API key not valid. Please pass a valid API key.",
+            "status": "INVALID_ARGUMENT", "details": [{"reason": "API_KEY_INVALID"}]}});
+        let err = Gemini.parse_error(400, bad_key.to_string().as_bytes());
+        assert_eq!(err.status(), 401);
+        assert_eq!(err.to_body()["error"]["code"], "invalid_api_key");
+        let quota = json!({"error": {"code": 429, "message": "Resource exhausted", "status": "RESOURCE_EXHAUSTED"}});
+        let err = Gemini.parse_error(429, quota.to_string().as_bytes());
+        assert_eq!(
+            (err.status(), err.to_body()["error"]["type"].clone()),
+            (429, json!("rate_limit_error"))
+        );
+        assert_eq!(err.to_body()["error"]["code"], "RESOURCE_EXHAUSTED");
+        assert_eq!(Gemini.parse_error(503, b"oops").status(), 503);
+    }
+
+    fn run_stream(req: &ChatRequest, events: &[Value]) -> (Vec<Value>, String) {
+        let mut adapter = with_ctx(req, true, |ctx| {
+            Translated::new(Gemini.stream_translator(ctx).unwrap())
+        });
+        let mut bytes = Vec::new();
+        for e in events {
+            bytes.extend(adapter.push(format!("data: {e}\r\n\r\n").as_bytes()));
+        }
+        bytes.extend(adapter.finish(None));
+        let mut parser = SseParser::new();
+        let data: Vec<String> = parser
+            .push(&bytes)
+            .into_iter()
+            .filter_map(|i| match i {
+                SseItem::Event { data, .. } => Some(data),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+        let chunks = data[..data.len() - 1]
+            .iter()
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect();
+        (chunks, adapter.content().to_string())
+    }
+
+    #[test]
+    fn stream_translation_with_tools_and_usage() {
+        let req = request(
+            json!({"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": "x"}],
+            "stream": true, "stream_options": {"include_usage": true}}),
+        );
+        let events = [
+            json!({"candidates": [{"content": {"role": "model", "parts": [{"text": "Hel"}]}}]}),
+            json!({"candidates": [{"content": {"parts": [{"text": "lo 🌍"}]}}]}),
+            json!({"candidates": [{"content": {"parts": [{"functionCall": {"name": "a", "args": {}}},
+                {"functionCall": {"name": "b", "args": {"x": "ü"}}}]}, "finishReason": "STOP"}],
+                "usageMetadata": {"promptTokenCount": 2, "candidatesTokenCount": 5, "totalTokenCount": 7}}),
+        ];
+        let (chunks, content) = run_stream(&req, &events);
+        assert_eq!(content, "Hello 🌍");
+        assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+        let calls: Vec<&Value> = chunks
+            .iter()
+            .filter_map(|c| c["choices"].get(0)?.get("delta")?.get("tool_calls"))
+            .collect();
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls[0][0]["index"], 0);
+        assert_eq!(calls[1][0]["index"], 1);
+        assert_eq!(calls[1][0]["function"]["arguments"], "{\"x\":\"ü\"}");
+        assert_eq!(calls[1][0]["id"], "call_req1_1");
+        let finish = &chunks[chunks.len() - 2];
+        assert_eq!(finish["choices"][0]["finish_reason"], "tool_calls");
+        let usage = chunks.last().unwrap();
+        assert_eq!(usage["choices"], json!([]));
+        assert_eq!(usage["usage"]["total_tokens"], 7);
+    }
+
+    #[test]
+    fn stream_cut_without_finish_reason_is_an_error() {
+        let req = request(
+            json!({"model": "g", "messages": [{"role": "user", "content": "x"}], "stream": true}),
+        );
+        let mut adapter = with_ctx(&req, true, |ctx| {
+            Translated::new(Gemini.stream_translator(ctx).unwrap())
+        });
+        adapter.push(b"data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"x\"}]}}]}\n\n");
+        let tail = String::from_utf8(adapter.finish(None)).unwrap();
+        assert!(
+            tail.contains("\"error\"") && tail.ends_with("data: [DONE]\n\n"),
+            "{tail}"
+        );
+    }
+
+    #[test]
+    fn models_list() {
+        let body = json!({"models": [
+            {"name": "models/gemini-2.5-pro", "supportedGenerationMethods": ["generateContent", "countTokens"]},
+            {"name": "models/text-embedding-004", "supportedGenerationMethods": ["embedContent"]}]});
+        assert_eq!(
+            Gemini.parse_models(body.to_string().as_bytes()),
+            vec!["gemini-2.5-pro"]
+        );
+    }
+}

@@ -1,0 +1,201 @@
+//! Upstream providers. Each provider is one file: it turns an OpenAI request into its
+//! native request and its native answers (JSON, stream events, errors) back into OpenAI
+//! shapes. All of it is pure; the runtime only moves bytes.
+//!
+//! Adding a provider: write `providers/<name>.rs` implementing `Provider`, add one line to
+//! `PROVIDERS`. Its settings (`<PREFIX>_API_KEY`, `<PREFIX>_BASE_URL`, `<PREFIX>_MODELS`,
+//! `<PREFIX>_MODEL_PATTERNS`) come from its `ProviderSpec`.
+
+pub mod dashscope;
+pub mod gemini;
+pub mod openai;
+
+use crate::error::GatewayError;
+use crate::openai::{ChatCompletion, ChatRequest};
+use crate::stream::translate::EventTranslator;
+use crate::stream::ChunkMeta;
+
+/// Every provider, in routing priority order: the first whose patterns match a model
+/// serves it, so the catch-all OpenAI-compatible provider comes last.
+pub static PROVIDERS: &[&dyn Provider] = &[&gemini::Gemini, &dashscope::DashScope, &openai::OpenAi];
+
+/// What a provider declares about its settings.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ProviderSpec {
+    /// Name used in `provider/model` prefixes, `/v1/models` and `/api/status`.
+    pub id: &'static str,
+    /// The Worker variable holding its base URL.
+    pub base_url_var: &'static str,
+    pub default_base_url: &'static str,
+    /// Prefix of its other variables: `<PREFIX>_API_KEY`, `_MODELS`, `_MODEL_PATTERNS`.
+    pub env_prefix: &'static str,
+    pub default_patterns: &'static [&'static str],
+    pub default_models: &'static [&'static str],
+    /// Path suffixes users often include in a base URL; removed so paths are added once.
+    pub base_url_suffixes: &'static [&'static str],
+    /// Shown in `/v1/models` as `owned_by`.
+    pub owned_by: &'static str,
+}
+
+/// One HTTP request to send upstream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpRequest {
+    pub method: &'static str,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+}
+
+/// Everything a provider needs to build a call and read its answer.
+#[derive(Debug, Clone)]
+pub struct CallContext<'a> {
+    pub request: &'a ChatRequest,
+    /// The client's raw body (forwarded as is where the wire format allows).
+    pub raw_body: &'a [u8],
+    /// The model name the provider knows (any `provider/` prefix removed).
+    pub upstream_model: &'a str,
+    pub base_url: &'a str,
+    pub key: &'a str,
+    /// Whether the upstream call streams.
+    pub stream: bool,
+    /// Used for ids the native API does not give (`chatcmpl-…`, `call_…`).
+    pub request_id: &'a str,
+    pub now_seconds: i64,
+    /// Client headers the provider may forward (OpenAI-compatible upstreams).
+    pub client_headers: &'a [(String, String)],
+    pub options: &'a ProviderOptions,
+}
+
+/// Provider-specific settings beyond the common ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProviderOptions {
+    /// `GEMINI_SAFETY_THRESHOLD`: `auto`, `none` (send no safety settings) or a threshold.
+    pub gemini_safety_threshold: String,
+}
+
+impl CallContext<'_> {
+    /// The envelope for chunks of a translated or replayed stream.
+    pub fn chunk_meta(&self, id: Option<&str>) -> ChunkMeta {
+        ChunkMeta {
+            id: id
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("chatcmpl-{}", self.request_id)),
+            created: self.now_seconds,
+            model: self.request.model.clone(),
+            system_fingerprint: None,
+            include_usage: self.request.include_usage,
+        }
+    }
+}
+
+pub trait Provider: Sync {
+    fn spec(&self) -> &'static ProviderSpec;
+
+    /// The native chat request.
+    fn chat_request(&self, ctx: &CallContext) -> Result<HttpRequest, GatewayError>;
+
+    /// A native non-streaming answer as an OpenAI completion.
+    fn parse_completion(
+        &self,
+        body: &[u8],
+        ctx: &CallContext,
+    ) -> Result<ChatCompletion, GatewayError>;
+
+    /// A native error answer as an OpenAI error with a fitting status.
+    fn parse_error(&self, status: u16, body: &[u8]) -> GatewayError;
+
+    /// Translates native stream events; `None` when the upstream already speaks OpenAI SSE
+    /// and is relayed as is.
+    fn stream_translator(&self, ctx: &CallContext) -> Option<Box<dyn EventTranslator>>;
+
+    /// The upstream's model list request, if it has one.
+    fn models_request(&self, base_url: &str, key: &str) -> Option<HttpRequest>;
+
+    /// Model ids from the upstream's model list answer.
+    fn parse_models(&self, body: &[u8]) -> Vec<String>;
+
+    /// Whether a non-streaming answer can be returned byte for byte.
+    fn passes_json_through(&self) -> bool {
+        false
+    }
+}
+
+pub fn provider_by_id(id: &str) -> Option<&'static dyn Provider> {
+    PROVIDERS
+        .iter()
+        .copied()
+        .find(|p| p.spec().id.eq_ignore_ascii_case(id))
+}
+
+/// Removes a trailing `/` and any of the provider's known suffixes from a base URL.
+pub fn strip_base_suffixes(base: &str, suffixes: &[&str]) -> String {
+    let mut base = base.trim_end_matches('/').to_string();
+    for suffix in suffixes {
+        if base
+            .to_ascii_lowercase()
+            .ends_with(&suffix.to_ascii_lowercase())
+        {
+            base.truncate(base.len() - suffix.len());
+            base = base.trim_end_matches('/').to_string();
+        }
+    }
+    base
+}
+
+/// Parses a JSON body or reports what it was instead.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    what: &str,
+) -> Result<T, GatewayError> {
+    serde_json::from_slice(body).map_err(|e| {
+        GatewayError::UpstreamMalformed(format!(
+            "expected {what} ({e}): {}",
+            crate::error::excerpt(&String::from_utf8_lossy(body), 200)
+        ))
+    })
+}
+
+/// Function-call arguments (a JSON string in OpenAI's format) as a JSON object.
+pub(crate) fn arguments_object(
+    arguments: &str,
+    param: &str,
+) -> Result<serde_json::Value, GatewayError> {
+    if arguments.trim().is_empty() {
+        return Ok(serde_json::json!({}));
+    }
+    serde_json::from_str(arguments).map_err(|e| {
+        GatewayError::invalid_param(
+            format!("tool call arguments are not valid JSON: {e}"),
+            param,
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_unique_and_found() {
+        let ids: Vec<&str> = PROVIDERS.iter().map(|p| p.spec().id).collect();
+        assert_eq!(ids, vec!["gemini", "dashscope", "openai"]);
+        assert!(provider_by_id("Gemini").is_some());
+        assert!(provider_by_id("nope").is_none());
+    }
+
+    #[test]
+    fn base_suffixes() {
+        assert_eq!(
+            strip_base_suffixes("https://x.com/v1beta/", &["/v1beta"]),
+            "https://x.com"
+        );
+        assert_eq!(
+            strip_base_suffixes("https://x.com/api/v1", &["/api/v1"]),
+            "https://x.com"
+        );
+        assert_eq!(
+            strip_base_suffixes("https://x.com", &["/api/v1"]),
+            "https://x.com"
+        );
+    }
+}
