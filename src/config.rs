@@ -293,8 +293,8 @@ impl Config {
     }
 }
 
-/// Accepts `https://host`, `https://host/`, `https://host/v1` and `https://host/prefix/v1`,
-/// and returns the base without the trailing slash and `/v1`, so paths are added once.
+/// Checks a base URL and removes trailing slashes; each provider then removes the
+/// version suffixes users often include (`/v1`, `/v1beta`, `/api/v1`).
 pub fn normalize_base_url(raw: &str) -> Result<String, String> {
     let lower = raw.to_ascii_lowercase();
     if !(lower.starts_with("http://") || lower.starts_with("https://")) {
@@ -309,11 +309,7 @@ pub fn normalize_base_url(raw: &str) -> Result<String, String> {
     if host_part.is_empty() || host_part.starts_with('/') {
         return Err(format!("`{raw}` has no host"));
     }
-    let mut base = raw.trim_end_matches('/').to_string();
-    if base.to_ascii_lowercase().ends_with("/v1") {
-        base.truncate(base.len() - 3);
-    }
-    Ok(base)
+    Ok(raw.trim_end_matches('/').to_string())
 }
 
 /// Splits a comma- (or whitespace-) separated list, dropping empty entries.
@@ -409,8 +405,13 @@ mod tests {
                 "http://127.0.0.1:9000/openai",
             ),
         ] {
-            assert_eq!(normalize_base_url(raw).unwrap(), want, "{raw}");
+            let c = config(&[("SOURCE_API_URL", raw)]).unwrap();
+            assert_eq!(c.provider("openai").unwrap().base_url, want, "{raw}");
         }
+        assert_eq!(
+            normalize_base_url("https://x.dev/api/v1/").unwrap(),
+            "https://x.dev/api/v1"
+        );
         for bad in [
             "ftp://x",
             "api.openai.com",

@@ -18,20 +18,29 @@ fs.mkdirSync(artifacts, { recursive: true });
 /** The gateway configurations under test; each becomes one `wrangler dev`. */
 function instances(mockUrl) {
   return {
-    // Access-token mode with a server key, fake streaming for some models, strict CORS.
+    // Access-token mode with server keys for OpenAI and Gemini (none for DashScope),
+    // fake streaming for some models, strict CORS, a closed OpenAI model list.
     GATEWAY_URL: {
       SOURCE_API_URL: mockUrl,
       OPENAI_API_KEY: 'sk-server-secret-key',
+      OPENAI_MODEL_PATTERNS: 'gpt-*,fake-*,o1*',
+      GEMINI_BASE_URL: `${mockUrl}/v1beta`,
+      GEMINI_API_KEY: 'gm-server-secret-key',
+      DASHSCOPE_BASE_URL: mockUrl,
       AUTH_TOKEN: 'test-access-token',
-      FAKE_STREAM: 'fake-*,o1*',
+      FAKE_STREAM: 'fake-*,o1*,gemini-fake-*',
       HEARTBEAT_INTERVAL_MS: '200',
       UPSTREAM_TIMEOUT_MS: '4000',
       MAX_REQUEST_BYTES: '65536',
       ALLOWED_ORIGINS: 'http://allowed.example:3000',
     },
-    // Public-service mode: no server key, clients' own keys forwarded; fake stream always.
+    // Public-service mode for OpenAI and Gemini (clients' own keys forwarded), a server key
+    // for DashScope; fake stream always.
     PUBLIC_GATEWAY_URL: {
       SOURCE_API_URL: `${mockUrl}/v1`,
+      GEMINI_BASE_URL: mockUrl,
+      DASHSCOPE_BASE_URL: `${mockUrl}/api/v1`,
+      DASHSCOPE_API_KEY: 'ds-server-secret-key',
       FAKE_STREAM: 'always',
       HEARTBEAT_INTERVAL_MS: '200',
       ALLOWED_ORIGINS: '*',

@@ -112,7 +112,7 @@ test('health and status report the gateway without revealing keys', async () => 
   assert.equal(status.environment.has_api_key, true);
   assert.equal(status.environment.key_mode, 'access-token');
   assert.match(status.environment.source_api_url, /^http:\/\/127\.0\.0\.1:\d+$/);
-  assert.equal(status.features.fake_stream, 'fake-*,o1*');
+  assert.equal(status.features.fake_stream, 'fake-*,o1*,gemini-fake-*');
   assert.equal(status.features.heartbeat_interval_ms, 200);
   assert.ok(status.version && status.timestamp && status.git_revision);
   const pub = await (await fetch(`${PUBLIC_GATEWAY}/api/status`)).json();

@@ -83,3 +83,44 @@ def test_errors_map_to_sdk_exceptions(client):
     with pytest.raises(openai.InternalServerError) as err:
         client.chat.completions.create(**user(scenario(malformed=True)))
     assert err.value.status_code == 502
+
+
+def test_gemini_chat_and_native_stream(client):
+    tag = scenario(content=MULTIBYTE)
+    completion = client.chat.completions.create(**user(tag, model="gemini-2.5-flash"), max_tokens=30)
+    assert completion.choices[0].message.content == MULTIBYTE
+    upstream = received(tag)[0]
+    assert upstream["path"] == "/v1beta/models/gemini-2.5-flash:generateContent"
+    assert upstream["body"]["generationConfig"]["maxOutputTokens"] == 30
+
+    tag = scenario(content=MULTIBYTE, chunk_chars=2)
+    stream = client.chat.completions.create(**user(tag, model="gemini-2.5-flash"), stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == MULTIBYTE
+
+
+def test_dashscope_fake_and_native_stream(public_client):
+    tag = scenario(content=MULTIBYTE, delay_ms=300)
+    stream = public_client.chat.completions.create(**user(tag, model="qwen-plus"), stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == MULTIBYTE
+    assert received(tag)[0]["headers"].get("x-dashscope-sse") is None
+
+    tag = scenario(content=MULTIBYTE)
+    stream = public_client.chat.completions.create(
+        **user(tag, model="qwen-plus"), stream=True, extra_headers={"x-fake-stream": "false"}
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == MULTIBYTE
+    assert received(tag)[0]["headers"]["x-dashscope-sse"] == "enable"
+
+
+def test_models_list_and_unknown_model(client):
+    ids = [m.id for m in client.models.list()]
+    assert "gemini-2.5-flash" in ids and "gpt-mock-1" in ids
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(**user("x", model="mistral-large"))
+    assert "mistral-large" in str(err.value)
+
+
+def test_gemini_bad_client_key(public_client):
+    bad = openai.OpenAI(base_url=public_client.base_url, api_key="bad-key", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        bad.chat.completions.create(**user("x", model="gemini-2.0-flash"))

@@ -1,0 +1,304 @@
+// Native Gemini and DashScope behind the OpenAI API, driven by the official `openai` npm SDK:
+// the mock upstream records the native requests, so each mapping is asserted on the wire.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import OpenAI from 'openai';
+import { DEFAULT_CONTENT } from '../mock/upstream.mjs';
+import { GATEWAY, PUBLIC_GATEWAY, ACCESS_TOKEN, scenario, received, post, readSse, contentOf } from './helpers.mjs';
+
+const guarded = new OpenAI({ baseURL: `${GATEWAY}/v1`, apiKey: ACCESS_TOKEN, maxRetries: 0 });
+const publicClient = (key = 'user-own-key') => new OpenAI({ baseURL: `${PUBLIC_GATEWAY}/v1`, apiKey: key, maxRetries: 0 });
+const NATIVE = { headers: { 'x-fake-stream': 'false' } };
+const TEXT = 'Native answer: 你好，世界 🌍 — ünïcödé.';
+const TOOL_CALLS = [
+  { id: 'call_w', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Zürich"}' } },
+  { id: 'call_t', type: 'function', function: { name: 'get_time', arguments: '{"tz":"CET"}' } },
+];
+const TOOLS = [
+  { type: 'function', function: { name: 'get_weather', description: 'Weather', parameters: { type: 'object', additionalProperties: false, properties: { city: { type: 'string' } }, required: ['city'] } } },
+  { type: 'function', function: { name: 'get_time', parameters: { type: 'object', properties: { tz: { type: 'string' } } } } },
+];
+
+async function collect(stream) {
+  let text = '';
+  let usage = null;
+  let finish = null;
+  const calls = [];
+  for await (const chunk of stream) {
+    const choice = chunk.choices[0];
+    text += choice?.delta?.content ?? '';
+    finish = choice?.finish_reason ?? finish;
+    for (const d of choice?.delta?.tool_calls ?? []) {
+      calls[d.index] ??= { id: '', name: '', arguments: '' };
+      if (d.id) calls[d.index].id = d.id;
+      calls[d.index].name += d.function?.name ?? '';
+      calls[d.index].arguments += d.function?.arguments ?? '';
+    }
+    if (chunk.usage) usage = chunk.usage;
+  }
+  return { text, usage, finish, calls };
+}
+
+// ---- Gemini ---------------------------------------------------------------------------------
+
+test('Gemini: chat maps the request to generateContent and the answer back', async () => {
+  const tag = await scenario({ content: TEXT, usage: { promptTokenCount: 7, candidatesTokenCount: 9, totalTokenCount: 19, thoughtsTokenCount: 3 } });
+  const completion = await guarded.chat.completions.create({
+    model: 'gemini-2.5-flash',
+    messages: [
+      { role: 'system', content: 'Be brief.' },
+      { role: 'user', content: `Hi ${tag}` },
+      { role: 'user', content: [{ type: 'text', text: 'and this image' }, { type: 'image_url', image_url: { url: 'data:image/png;base64,iVBORw0KGgo=' } }] },
+    ],
+    temperature: 0.4, top_p: 0.8, max_tokens: 64, stop: ['END'], seed: 5,
+    response_format: { type: 'json_object' },
+  });
+  assert.equal(completion.choices[0].message.content, TEXT);
+  assert.equal(completion.choices[0].finish_reason, 'stop');
+  assert.equal(completion.model, 'gemini-2.5-flash');
+  assert.equal(completion.object, 'chat.completion');
+  assert.deepEqual(completion.usage, { prompt_tokens: 7, completion_tokens: 12, total_tokens: 19, completion_tokens_details: { reasoning_tokens: 3 } });
+
+  const [upstream] = await received(tag);
+  assert.equal(upstream.path, '/v1beta/models/gemini-2.5-flash:generateContent');
+  assert.equal(upstream.headers['x-goog-api-key'], 'gm-server-secret-key');
+  assert.equal(upstream.headers.authorization, undefined, 'the access token is not sent to Google');
+  assert.deepEqual(upstream.body.systemInstruction, { parts: [{ text: 'Be brief.' }] });
+  assert.equal(upstream.body.contents.length, 1, 'consecutive user turns are merged');
+  assert.deepEqual(upstream.body.contents[0].parts[2], { inlineData: { mimeType: 'image/png', data: 'iVBORw0KGgo=' } });
+  assert.deepEqual(upstream.body.generationConfig, {
+    temperature: 0.4, topP: 0.8, seed: 5, maxOutputTokens: 64, stopSequences: ['END'], responseMimeType: 'application/json',
+  });
+  assert.equal(upstream.body.safetySettings.length, 4);
+});
+
+test('Gemini: native stream is translated event by event, with usage', async () => {
+  const tag = await scenario({ content: TEXT, chunk_chars: 3, chunk_delay_ms: 20 });
+  const stream = await guarded.chat.completions.create({
+    model: 'gemini-2.0-flash', messages: [{ role: 'user', content: `stream ${tag}` }], stream: true, stream_options: { include_usage: true },
+  });
+  const { text, usage, finish } = await collect(stream);
+  assert.equal(text, TEXT);
+  assert.equal(finish, 'stop');
+  assert.deepEqual(usage, { prompt_tokens: 8, completion_tokens: 12, total_tokens: 20 });
+  const [upstream] = await received(tag);
+  assert.equal(upstream.path, '/v1beta/models/gemini-2.0-flash:streamGenerateContent');
+  assert.equal(upstream.query, '?alt=sse');
+});
+
+test('Gemini: fake stream sends heartbeats, then the generateContent answer as chunks', async () => {
+  const tag = await scenario({ content: TEXT, delay_ms: 700 });
+  const res = await post('/v1/chat/completions', { model: 'gemini-fake-pro', stream: true, messages: [{ role: 'user', content: tag }] });
+  assert.equal(res.headers.get('x-gateway-fake-stream'), 'true');
+  const items = await readSse(res);
+  assert.ok(items.findIndex((i) => i.kind === 'data') >= 3, 'heartbeats come first');
+  assert.equal(contentOf(items), TEXT);
+  const [upstream] = await received(tag);
+  assert.match(upstream.path, /:generateContent$/);
+});
+
+test('Gemini: tools and tool results map both ways, streamed with indexes', async () => {
+  const tag = await scenario({ tool_calls: TOOL_CALLS });
+  const completion = await guarded.chat.completions.create({
+    model: 'gemini-2.5-flash', tools: TOOLS, tool_choice: 'required',
+    messages: [{ role: 'user', content: `weather and time ${tag}` }],
+  });
+  const calls = completion.choices[0].message.tool_calls;
+  assert.equal(completion.choices[0].finish_reason, 'tool_calls');
+  assert.deepEqual(calls.map((c) => [c.type, c.function.name, JSON.parse(c.function.arguments)]),
+    [['function', 'get_weather', { city: 'Zürich' }], ['function', 'get_time', { tz: 'CET' }]]);
+  assert.ok(calls.every((c) => /^call_/.test(c.id)) && calls[0].id !== calls[1].id, 'ids generated');
+  const [upstream] = await received(tag);
+  assert.deepEqual(upstream.body.tools[0].functionDeclarations[0], {
+    name: 'get_weather', description: 'Weather', parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] },
+  });
+  assert.deepEqual(upstream.body.toolConfig, { functionCallingConfig: { mode: 'ANY' } });
+
+  // Second turn: the tool results go back as functionResponse parts.
+  const tag2 = await scenario({ content: 'It is sunny.' });
+  const answer = await guarded.chat.completions.create({
+    model: 'gemini-2.5-flash', tools: TOOLS,
+    messages: [
+      { role: 'user', content: `weather ${tag2}` },
+      { role: 'assistant', content: null, tool_calls: calls },
+      { role: 'tool', tool_call_id: calls[0].id, content: '{"temp":21}' },
+      { role: 'tool', tool_call_id: calls[1].id, content: '12:00' },
+    ],
+  });
+  assert.equal(answer.choices[0].message.content, 'It is sunny.');
+  const [second] = await received(tag2);
+  assert.deepEqual(second.body.contents.map((c) => c.role), ['user', 'model', 'user']);
+  assert.deepEqual(second.body.contents[1].parts[0], { functionCall: { name: 'get_weather', args: { city: 'Zürich' } } });
+  assert.deepEqual(second.body.contents[2].parts, [
+    { functionResponse: { name: 'get_weather', response: { temp: 21 } } },
+    { functionResponse: { name: 'get_time', response: { content: '12:00' } } },
+  ]);
+
+  const tag3 = await scenario({ tool_calls: TOOL_CALLS });
+  const streamed = await collect(await guarded.chat.completions.create({
+    model: 'gemini-2.5-flash', tools: TOOLS, stream: true, messages: [{ role: 'user', content: tag3 }],
+  }));
+  assert.equal(streamed.finish, 'tool_calls');
+  assert.deepEqual(streamed.calls.map((c) => [c.name, c.arguments]), [['get_weather', '{"city":"Zürich"}'], ['get_time', '{"tz":"CET"}']]);
+});
+
+test('Gemini: safety stops become content_filter; a blocked prompt is a 400', async () => {
+  const filtered = await guarded.chat.completions.create({
+    model: 'gemini-2.5-flash', messages: [{ role: 'user', content: await scenario({ content: 'partial', finish_reason: 'SAFETY' }) }],
+  });
+  assert.equal(filtered.choices[0].finish_reason, 'content_filter');
+  const length = await guarded.chat.completions.create({
+    model: 'gemini-2.5-flash', messages: [{ role: 'user', content: await scenario({ finish_reason: 'MAX_TOKENS' }) }],
+  });
+  assert.equal(length.choices[0].finish_reason, 'length');
+  await assert.rejects(
+    guarded.chat.completions.create({ model: 'gemini-2.5-flash', messages: [{ role: 'user', content: await scenario({ blocked: 'PROHIBITED_CONTENT' }) }] }),
+    (err) => err instanceof OpenAI.BadRequestError && err.code === 'content_filter' && /PROHIBITED_CONTENT/.test(err.message),
+  );
+});
+
+test('Gemini: errors keep a fitting status; client keys are forwarded in public mode', async () => {
+  const quota = JSON.stringify({ error: { code: 429, message: 'Resource has been exhausted', status: 'RESOURCE_EXHAUSTED' } });
+  await assert.rejects(
+    guarded.chat.completions.create({ model: 'gemini-2.5-flash', messages: [{ role: 'user', content: await scenario({ status: 429, error_body: quota }) }] }),
+    (err) => err instanceof OpenAI.RateLimitError && err.code === 'RESOURCE_EXHAUSTED',
+  );
+  const tag = await scenario();
+  const completion = await publicClient('gm-user-key').chat.completions.create({ model: 'gemini-2.5-pro', messages: [{ role: 'user', content: tag }] });
+  assert.equal(completion.choices[0].message.content, DEFAULT_CONTENT);
+  assert.equal((await received(tag))[0].headers['x-goog-api-key'], 'gm-user-key');
+  await assert.rejects(
+    publicClient('bad-gemini-key').chat.completions.create({ model: 'gemini-2.5-pro', messages: [{ role: 'user', content: 'x' }] }),
+    (err) => err instanceof OpenAI.AuthenticationError && err.code === 'invalid_api_key' && !err.message.includes('bad-gemini-key'),
+  );
+});
+
+test('an explicit provider prefix routes any model name', async () => {
+  const tag = await scenario({ content: 'custom' });
+  const completion = await guarded.chat.completions.create({ model: 'gemini/my-tuned-model', messages: [{ role: 'user', content: tag }] });
+  assert.equal(completion.choices[0].message.content, 'custom');
+  assert.equal((await received(tag))[0].path, '/v1beta/models/my-tuned-model:generateContent');
+});
+
+// ---- DashScope ------------------------------------------------------------------------------
+
+test('DashScope: chat maps to the native text-generation API with the server key', async () => {
+  const tag = await scenario({ content: TEXT, reasoning_content: '思考中' });
+  const { data: completion, response } = await publicClient('ignored-client-key').chat.completions.create({
+    model: 'qwen-plus',
+    messages: [{ role: 'system', content: 'You are helpful.' }, { role: 'user', content: `你好 ${tag}` }],
+    temperature: 0.5, top_p: 1, max_tokens: 100, stop: 'END', seed: 42, presence_penalty: 0.3,
+    repetition_penalty: 1.05, enable_search: true,
+  }).withResponse();
+  assert.equal(completion.choices[0].message.content, TEXT);
+  assert.equal(completion.choices[0].message.reasoning_content, '思考中');
+  assert.equal(completion.id, 'chatcmpl-ds-req-1');
+  assert.equal(completion.request_id, 'ds-req-1', 'DashScope request_id is kept');
+  assert.deepEqual(completion.usage, { prompt_tokens: 9, completion_tokens: 14, total_tokens: 23 });
+  assert.equal(response.headers.get('x-gateway-fake-stream'), null);
+
+  const [upstream] = await received(tag);
+  assert.equal(upstream.path, '/api/v1/services/aigc/text-generation/generation');
+  assert.equal(upstream.headers.authorization, 'Bearer ds-server-secret-key');
+  assert.equal(upstream.headers['x-dashscope-sse'], undefined);
+  assert.equal(upstream.body.model, 'qwen-plus');
+  assert.deepEqual(upstream.body.input.messages, [{ role: 'system', content: 'You are helpful.' }, { role: 'user', content: `你好 ${tag}` }]);
+  const p = upstream.body.parameters;
+  assert.equal(p.result_format, 'message');
+  assert.ok(p.top_p < 1, 'top_p clamped below 1');
+  assert.deepEqual([p.temperature, p.max_tokens, p.seed, p.presence_penalty, p.repetition_penalty, p.enable_search], [0.5, 100, 42, 0.3, 1.05, true]);
+  assert.deepEqual(p.stop, ['END']);
+});
+
+test('DashScope: native SSE stream is translated, incremental_output on', async () => {
+  const tag = await scenario({ content: TEXT, chunk_chars: 2, chunk_delay_ms: 10 });
+  const stream = await publicClient().chat.completions.create({
+    model: 'qwen-max', messages: [{ role: 'user', content: tag }], stream: true, stream_options: { include_usage: true },
+  }, NATIVE);
+  const { text, usage, finish } = await collect(stream);
+  assert.equal(text, TEXT);
+  assert.equal(finish, 'stop');
+  assert.equal(usage.total_tokens, 23);
+  const [upstream] = await received(tag);
+  assert.equal(upstream.headers['x-dashscope-sse'], 'enable');
+  assert.equal(upstream.body.parameters.incremental_output, true);
+});
+
+test('DashScope: fake stream, tools in a native stream, and vision via the multimodal API', async () => {
+  const fakeTag = await scenario({ content: TEXT, delay_ms: 300 });
+  const res = await post('/v1/chat/completions', { model: 'farui-plus', stream: true, messages: [{ role: 'user', content: fakeTag }] }, { base: PUBLIC_GATEWAY });
+  assert.equal(res.headers.get('x-gateway-fake-stream'), 'true');
+  assert.equal(contentOf(await readSse(res)), TEXT);
+  assert.equal((await received(fakeTag))[0].body.model, 'farui-plus');
+
+  const toolTag = await scenario({ tool_calls: TOOL_CALLS });
+  const streamed = await collect(await publicClient().chat.completions.create({
+    model: 'qwen-plus', tools: TOOLS, stream: true, messages: [{ role: 'user', content: toolTag }],
+  }, NATIVE));
+  assert.equal(streamed.finish, 'tool_calls');
+  assert.deepEqual(streamed.calls, TOOL_CALLS.map((c) => ({ id: c.id, name: c.function.name, arguments: c.function.arguments })));
+  assert.equal((await received(toolTag))[0].body.parameters.tools[0].function.name, 'get_weather');
+
+  const visionTag = await scenario({ content: 'A cat.' });
+  const vision = await publicClient().chat.completions.create({
+    model: 'qwen-vl-max',
+    messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'https://example.com/cat.png' } }, { type: 'text', text: `what is it ${visionTag}` }] }],
+  });
+  assert.equal(vision.choices[0].message.content, 'A cat.');
+  const [upstream] = await received(visionTag);
+  assert.equal(upstream.path, '/api/v1/services/aigc/multimodal-generation/generation');
+  assert.deepEqual(upstream.body.input.messages[0].content, [{ image: 'https://example.com/cat.png' }, { text: `what is it ${visionTag}` }]);
+});
+
+test('DashScope: error codes become OpenAI errors, in JSON and mid-stream', async () => {
+  const throttled = JSON.stringify({ code: 'Throttling.RateQuota', message: 'Requests rate limit exceeded', request_id: 'r1' });
+  await assert.rejects(
+    publicClient().chat.completions.create({ model: 'qwen-plus', messages: [{ role: 'user', content: await scenario({ status: 429, error_body: throttled }) }] }),
+    (err) => err instanceof OpenAI.RateLimitError && err.code === 'Throttling.RateQuota',
+  );
+  const inspection = JSON.stringify({ code: 'DataInspectionFailed', message: 'Input data may contain inappropriate content.', request_id: 'r2' });
+  await assert.rejects(
+    publicClient().chat.completions.create({ model: 'qwen-plus', messages: [{ role: 'user', content: await scenario({ status: 400, error_body: inspection }) }] }),
+    (err) => err instanceof OpenAI.BadRequestError && err.code === 'DataInspectionFailed',
+  );
+  const res = await post('/v1/chat/completions', { model: 'qwen-plus', stream: true, messages: [{ role: 'user', content: await scenario({ stream_error: 'DataInspectionFailed' }) }] },
+    { base: PUBLIC_GATEWAY, headers: { 'x-fake-stream': 'false' } });
+  const data = (await readSse(res)).filter((i) => i.kind === 'data');
+  assert.equal(JSON.parse(data[0].text).choices[0].delta.role, 'assistant');
+  assert.equal(contentOf(data.slice(0, -2)), 'partial');
+  assert.equal(JSON.parse(data.at(-2).text).error.code, 'DataInspectionFailed');
+  assert.equal(data.at(-1).text, '[DONE]');
+});
+
+// ---- routing, keys, models ------------------------------------------------------------------
+
+test('unsupported models and providers without a key get clear errors naming the model', async () => {
+  await assert.rejects(
+    guarded.chat.completions.create({ model: 'llama-3-70b', messages: [{ role: 'user', content: 'x' }] }),
+    (err) => err instanceof OpenAI.BadRequestError && err.code === 'model_not_found' && /llama-3-70b/.test(err.message),
+  );
+  await assert.rejects(
+    guarded.chat.completions.create({ model: 'qwen-max', messages: [{ role: 'user', content: 'x' }] }),
+    (err) => err instanceof OpenAI.AuthenticationError && /qwen-max/.test(err.message) && /DASHSCOPE_API_KEY/.test(err.message),
+  );
+});
+
+test('models.list() merges configured and upstream-listed models of usable providers', async () => {
+  const ids = [];
+  for await (const model of guarded.models.list()) ids.push(model.id);
+  assert.ok(ids.includes('gemini-2.5-pro'), 'configured Gemini model');
+  assert.ok(ids.includes('gemini-mock-pro'), 'listed by the Gemini upstream');
+  assert.ok(!ids.includes('text-embedding-mock'), 'non-chat models are left out');
+  assert.ok(ids.includes('gpt-mock-1'), 'listed by the OpenAI upstream');
+  assert.ok(!ids.some((id) => id.startsWith('qwen')), 'DashScope has no key here, so it is not listed');
+
+  const open = [];
+  for await (const model of publicClient('sk-user').models.list()) open.push(model.id);
+  assert.ok(open.includes('qwen-max') && open.includes('farui-plus'));
+  assert.ok(open.includes('gpt-mock-2'), 'OpenAI list fetched with the client key');
+  const post = await fetch(`${PUBLIC_GATEWAY}/v1/models`, { method: 'POST' });
+  assert.equal(post.status, 200);
+  assert.equal((await post.json()).object, 'list');
+  const denied = await fetch(`${GATEWAY}/v1/models`);
+  assert.equal(denied.status, 401);
+});
