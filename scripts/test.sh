@@ -6,6 +6,17 @@ source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 bash "$ROOT/scripts/setup.sh"
 cd "$ROOT"
 
+# Browser tests drive Debian's Chromium (never a downloaded browser).
+if [ -z "${CHROMIUM_PATH:-}" ] && ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "test: installing Debian chromium for the browser tests"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "test: the browser tests need Chromium: install it (Debian: apt-get install chromium) or set CHROMIUM_PATH" >&2
+    exit 1
+  fi
+fi
+
 # Python SDK tests run from a project-local virtualenv, rebuilt when requirements change.
 if [ ! -x .venv/bin/python ] || [ tests/requirements.txt -nt .venv/.installed ]; then
   echo "test: preparing .venv for the Python SDK tests"

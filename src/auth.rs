@@ -43,6 +43,29 @@ pub fn check_access(auth_token: Option<&str>, presented: Option<&str>) -> Result
     Ok(())
 }
 
+/// The request log's dashboard and API need `ADMIN_TOKEN`: off (403) without it.
+pub fn check_admin(admin_token: Option<&str>, presented: Option<&str>) -> Result<(), GatewayError> {
+    let Some(token) = admin_token else {
+        return Err(GatewayError::Forbidden {
+            message: "The request log dashboard and API are disabled: set the ADMIN_TOKEN secret to enable them".into(),
+            code: "dashboard_disabled",
+        });
+    };
+    match presented {
+        None => Err(GatewayError::Unauthorized {
+            message:
+                "The request log needs the admin token: send `Authorization: Bearer <ADMIN_TOKEN>`"
+                    .into(),
+            code: "missing_api_key",
+        }),
+        Some(p) if constant_time_eq(p.as_bytes(), token.as_bytes()) => Ok(()),
+        Some(_) => Err(GatewayError::Unauthorized {
+            message: "The admin token is not valid".into(),
+            code: "invalid_api_key",
+        }),
+    }
+}
+
 /// Names used in messages when no key is available for a call.
 #[derive(Debug, Clone, Copy)]
 pub struct KeyTarget<'a> {
@@ -178,6 +201,17 @@ mod tests {
                 && !text.contains("sk-server")
                 && !text.contains("sk-guess")
         );
+    }
+
+    #[test]
+    fn admin_token() {
+        assert_eq!(check_admin(None, Some("x")).unwrap_err().status(), 403);
+        assert_eq!(check_admin(Some("adm"), None).unwrap_err().status(), 401);
+        assert_eq!(
+            check_admin(Some("adm"), Some("nope")).unwrap_err().status(),
+            401
+        );
+        assert!(check_admin(Some("adm"), Some("adm")).is_ok());
     }
 
     #[test]

@@ -124,8 +124,24 @@ impl ProviderSettings {
     }
 }
 
+/// The request log (D1 binding `DB`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSettings {
+    /// `LOG_REQUESTS` (default true).
+    pub enabled: bool,
+    /// `LOG_BODIES` (default true): store request and response bodies.
+    pub bodies: bool,
+    /// `LOG_MAX_BODY_BYTES` (default 65536): longer bodies are cut.
+    pub max_body_bytes: usize,
+    /// `MAX_REQUESTS_HISTORY` (default 1000): rows kept, oldest dropped.
+    pub max_rows: i64,
+    /// `ADMIN_TOKEN` secret: enables the dashboard and its API.
+    pub admin_token: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
+    pub log: LogSettings,
     /// In routing priority order, as in `PROVIDERS`.
     pub providers: Vec<ProviderSettings>,
     pub provider_options: ProviderOptions,
@@ -218,6 +234,24 @@ impl Config {
         ) as usize;
         let fake_stream_chunk_delay_ms = number("FAKE_STREAM_CHUNK_DELAY_MS", 0, 0, 10_000);
 
+        let log_max_body_bytes = number("LOG_MAX_BODY_BYTES", 65_536, 256, 1_000_000) as usize;
+        let max_rows = number("MAX_REQUESTS_HISTORY", 1000, 1, 1_000_000) as i64;
+        let mut flag = |name: &str, default: bool| match get(name).map(|v| v.to_ascii_lowercase()) {
+            None => default,
+            Some(v) if matches!(v.as_str(), "true" | "1" | "yes" | "on") => true,
+            Some(v) if matches!(v.as_str(), "false" | "0" | "no" | "off") => false,
+            Some(v) => {
+                problems.push(format!("{name}: `{v}` is not true or false"));
+                default
+            }
+        };
+        let log = LogSettings {
+            enabled: flag("LOG_REQUESTS", true),
+            bodies: flag("LOG_BODIES", true),
+            max_body_bytes: log_max_body_bytes,
+            max_rows,
+            admin_token: None,
+        };
         let fake_stream = match get("FAKE_STREAM") {
             None => FakeStreamMode::Always,
             Some(raw) => FakeStreamMode::parse(&raw).unwrap_or_else(|why| {
@@ -237,6 +271,10 @@ impl Config {
             return Err(GatewayError::Config(problems.join("; ")));
         }
         Ok(Config {
+            log: LogSettings {
+                admin_token: get("ADMIN_TOKEN"),
+                ..log
+            },
             providers,
             provider_options: ProviderOptions {
                 gemini_safety_threshold: get("GEMINI_SAFETY_THRESHOLD")
@@ -436,6 +474,33 @@ mod tests {
         assert!(text.contains("SOURCE_API_URL"), "{text}");
         assert!(text.contains("ALLOWED_ORIGINS"), "{text}");
         assert_eq!(err.status(), 500);
+    }
+
+    #[test]
+    fn log_settings() {
+        let c = config(&[]).unwrap();
+        assert!(c.log.enabled && c.log.bodies);
+        assert_eq!(
+            (
+                c.log.max_rows,
+                c.log.max_body_bytes,
+                c.log.admin_token.clone()
+            ),
+            (1000, 65_536, None)
+        );
+        let c = config(&[
+            ("LOG_BODIES", "false"),
+            ("MAX_REQUESTS_HISTORY", "5"),
+            ("ADMIN_TOKEN", "adm"),
+        ])
+        .unwrap();
+        assert!(!c.log.bodies);
+        assert_eq!(c.log.max_rows, 5);
+        assert_eq!(c.log.admin_token.as_deref(), Some("adm"));
+        assert!(config(&[("LOG_REQUESTS", "maybe")])
+            .unwrap_err()
+            .to_string()
+            .contains("LOG_REQUESTS"));
     }
 
     #[test]

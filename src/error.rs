@@ -14,6 +14,12 @@ pub enum GatewayError {
     },
     /// Missing or wrong credentials (401).
     Unauthorized { message: String, code: &'static str },
+    /// The feature is turned off on this gateway (403).
+    Forbidden { message: String, code: &'static str },
+    /// A resource that does not exist (404).
+    Missing { message: String },
+    /// A part of the gateway that is not available right now (503).
+    Unavailable(String),
     /// No route for this path (404).
     NotFound { method: String, path: String },
     /// The path exists, the method does not (405).
@@ -62,7 +68,9 @@ impl GatewayError {
         match self {
             GatewayError::InvalidRequest { .. } => 400,
             GatewayError::Unauthorized { .. } => 401,
-            GatewayError::NotFound { .. } => 404,
+            GatewayError::Forbidden { .. } => 403,
+            GatewayError::NotFound { .. } | GatewayError::Missing { .. } => 404,
+            GatewayError::Unavailable(_) => 503,
             GatewayError::MethodNotAllowed { .. } => 405,
             GatewayError::PayloadTooLarge { .. } => 413,
             GatewayError::Config(_) | GatewayError::Internal(_) => 500,
@@ -88,6 +96,18 @@ impl GatewayError {
             ),
             GatewayError::Unauthorized { message, code } => {
                 (message.clone(), "authentication_error", None, Some(*code))
+            }
+            GatewayError::Forbidden { message, code } => {
+                (message.clone(), "permission_error", None, Some(*code))
+            }
+            GatewayError::Missing { message } => (
+                message.clone(),
+                "invalid_request_error",
+                None,
+                Some("not_found"),
+            ),
+            GatewayError::Unavailable(message) => {
+                (message.clone(), "server_error", None, Some("unavailable"))
             }
             GatewayError::NotFound { method, path } => (
                 format!("Invalid URL ({method} {path})"),

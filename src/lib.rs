@@ -7,6 +7,7 @@ pub mod auth;
 pub mod config;
 pub mod cors;
 pub mod error;
+pub mod log;
 pub mod models;
 pub mod openai;
 pub mod providers;

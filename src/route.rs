@@ -9,6 +9,12 @@ pub enum Route {
     Health,
     Status,
     Page,
+    Dashboard,
+    DashboardScript,
+    RequestList,
+    /// `/api/request/{id}`
+    RequestDetail,
+    Stats,
     Preflight,
 }
 
@@ -45,7 +51,38 @@ const ENDPOINTS: &[Endpoint] = &[
         get: Some(Route::Status),
         post: None,
     },
+    Endpoint {
+        paths: &["/dashboard"],
+        get: Some(Route::Dashboard),
+        post: None,
+    },
+    Endpoint {
+        paths: &["/dashboard.js"],
+        get: Some(Route::DashboardScript),
+        post: None,
+    },
+    Endpoint {
+        paths: &["/api/requests"],
+        get: Some(Route::RequestList),
+        post: None,
+    },
+    Endpoint {
+        paths: &["/api/request/{id}"],
+        get: Some(Route::RequestDetail),
+        post: None,
+    },
+    Endpoint {
+        paths: &["/api/stats"],
+        get: Some(Route::Stats),
+        post: None,
+    },
 ];
+
+/// The `{id}` of `/api/request/{id}`.
+pub fn request_detail_id(path: &str) -> Option<&str> {
+    let id = path.strip_prefix("/api/request/")?.trim_end_matches('/');
+    (!id.is_empty() && !id.contains('/')).then_some(id)
+}
 
 pub fn route(method: &str, path: &str) -> Result<Route, GatewayError> {
     let normalized = if path.len() > 1 {
@@ -55,6 +92,11 @@ pub fn route(method: &str, path: &str) -> Result<Route, GatewayError> {
     };
     let normalized = if normalized.is_empty() {
         "/"
+    } else {
+        normalized
+    };
+    let normalized = if request_detail_id(normalized).is_some() {
+        "/api/request/{id}"
     } else {
         normalized
     };
@@ -109,6 +151,20 @@ mod tests {
             route("OPTIONS", "/v1/chat/completions").unwrap(),
             Route::Preflight
         );
+    }
+
+    #[test]
+    fn log_routes() {
+        assert_eq!(route("GET", "/dashboard").unwrap(), Route::Dashboard);
+        assert_eq!(route("GET", "/api/requests").unwrap(), Route::RequestList);
+        assert_eq!(
+            route("GET", "/api/request/42").unwrap(),
+            Route::RequestDetail
+        );
+        assert_eq!(request_detail_id("/api/request/abc/"), Some("abc"));
+        assert_eq!(route("GET", "/api/request/").unwrap_err().status(), 404);
+        assert_eq!(route("GET", "/api/request/a/b").unwrap_err().status(), 404);
+        assert_eq!(route("POST", "/api/stats").unwrap_err().status(), 405);
     }
 
     #[test]

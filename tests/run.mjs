@@ -28,6 +28,7 @@ function instances(mockUrl) {
       GEMINI_API_KEY: 'gm-server-secret-key',
       DASHSCOPE_BASE_URL: mockUrl,
       AUTH_TOKEN: 'test-access-token',
+      ADMIN_TOKEN: 'test-admin-token',
       FAKE_STREAM: 'fake-*,o1*,gemini-fake-*',
       HEARTBEAT_INTERVAL_MS: '200',
       UPSTREAM_TIMEOUT_MS: '4000',
@@ -44,6 +45,19 @@ function instances(mockUrl) {
       FAKE_STREAM: 'always',
       HEARTBEAT_INTERVAL_MS: '200',
       ALLOWED_ORIGINS: '*',
+    },
+    // The request-log tests' own instance: exact row counts, small retention and bodies.
+    LOG_GATEWAY_URL: {
+      SOURCE_API_URL: mockUrl,
+      OPENAI_API_KEY: 'sk-log-server-key',
+      GEMINI_BASE_URL: mockUrl,
+      GEMINI_API_KEY: 'gm-log-server-key',
+      AUTH_TOKEN: 'log-access-token',
+      ADMIN_TOKEN: 'log-admin-token',
+      MAX_REQUESTS_HISTORY: '6',
+      LOG_MAX_BODY_BYTES: '2048',
+      FAKE_STREAM: 'fake-*',
+      HEARTBEAT_INTERVAL_MS: '100',
     },
   };
 }
@@ -100,6 +114,14 @@ async function startWorker(name, vars) {
   return { name, url, child, logFile, ready: waitForHealth(url, child, logFile) };
 }
 
+/** Applies the D1 migrations to an instance's local state, before it starts. */
+async function migrate(name) {
+  const code = await run(path.join(root, 'node_modules', '.bin', 'wrangler'), [
+    'd1', 'migrations', 'apply', 'DB', '--local', '--persist-to', path.join(stateDir, name),
+  ], { cwd: root, env: { ...process.env, WRANGLER_SEND_METRICS: 'false', CI: 'true' }, stdio: ['ignore', 'ignore', 'inherit'] });
+  if (code !== 0) throw new Error(`applying D1 migrations for ${name} failed`);
+}
+
 function stop(child) {
   try { process.kill(-child.pid, 'SIGTERM'); } catch { /* already gone */ }
 }
@@ -109,6 +131,9 @@ const workers = [];
 let code = 1;
 try {
   for (const [name, vars] of Object.entries(instances(mock.url))) {
+    // Fresh state each run, so the request-log tests start from an empty table.
+    fs.rmSync(path.join(stateDir, name), { recursive: true, force: true });
+    await migrate(name);
     workers.push(await startWorker(name, vars));
   }
   await Promise.all(workers.map((w) => w.ready));

@@ -541,6 +541,10 @@ impl EventTranslator for DashScopeStream {
     fn content(&self) -> &str {
         &self.state.content
     }
+
+    fn usage(&self) -> Option<&Value> {
+        self.state.usage.as_ref()
+    }
 }
 
 #[cfg(test)]

@@ -787,6 +787,10 @@ impl EventTranslator for GeminiStream {
     fn content(&self) -> &str {
         &self.state.content
     }
+
+    fn usage(&self) -> Option<&Value> {
+        self.state.usage.as_ref()
+    }
 }
 
 #[cfg(test)]

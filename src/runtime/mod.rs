@@ -1,20 +1,30 @@
 //! The Workers binding: entry point, env, and turning plans and errors into Responses.
 //! Every failure becomes an OpenAI error response here; the fetch handler never fails.
 
+mod logging;
 mod upstream;
 
 use crate::auth;
 use crate::config::{AllowedOrigins, Config};
 use crate::cors;
 use crate::error::GatewayError;
+use crate::log::{self as request_log, LogRecord};
 use crate::models;
 use crate::openai::ChatRequest;
 use crate::proxy::{self, ResponseMode};
-use crate::route::{route, Route};
+use crate::route::{request_detail_id, route, Route};
 use crate::status;
-use worker::{event, Context, Env, Headers, Request, Response};
+use logging::LogTap;
+use worker::{event, Context, D1Database, Env, Headers, Request, Response};
 
 const INDEX_HTML: &str = include_str!("../ui/index.html");
+const DASHBOARD_HTML: &str = include_str!("../ui/dashboard.html");
+const DASHBOARD_JS: &str = include_str!("../ui/dashboard.js");
+
+/// Pages may run only the gateway's own scripts and talk only to the gateway.
+const PAGE_CSP: &str = "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+/// The dashboard shows logged (untrusted) content: no inline script at all.
+const DASHBOARD_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
 #[event(start)]
 fn start() {
@@ -22,16 +32,30 @@ fn start() {
 }
 
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
     let config = Config::from_lookup(|name| env.var(name).ok().map(|v| v.to_string()));
     let origin = header(&req, "Origin");
     let requested_headers = header(&req, "Access-Control-Request-Headers");
     let request_id = new_request_id();
-
-    let (response, preflight) = match handle(req, &config, &request_id).await {
-        Ok(outcome) => outcome,
-        Err(error) => (error_response(&error), false),
+    let route = route(req.method().as_ref(), &req.path());
+    let tap = match (&route, &config) {
+        (Ok(Route::Chat), Ok(config)) if config.log.enabled => {
+            start_log(&req, &env, &ctx, config, &request_id)
+        }
+        _ => None,
     };
+
+    let (response, preflight) =
+        match handle(req, &env, &config, route, &request_id, tap.as_ref()).await {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                if let Some(tap) = &tap {
+                    tap.error(error.to_string());
+                    tap.response_body(&error.to_body().to_string());
+                }
+                (error_response(&error), false)
+            }
+        };
     // Without valid settings the origin list is unknown; let browsers read the config error.
     let allowed = config
         .as_ref()
@@ -48,18 +72,75 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
     }
     let _ = headers.set("X-Request-Id", &request_id);
     let _ = headers.set("X-Gateway-Version", crate::VERSION);
+    if let Some(tap) = tap {
+        let status = response.status_code();
+        let sent: Vec<(String, String)> = headers.entries().collect();
+        let streaming = header_value(headers, "Content-Type")
+            .is_some_and(|t| t.starts_with("text/event-stream"));
+        tap.update(|r| {
+            r.status = i64::from(status);
+            r.response_headers = request_log::redact_headers(&sent);
+        });
+        if !streaming {
+            tap.finished();
+        }
+        // A streaming response holds its own tap; the record is written when it ends.
+    }
     Ok(response)
+}
+
+/// Starts the record of a chat call, when the `DB` binding exists.
+fn start_log(
+    req: &Request,
+    env: &Env,
+    ctx: &Context,
+    config: &Config,
+    request_id: &str,
+) -> Option<LogTap> {
+    let db: D1Database = match env.d1("DB") {
+        Ok(db) => db,
+        Err(_) => {
+            worker::console_warn!("request log: no D1 binding `DB`; calls are not logged");
+            return None;
+        }
+    };
+    let headers: Vec<(String, String)> = req.headers().entries().collect();
+    let client_ip = header(req, "CF-Connecting-IP")
+        .or_else(|| header(req, "X-Real-IP"))
+        .or_else(|| {
+            header(req, "X-Forwarded-For")
+                .and_then(|v| v.split(',').next().map(|s| s.trim().to_string()))
+        });
+    let record = LogRecord {
+        request_id: request_id.to_string(),
+        created_at: now_iso(),
+        created_ms: now_ms() as i64,
+        method: req.method().to_string(),
+        path: req.path(),
+        client_ip,
+        origin: header(req, "Origin"),
+        user_agent: header(req, "User-Agent"),
+        request_headers: request_log::redact_headers(&headers),
+        status: 0,
+        ..LogRecord::default()
+    };
+    Some(LogTap::start(ctx, db, &config.log, record))
+}
+
+fn header_value(headers: &Headers, name: &str) -> Option<String> {
+    headers.get(name).ok().flatten()
 }
 
 /// Returns the response and whether it answers a preflight.
 async fn handle(
     mut req: Request,
+    env: &Env,
     config: &Result<Config, GatewayError>,
+    route: Result<Route, GatewayError>,
     request_id: &str,
+    tap: Option<&LogTap>,
 ) -> Result<(Response, bool), GatewayError> {
-    let method = req.method().to_string();
-    let path = req.path();
-    let route = route(&method, &path)?;
+    let route = route?;
     let timestamp = now_iso();
     let response = match route {
         Route::Preflight => {
@@ -68,8 +149,29 @@ async fn handle(
         Route::Health => json_response(&status::health(&timestamp), 200)?,
         Route::Status => json_response(&status::status(config_ok(config)?, &timestamp), 200)?,
         Route::Page => page_response(INDEX_HTML)?,
-        Route::Chat => chat(&mut req, config_ok(config)?, request_id).await?,
+        Route::Chat => chat(&mut req, config_ok(config)?, request_id, tap).await?,
         Route::Models => models(&req, config_ok(config)?).await?,
+        Route::Dashboard => {
+            let config = config_ok(config)?;
+            if config.log.admin_token.is_none() {
+                auth::check_admin(None, None)?;
+            }
+            page_with_csp(DASHBOARD_HTML, DASHBOARD_CSP)?
+        }
+        Route::DashboardScript => script_response(DASHBOARD_JS)?,
+        Route::RequestList | Route::RequestDetail | Route::Stats => {
+            let config = config_ok(config)?;
+            auth::check_admin(
+                config.log.admin_token.as_deref(),
+                presented_credential(&req).as_deref(),
+            )?;
+            let db = env.d1("DB").map_err(|_| {
+                GatewayError::Unavailable(
+                    "The request log needs a D1 binding named `DB` (see wrangler.toml)".into(),
+                )
+            })?;
+            log_api(&req, route, &db).await?
+        }
     };
     Ok((response, false))
 }
@@ -82,6 +184,7 @@ async fn chat(
     req: &mut Request,
     config: &Config,
     request_id: &str,
+    tap: Option<&LogTap>,
 ) -> Result<Response, GatewayError> {
     if let Some(length) = header(req, "Content-Length").and_then(|v| v.trim().parse::<usize>().ok())
     {
@@ -100,7 +203,26 @@ async fn chat(
             limit: config.max_request_bytes,
         });
     }
+    if let Some(tap) = tap {
+        let secrets: Vec<&str> = config
+            .providers
+            .iter()
+            .filter_map(|p| p.api_key.as_deref())
+            .chain(config.auth_token.as_deref())
+            .collect();
+        let body = tap.body_text(&request_log::scrub(
+            &String::from_utf8_lossy(&raw_body),
+            &secrets,
+        ));
+        tap.update(|r| r.request_body = body);
+    }
     let request = ChatRequest::parse(&raw_body)?;
+    if let Some(tap) = tap {
+        tap.update(|r| {
+            r.model = Some(request.model.clone());
+            r.stream = request.stream;
+        });
+    }
     let (settings, upstream_model) = config.route_model(&request.model)?;
     let presented = presented_credential(req);
     let key = auth::upstream_key(
@@ -119,7 +241,14 @@ async fn chat(
         header(req, proxy::FAKE_STREAM_HEADER).as_deref(),
     );
     let mode = ResponseMode::for_request(request.stream, fake);
+    if let Some(tap) = tap {
+        tap.update(|r| {
+            r.provider = Some(settings.spec.id.to_string());
+            r.fake_stream = mode == ResponseMode::FakeStream;
+        });
+    }
     let exchange = upstream::Exchange {
+        log: tap.cloned(),
         provider: settings.provider(),
         base_url: settings.base_url.clone(),
         upstream_model: upstream_model.to_string(),
@@ -217,19 +346,105 @@ pub(crate) fn error_response(error: &GatewayError) -> Response {
 }
 
 fn page_response(html: &str) -> Result<Response, GatewayError> {
+    page_with_csp(html, PAGE_CSP)
+}
+
+fn page_with_csp(html: &str, csp: &str) -> Result<Response, GatewayError> {
     let response = Response::from_html(html).map_err(internal)?;
     let headers = response.headers();
-    let _ = headers.set(
-        "Content-Security-Policy",
-        "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
-    );
+    let _ = headers.set("Content-Security-Policy", csp);
     let _ = headers.set("X-Content-Type-Options", "nosniff");
     let _ = headers.set("Referrer-Policy", "no-referrer");
+    let _ = headers.set("Cache-Control", "no-store");
     Ok(response)
+}
+
+fn script_response(js: &str) -> Result<Response, GatewayError> {
+    let response = Response::ok(js).map_err(internal)?;
+    let headers = response.headers();
+    let _ = headers.set("Content-Type", "text/javascript; charset=utf-8");
+    let _ = headers.set("X-Content-Type-Options", "nosniff");
+    let _ = headers.set("Cache-Control", "no-cache");
+    Ok(response)
+}
+
+/// The request log's JSON API.
+async fn log_api(req: &Request, route: Route, db: &D1Database) -> Result<Response, GatewayError> {
+    let storage = |e: worker::Error| {
+        GatewayError::Unavailable(format!("The request log could not be read: {e}"))
+    };
+    let query: Vec<(String, String)> = req
+        .url()
+        .map(|u| {
+            u.query_pairs()
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    match route {
+        Route::RequestList => {
+            let list = request_log::ListQuery::parse(&query)?;
+            let (count, page) = list.statements();
+            let total = logging::prepare(db, &count)
+                .map_err(storage)?
+                .first::<i64>(Some("total"))
+                .await
+                .map_err(storage)?
+                .unwrap_or(0);
+            let rows = logging::prepare(db, &page)
+                .map_err(storage)?
+                .all()
+                .await
+                .map_err(storage)?
+                .results::<request_log::SummaryRow>()
+                .map_err(storage)?;
+            json_response(&request_log::list_body(&list, total, rows), 200)
+        }
+        Route::RequestDetail => {
+            let id = request_detail_id(&req.path())
+                .unwrap_or_default()
+                .to_string();
+            let row = logging::prepare(db, &request_log::detail_statement(&id))
+                .map_err(storage)?
+                .first::<serde_json::Map<String, serde_json::Value>>(None)
+                .await
+                .map_err(storage)?
+                .ok_or_else(|| GatewayError::Missing {
+                    message: format!("No logged request with id `{id}`"),
+                })?;
+            json_response(&request_log::detail_body(row), 200)
+        }
+        _ => {
+            let window = query
+                .iter()
+                .find(|(k, _)| k == "window")
+                .map(|(_, v)| v.as_str());
+            let (window, window_ms) = request_log::parse_window(window)?;
+            let now = now_ms() as i64;
+            let rows = logging::prepare(
+                db,
+                &request_log::stats_statement(window_ms.map(|ms| now - ms)),
+            )
+            .map_err(storage)?
+            .all()
+            .await
+            .map_err(storage)?
+            .results::<request_log::StatRow>()
+            .map_err(storage)?;
+            json_response(
+                &request_log::stats_body(&rows, &window, window_ms, now),
+                200,
+            )
+        }
+    }
 }
 
 fn now_iso() -> String {
     js_sys::Date::new_0().to_iso_string().into()
+}
+
+pub(crate) fn now_ms() -> f64 {
+    js_sys::Date::now()
 }
 
 pub(crate) fn now_seconds() -> i64 {

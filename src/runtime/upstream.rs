@@ -1,6 +1,7 @@
 //! Executes a provider's upstream call: the fetch with timeout and abort, and the three ways of
 //! answering (JSON, streaming relay, fake stream driven by heartbeat timers).
 
+use super::logging::LogTap;
 use super::{internal, now_seconds};
 use crate::error::{excerpt, GatewayError};
 use crate::openai::{ChatCompletion, ChatRequest};
@@ -20,6 +21,8 @@ use worker::{
 };
 
 pub struct Exchange {
+    /// The call's request-log record, when logging is on.
+    pub log: Option<LogTap>,
     pub provider: &'static dyn Provider,
     pub base_url: String,
     pub upstream_model: String,
@@ -121,26 +124,36 @@ impl Exchange {
     /// translated from the native answer.
     pub async fn json(&self) -> Result<Response, GatewayError> {
         let (mut upstream, mut guard) = self.send(false).await?;
+        if let Some(log) = &self.log {
+            log.first_byte();
+        }
         self.check_status(&mut upstream).await?;
         let body = self.read_body(&mut upstream).await?;
         guard.disarm();
         let headers = forwarded_headers(upstream.headers());
         let _ = headers.set("Content-Type", "application/json");
-        let body = if self.provider.passes_json_through() {
-            if serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err() {
+        let (body, usage) = if self.provider.passes_json_through() {
+            let Ok(parsed) = serde_json::from_slice::<serde_json::Value>(&body) else {
                 return Err(GatewayError::UpstreamMalformed(format!(
                     "expected JSON, got: {}",
                     excerpt(&String::from_utf8_lossy(&body), 200)
                 )));
-            }
-            body
+            };
+            (body, parsed.get("usage").cloned())
         } else {
             let completion = self
                 .provider
                 .parse_completion(&body, &self.context(false))
                 .map_err(|e| e.redact(Some(&self.key)))?;
-            serde_json::to_vec(&completion).map_err(|e| GatewayError::Internal(e.to_string()))?
+            let usage = completion.usage.clone();
+            let body = serde_json::to_vec(&completion)
+                .map_err(|e| GatewayError::Internal(e.to_string()))?;
+            (body, usage)
         };
+        if let Some(log) = &self.log {
+            log.response_body(&String::from_utf8_lossy(&body));
+            log.usage(usage.as_ref());
+        }
         Ok(Response::from_bytes(body)
             .map_err(internal)?
             .with_status(200)
@@ -165,10 +178,7 @@ impl Exchange {
             // The upstream ignored `stream: true` and answered in one piece: replay it.
             let body = self.read_body(&mut upstream).await?;
             let frames = self.replay(self.provider.parse_completion(&body, &self.context(false)));
-            return sse_response(
-                Box::pin(futures::stream::iter(frames.into_iter().map(Ok))),
-                headers,
-            );
+            return sse_response(replay_stream(frames, self.log.clone()), headers);
         }
         let adapter: Box<dyn StreamAdapter> =
             match self.provider.stream_translator(&self.context(true)) {
@@ -176,7 +186,7 @@ impl Exchange {
                 None => Box::new(Relay::new()),
             };
         let body = upstream.stream().map_err(internal)?;
-        let stream = relay_stream(body, adapter, guard, self.timeout_ms);
+        let stream = relay_stream(body, adapter, guard, self.timeout_ms, self.log.clone());
         sse_response(stream, headers)
     }
 
@@ -185,6 +195,7 @@ impl Exchange {
     pub fn fake_stream(self) -> Result<Response, GatewayError> {
         let heartbeat = Duration::from_millis(self.heartbeat_ms);
         let chunk_delay = self.chunk_delay_ms;
+        let log = self.log.clone();
         let pending: Pin<Box<dyn Future<Output = VecDeque<Vec<u8>>>>> = Box::pin(async move {
             let result = async {
                 let (mut upstream, mut guard) = self.send(false).await?;
@@ -200,43 +211,54 @@ impl Exchange {
             pending,
             first: true,
         };
-        let stream = futures::stream::unfold(state, move |state| async move {
-            match state {
-                FakeState::Waiting { mut pending, first } => {
-                    if first {
-                        // An immediate first frame flushes headers through any buffering proxy.
-                        return Some((
-                            fake::heartbeat(),
-                            FakeState::Waiting {
-                                pending,
-                                first: false,
-                            },
-                        ));
-                    }
-                    let ready = match select(pending.as_mut(), Delay::from(heartbeat)).await {
-                        Either::Left((frames, _)) => Some(frames),
-                        Either::Right(_) => None,
-                    };
-                    match ready {
-                        None => Some((
-                            fake::heartbeat(),
-                            FakeState::Waiting {
-                                pending,
-                                first: false,
-                            },
-                        )),
-                        Some(mut frames) => {
-                            let first_frame = frames.pop_front()?;
-                            Some((first_frame, FakeState::Replaying(frames)))
+        let stream = futures::stream::unfold(state, move |state| {
+            let log = log.clone();
+            async move {
+                match state {
+                    FakeState::Waiting { mut pending, first } => {
+                        if first {
+                            // An immediate first frame flushes headers through any buffering proxy.
+                            return Some((
+                                fake::heartbeat(),
+                                FakeState::Waiting {
+                                    pending,
+                                    first: false,
+                                },
+                            ));
+                        }
+                        let ready = match select(pending.as_mut(), Delay::from(heartbeat)).await {
+                            Either::Left((frames, _)) => Some(frames),
+                            Either::Right(_) => None,
+                        };
+                        match ready {
+                            None => Some((
+                                fake::heartbeat(),
+                                FakeState::Waiting {
+                                    pending,
+                                    first: false,
+                                },
+                            )),
+                            Some(mut frames) => {
+                                if let Some(log) = &log {
+                                    log.first_byte();
+                                }
+                                let first_frame = frames.pop_front()?;
+                                Some((first_frame, FakeState::Replaying(frames)))
+                            }
                         }
                     }
-                }
-                FakeState::Replaying(mut frames) => {
-                    let frame = frames.pop_front()?;
-                    if chunk_delay > 0 {
-                        Delay::from(Duration::from_millis(chunk_delay)).await;
+                    FakeState::Replaying(mut frames) => {
+                        let Some(frame) = frames.pop_front() else {
+                            if let Some(log) = &log {
+                                log.finished();
+                            }
+                            return None;
+                        };
+                        if chunk_delay > 0 {
+                            Delay::from(Duration::from_millis(chunk_delay)).await;
+                        }
+                        Some((frame, FakeState::Replaying(frames)))
                     }
-                    Some((frame, FakeState::Replaying(frames)))
                 }
             }
         })
@@ -246,6 +268,20 @@ impl Exchange {
 
     /// The frames that replay a completion, or report its failure.
     fn replay(&self, result: Result<ChatCompletion, GatewayError>) -> VecDeque<Vec<u8>> {
+        if let Some(log) = &self.log {
+            match &result {
+                Ok(completion) => {
+                    let text = completion
+                        .choices
+                        .first()
+                        .map(|c| c.message.text())
+                        .unwrap_or_default();
+                    log.response_body(&text);
+                    log.usage(completion.usage.as_ref());
+                }
+                Err(error) => log.error(error.to_string()),
+            }
+        }
         match result {
             Ok(completion) => {
                 let meta = fake::meta_for(
@@ -277,18 +313,21 @@ fn relay_stream(
     adapter: Box<dyn StreamAdapter>,
     guard: AbortOnDrop,
     idle_timeout_ms: u64,
+    log: Option<LogTap>,
 ) -> BoxedBytes {
     struct RelayState {
         body: ByteStream,
         relay: Box<dyn StreamAdapter>,
         guard: AbortOnDrop,
         finished: bool,
+        log: Option<LogTap>,
     }
     let state = RelayState {
         body,
         relay: adapter,
         guard,
         finished: false,
+        log,
     };
     let stream = futures::stream::unfold(state, move |mut state| async move {
         loop {
@@ -323,8 +362,38 @@ fn relay_stream(
                 state.finished = true;
                 state.guard.disarm();
             }
+            if let Some(log) = &state.log {
+                if !out.is_empty() {
+                    log.first_byte();
+                }
+                if state.finished {
+                    let relay = &state.relay;
+                    log.stream_done(relay.content(), relay.usage(), relay.error());
+                }
+            }
             if !out.is_empty() {
                 return Some((Ok(out), state));
+            }
+        }
+    });
+    Box::pin(stream)
+}
+
+/// Frames computed in one go (an upstream that ignored `stream: true`), logged as a stream.
+fn replay_stream(frames: VecDeque<Vec<u8>>, log: Option<LogTap>) -> BoxedBytes {
+    let stream = futures::stream::unfold((frames, log), |(mut frames, log)| async move {
+        match frames.pop_front() {
+            Some(frame) => {
+                if let Some(log) = &log {
+                    log.first_byte();
+                }
+                Some((Ok(frame), (frames, log)))
+            }
+            None => {
+                if let Some(log) = &log {
+                    log.finished();
+                }
+                None
             }
         }
     });

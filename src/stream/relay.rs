@@ -17,6 +17,8 @@ pub struct Relay {
     pub events: usize,
     /// The `usage` object, when the upstream sent one.
     pub usage: Option<Value>,
+    /// Why the stream ended early, if it did.
+    pub error: Option<String>,
 }
 
 impl Relay {
@@ -57,6 +59,7 @@ impl Relay {
                 )
             });
             out.extend_from_slice(&error_frames(&error));
+            self.error = Some(error.to_string());
             self.done = true;
         }
         out

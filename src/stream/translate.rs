@@ -19,6 +19,9 @@ pub trait EventTranslator {
 
     /// Text generated so far, for the request log.
     fn content(&self) -> &str;
+
+    /// The usage seen so far, in OpenAI's shape.
+    fn usage(&self) -> Option<&Value>;
 }
 
 /// Upstream bytes in, client SSE bytes out.
@@ -29,6 +32,9 @@ pub trait StreamAdapter {
     /// True once the client stream is complete (`[DONE]` sent).
     fn is_done(&self) -> bool;
     fn content(&self) -> &str;
+    fn usage(&self) -> Option<&Value>;
+    /// The error the stream ended with, if it did.
+    fn error(&self) -> Option<&str>;
 }
 
 impl StreamAdapter for Relay {
@@ -44,6 +50,12 @@ impl StreamAdapter for Relay {
     fn content(&self) -> &str {
         &self.content
     }
+    fn usage(&self) -> Option<&Value> {
+        self.usage.as_ref()
+    }
+    fn error(&self) -> Option<&str> {
+        self.error.as_deref()
+    }
 }
 
 /// SSE parsing plus a translator.
@@ -51,6 +63,7 @@ pub struct Translated {
     parser: SseParser,
     translator: Box<dyn EventTranslator>,
     done: bool,
+    error: Option<String>,
 }
 
 impl Translated {
@@ -59,6 +72,7 @@ impl Translated {
             parser: SseParser::new(),
             translator,
             done: false,
+            error: None,
         }
     }
 
@@ -80,6 +94,7 @@ impl Translated {
                     .for_each(|c| out.extend_from_slice(&sse::json_data(c))),
                 Err(error) => {
                     out.extend_from_slice(&error_frames(&error));
+                    self.error = Some(error.to_string());
                     self.done = true;
                 }
             }
@@ -105,18 +120,21 @@ impl StreamAdapter for Translated {
             return out;
         }
         self.done = true;
-        if let Some(error) = error {
-            out.extend_from_slice(&error_frames(&error));
-            return out;
-        }
-        match self.translator.finish() {
+        let result = match error {
+            Some(error) => Err(error),
+            None => self.translator.finish(),
+        };
+        match result {
             Ok(chunks) => {
                 chunks
                     .iter()
                     .for_each(|c| out.extend_from_slice(&sse::json_data(c)));
                 out.extend_from_slice(&sse::done());
             }
-            Err(error) => out.extend_from_slice(&error_frames(&error)),
+            Err(error) => {
+                out.extend_from_slice(&error_frames(&error));
+                self.error = Some(error.to_string());
+            }
         }
         out
     }
@@ -127,6 +145,14 @@ impl StreamAdapter for Translated {
 
     fn content(&self) -> &str {
         self.translator.content()
+    }
+
+    fn usage(&self) -> Option<&Value> {
+        self.translator.usage()
+    }
+
+    fn error(&self) -> Option<&str> {
+        self.error.as_deref()
     }
 }
 
@@ -261,6 +287,9 @@ mod tests {
         fn content(&self) -> &str {
             &self.0.content
         }
+        fn usage(&self) -> Option<&Value> {
+            self.0.usage.as_ref()
+        }
     }
 
     fn adapter(include_usage: bool) -> Translated {
@@ -311,6 +340,7 @@ mod tests {
         let events = data_events(&a.finish(None));
         assert!(events[0].contains("\"error\""));
         assert_eq!(events[1], "[DONE]");
+        assert!(a.error().is_some());
 
         let mut b = adapter(false);
         let events = data_events(&b.push(b"event: error\ndata: boom\n\ndata: ignored\n\n"));

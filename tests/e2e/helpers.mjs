@@ -4,9 +4,11 @@ import { randomUUID } from 'node:crypto';
 export const GATEWAY = process.env.GATEWAY_URL;
 export const PUBLIC_GATEWAY = process.env.PUBLIC_GATEWAY_URL;
 export const MOCK = process.env.MOCK_URL;
+export const LOG_GATEWAY = process.env.LOG_GATEWAY_URL;
+export const ADMIN_TOKEN = 'test-admin-token';
 export const ACCESS_TOKEN = 'test-access-token';
 export const SERVER_KEY = 'sk-server-secret-key';
-if (!GATEWAY || !PUBLIC_GATEWAY || !MOCK) {
+if (!GATEWAY || !PUBLIC_GATEWAY || !MOCK || !LOG_GATEWAY) {
   throw new Error('run the end-to-end tests through `npm test` (tests/run.mjs starts the servers)');
 }
 

@@ -124,6 +124,6 @@ test('GET / serves a page with a Content-Security-Policy', async () => {
   const res = await fetch(`${GATEWAY}/`);
   assert.equal(res.status, 200);
   assert.match(res.headers.get('content-type'), /text\/html/);
-  assert.match(res.headers.get('content-security-policy'), /default-src 'self'/);
+  assert.match(res.headers.get('content-security-policy'), /default-src 'none'/);
   assert.match(await res.text(), /edge-llm-gateway/);
 });

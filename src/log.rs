@@ -1,0 +1,760 @@
+//! The request log: what is recorded for each proxied call, how secrets are kept out of it,
+//! and the SQL for storing, listing, searching and summarising it. Pure; the runtime runs
+//! the statements against D1.
+
+use crate::auth::key_fingerprint;
+use crate::error::GatewayError;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+/// A value bound to a SQL statement.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SqlValue {
+    Null,
+    Int(i64),
+    Text(String),
+}
+
+impl From<Option<String>> for SqlValue {
+    fn from(v: Option<String>) -> Self {
+        v.map_or(SqlValue::Null, SqlValue::Text)
+    }
+}
+
+impl From<Option<i64>> for SqlValue {
+    fn from(v: Option<i64>) -> Self {
+        v.map_or(SqlValue::Null, SqlValue::Int)
+    }
+}
+
+/// One SQL statement and its parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Statement {
+    pub sql: String,
+    pub params: Vec<SqlValue>,
+}
+
+/// Everything stored for one call.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LogRecord {
+    pub request_id: String,
+    pub created_at: String,
+    pub created_ms: i64,
+    pub method: String,
+    pub path: String,
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub stream: bool,
+    pub fake_stream: bool,
+    pub status: i64,
+    pub first_byte_ms: Option<i64>,
+    pub total_ms: Option<i64>,
+    pub prompt_tokens: Option<i64>,
+    pub completion_tokens: Option<i64>,
+    pub total_tokens: Option<i64>,
+    pub client_ip: Option<String>,
+    pub origin: Option<String>,
+    pub user_agent: Option<String>,
+    /// JSON object of header name → value, secrets replaced by fingerprints.
+    pub request_headers: String,
+    pub response_headers: String,
+    pub request_body: Option<String>,
+    pub response_body: Option<String>,
+    pub error: Option<String>,
+}
+
+const COLUMNS: &[&str] = &[
+    "request_id",
+    "created_at",
+    "created_ms",
+    "method",
+    "path",
+    "provider",
+    "model",
+    "stream",
+    "fake_stream",
+    "status",
+    "first_byte_ms",
+    "total_ms",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "client_ip",
+    "origin",
+    "user_agent",
+    "request_headers",
+    "response_headers",
+    "request_body",
+    "response_body",
+    "error",
+];
+
+impl LogRecord {
+    pub fn insert(&self) -> Statement {
+        let placeholders: Vec<String> = (1..=COLUMNS.len()).map(|i| format!("?{i}")).collect();
+        Statement {
+            sql: format!(
+                "INSERT INTO requests ({}) VALUES ({})",
+                COLUMNS.join(", "),
+                placeholders.join(", ")
+            ),
+            params: vec![
+                SqlValue::Text(self.request_id.clone()),
+                SqlValue::Text(self.created_at.clone()),
+                SqlValue::Int(self.created_ms),
+                SqlValue::Text(self.method.clone()),
+                SqlValue::Text(self.path.clone()),
+                self.provider.clone().into(),
+                self.model.clone().into(),
+                SqlValue::Int(self.stream as i64),
+                SqlValue::Int(self.fake_stream as i64),
+                SqlValue::Int(self.status),
+                self.first_byte_ms.into(),
+                self.total_ms.into(),
+                self.prompt_tokens.into(),
+                self.completion_tokens.into(),
+                self.total_tokens.into(),
+                self.client_ip.clone().into(),
+                self.origin.clone().into(),
+                self.user_agent.clone().into(),
+                SqlValue::Text(self.request_headers.clone()),
+                SqlValue::Text(self.response_headers.clone()),
+                self.request_body.clone().into(),
+                self.response_body.clone().into(),
+                self.error.clone().into(),
+            ],
+        }
+    }
+
+    /// Token counts from an OpenAI `usage` object.
+    pub fn set_usage(&mut self, usage: &Value) {
+        let get = |name: &str| usage.get(name).and_then(Value::as_i64);
+        self.prompt_tokens = get("prompt_tokens");
+        self.completion_tokens = get("completion_tokens");
+        self.total_tokens = get("total_tokens");
+    }
+}
+
+/// Keeps at most `max_rows` rows, dropping the oldest.
+pub fn retention(max_rows: i64) -> Statement {
+    Statement {
+        sql: "DELETE FROM requests WHERE id <= (SELECT id FROM requests ORDER BY id DESC LIMIT 1 OFFSET ?1)"
+            .into(),
+        params: vec![SqlValue::Int(max_rows)],
+    }
+}
+
+/// Header names whose values are secrets: stored as a short hash, never as they are.
+fn is_secret_header(name: &str) -> bool {
+    matches!(
+        name.to_ascii_lowercase().as_str(),
+        "authorization"
+            | "proxy-authorization"
+            | "x-api-key"
+            | "api-key"
+            | "x-goog-api-key"
+            | "cookie"
+            | "set-cookie"
+    )
+}
+
+/// Headers as a JSON object for the log, with secrets replaced by `sha256:` fingerprints
+/// (the auth scheme is kept so `Bearer` stays readable).
+pub fn redact_headers(headers: &[(String, String)]) -> String {
+    let mut object = Map::new();
+    for (name, value) in headers {
+        let shown = if is_secret_header(name) {
+            match value.split_once(' ') {
+                Some((scheme, secret))
+                    if scheme.eq_ignore_ascii_case("bearer")
+                        || scheme.eq_ignore_ascii_case("basic") =>
+                {
+                    format!("{scheme} {}", key_fingerprint(secret.trim()))
+                }
+                _ => key_fingerprint(value.trim()),
+            }
+        } else {
+            value.clone()
+        };
+        object.insert(name.to_ascii_lowercase(), Value::String(shown));
+    }
+    Value::Object(object).to_string()
+}
+
+/// At most `max_bytes` bytes of `text`, cut on a character boundary, with a marker.
+pub fn truncate_body(text: &str, max_bytes: usize) -> String {
+    if text.len() <= max_bytes {
+        return text.to_string();
+    }
+    let mut cut = max_bytes;
+    while cut > 0 && !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}… [truncated, {} bytes in all]", &text[..cut], text.len())
+}
+
+/// Replaces every secret in `text` (request bodies can carry keys too, rarely).
+pub fn scrub(text: &str, secrets: &[&str]) -> String {
+    secrets
+        .iter()
+        .filter(|s| s.len() >= 8)
+        .fold(text.to_string(), |acc, s| acc.replace(s, "***"))
+}
+
+// ---- listing --------------------------------------------------------------------------------
+
+/// A validated `/api/requests` query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListQuery {
+    pub page: i64,
+    pub page_size: i64,
+    pub search: Option<String>,
+    pub status: Option<StatusFilter>,
+    pub model: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusFilter {
+    Success,
+    Error,
+    Exact(i64),
+    /// `2xx`, `4xx`, `5xx`: the hundred.
+    Class(i64),
+}
+
+pub const MAX_PAGE_SIZE: i64 = 200;
+
+impl ListQuery {
+    pub fn parse(pairs: &[(String, String)]) -> Result<ListQuery, GatewayError> {
+        let get = |name: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let number = |name: &str, default: i64, max: i64| -> Result<i64, GatewayError> {
+            match get(name) {
+                None => Ok(default),
+                Some(raw) => raw
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| (1..=max).contains(n))
+                    .ok_or_else(|| {
+                        GatewayError::invalid_param(
+                            format!("`{name}` must be a whole number from 1 to {max}"),
+                            name,
+                        )
+                    }),
+            }
+        };
+        let status = match get("status") {
+            None => None,
+            Some(raw) => Some(match raw.to_ascii_lowercase().as_str() {
+                "success" | "ok" => StatusFilter::Success,
+                "error" | "failed" => StatusFilter::Error,
+                class if class.len() == 3 && class.ends_with("xx") => {
+                    let digit = class[..1]
+                        .parse::<i64>()
+                        .ok()
+                        .filter(|d| (1..=5).contains(d));
+                    StatusFilter::Class(digit.ok_or_else(|| {
+                        GatewayError::invalid_param("unknown status class", "status")
+                    })?)
+                }
+                code => StatusFilter::Exact(
+                    code.parse::<i64>()
+                        .ok()
+                        .filter(|c| (100..=599).contains(c))
+                        .ok_or_else(|| {
+                            GatewayError::invalid_param(
+                                "`status` must be success, error, 2xx/4xx/5xx or a status code",
+                                "status",
+                            )
+                        })?,
+                ),
+            }),
+        };
+        Ok(ListQuery {
+            page: number("page", 1, 1_000_000)?,
+            page_size: number("page_size", 20, MAX_PAGE_SIZE)?,
+            search: get("search"),
+            status,
+            model: get("model"),
+        })
+    }
+
+    fn filters(&self) -> (String, Vec<SqlValue>) {
+        let mut clauses: Vec<String> = Vec::new();
+        let mut params: Vec<SqlValue> = Vec::new();
+        if let Some(search) = &self.search {
+            params.push(SqlValue::Text(format!("%{}%", escape_like(search))));
+            let n = params.len();
+            clauses.push(format!(
+                "(path LIKE ?{n} ESCAPE '\\' OR model LIKE ?{n} ESCAPE '\\' OR method LIKE ?{n} ESCAPE '\\' OR request_body LIKE ?{n} ESCAPE '\\' OR response_body LIKE ?{n} ESCAPE '\\' OR request_id LIKE ?{n} ESCAPE '\\')"
+            ));
+        }
+        if let Some(model) = &self.model {
+            params.push(SqlValue::Text(model.clone()));
+            clauses.push(format!("model = ?{}", params.len()));
+        }
+        match self.status {
+            None => {}
+            Some(StatusFilter::Success) => clauses.push("(status < 400 AND error IS NULL)".into()),
+            Some(StatusFilter::Error) => {
+                clauses.push("(status >= 400 OR error IS NOT NULL)".into())
+            }
+            Some(StatusFilter::Exact(code)) => {
+                params.push(SqlValue::Int(code));
+                clauses.push(format!("status = ?{}", params.len()));
+            }
+            Some(StatusFilter::Class(digit)) => {
+                params.push(SqlValue::Int(digit * 100));
+                params.push(SqlValue::Int(digit * 100 + 99));
+                clauses.push(format!(
+                    "status BETWEEN ?{} AND ?{}",
+                    params.len() - 1,
+                    params.len()
+                ));
+            }
+        }
+        let clause = if clauses.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", clauses.join(" AND "))
+        };
+        (clause, params)
+    }
+
+    /// The count statement and the page statement.
+    pub fn statements(&self) -> (Statement, Statement) {
+        let (clause, params) = self.filters();
+        let count = Statement {
+            sql: format!("SELECT COUNT(*) AS total FROM requests{clause}"),
+            params: params.clone(),
+        };
+        let mut page_params = params;
+        page_params.push(SqlValue::Int(self.page_size));
+        page_params.push(SqlValue::Int((self.page - 1) * self.page_size));
+        let n = page_params.len();
+        let list = Statement {
+            sql: format!(
+                "SELECT {SUMMARY_COLUMNS} FROM requests{clause} ORDER BY id DESC LIMIT ?{} OFFSET ?{n}",
+                n - 1
+            ),
+            params: page_params,
+        };
+        (count, list)
+    }
+}
+
+fn escape_like(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+pub const SUMMARY_COLUMNS: &str = "id, request_id, created_at, created_ms, method, path, provider, model, stream, fake_stream, status, first_byte_ms, total_ms, prompt_tokens, completion_tokens, total_tokens, error";
+
+/// One row of the list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SummaryRow {
+    pub id: i64,
+    pub request_id: String,
+    pub created_at: String,
+    pub created_ms: i64,
+    pub method: String,
+    pub path: String,
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub stream: i64,
+    pub fake_stream: i64,
+    pub status: i64,
+    pub first_byte_ms: Option<i64>,
+    pub total_ms: Option<i64>,
+    pub prompt_tokens: Option<i64>,
+    pub completion_tokens: Option<i64>,
+    pub total_tokens: Option<i64>,
+    pub error: Option<String>,
+}
+
+pub fn list_body(query: &ListQuery, total: i64, rows: Vec<SummaryRow>) -> Value {
+    json!({
+        "object": "list",
+        "data": rows,
+        "page": query.page,
+        "page_size": query.page_size,
+        "total": total,
+        "total_pages": (total + query.page_size - 1) / query.page_size,
+    })
+}
+
+/// `/api/request/{id}`: by row id or by request id.
+pub fn detail_statement(id: &str) -> Statement {
+    match id.parse::<i64>() {
+        Ok(n) => Statement {
+            sql: "SELECT * FROM requests WHERE id = ?1".into(),
+            params: vec![SqlValue::Int(n)],
+        },
+        Err(_) => Statement {
+            sql: "SELECT * FROM requests WHERE request_id = ?1".into(),
+            params: vec![SqlValue::Text(id.to_string())],
+        },
+    }
+}
+
+/// A full row: stored JSON header maps become objects, and a JSON body is parsed so the
+/// dashboard can pretty-print it (the raw text stays in `*_body`).
+pub fn detail_body(mut row: Map<String, Value>) -> Value {
+    for key in ["request_headers", "response_headers"] {
+        if let Some(Value::String(text)) = row.get(key) {
+            if let Ok(parsed) = serde_json::from_str::<Value>(text) {
+                row.insert(key.into(), parsed);
+            }
+        }
+    }
+    for key in ["stream", "fake_stream"] {
+        if let Some(n) = row.get(key).and_then(Value::as_f64) {
+            row.insert(key.into(), Value::Bool(n != 0.0));
+        }
+    }
+    Value::Object(row)
+}
+
+// ---- statistics ----------------------------------------------------------------------------
+
+/// The columns statistics are computed from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatRow {
+    pub created_ms: i64,
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub status: i64,
+    pub total_ms: Option<i64>,
+    pub first_byte_ms: Option<i64>,
+    pub total_tokens: Option<i64>,
+    pub error: Option<String>,
+}
+
+impl StatRow {
+    fn ok(&self) -> bool {
+        self.status < 400 && self.error.is_none()
+    }
+}
+
+/// A stats window: `1h`, `24h`, `7d`, `30d` or `all`.
+pub fn parse_window(raw: Option<&str>) -> Result<(String, Option<i64>), GatewayError> {
+    let raw = raw
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .unwrap_or("24h");
+    let ms = match raw {
+        "1h" => Some(3_600_000),
+        "24h" | "1d" => Some(86_400_000),
+        "7d" => Some(7 * 86_400_000),
+        "30d" => Some(30 * 86_400_000),
+        "all" => None,
+        _ => {
+            return Err(GatewayError::invalid_param(
+                "`window` must be 1h, 24h, 7d, 30d or all",
+                "window",
+            ))
+        }
+    };
+    Ok((raw.to_string(), ms))
+}
+
+pub fn stats_statement(since_ms: Option<i64>) -> Statement {
+    Statement {
+        sql: "SELECT created_ms, provider, model, status, total_ms, first_byte_ms, total_tokens, error FROM requests WHERE created_ms >= ?1 ORDER BY created_ms".into(),
+        params: vec![SqlValue::Int(since_ms.unwrap_or(0))],
+    }
+}
+
+/// The `p`-th percentile (0–100) of sorted values, nearest-rank.
+pub fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+fn average(values: &[i64]) -> Option<f64> {
+    (!values.is_empty())
+        .then(|| (values.iter().sum::<i64>() as f64 / values.len() as f64 * 10.0).round() / 10.0)
+}
+
+fn group_counts(rows: &[StatRow], key: impl Fn(&StatRow) -> Option<&String>) -> Vec<Value> {
+    let mut groups: Vec<(String, Vec<&StatRow>)> = Vec::new();
+    for row in rows {
+        let name = key(row).cloned().unwrap_or_else(|| "(none)".into());
+        match groups.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, members)) => members.push(row),
+            None => groups.push((name, vec![row])),
+        }
+    }
+    groups.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(&b.0)));
+    groups
+        .into_iter()
+        .map(|(name, members)| {
+            let latencies: Vec<i64> = members.iter().filter_map(|r| r.total_ms).collect();
+            json!({
+                "name": name,
+                "count": members.len(),
+                "errors": members.iter().filter(|r| !r.ok()).count(),
+                "avg_latency_ms": average(&latencies),
+            })
+        })
+        .collect()
+}
+
+pub const TIMELINE_BUCKETS: i64 = 24;
+
+pub fn stats_body(rows: &[StatRow], window: &str, window_ms: Option<i64>, now_ms: i64) -> Value {
+    let total = rows.len();
+    let ok = rows.iter().filter(|r| r.ok()).count();
+    let mut latencies: Vec<i64> = rows.iter().filter_map(|r| r.total_ms).collect();
+    latencies.sort_unstable();
+    let first_bytes: Vec<i64> = rows.iter().filter_map(|r| r.first_byte_ms).collect();
+    let start = match window_ms {
+        Some(ms) => now_ms - ms,
+        None => rows.first().map_or(now_ms, |r| r.created_ms),
+    };
+    let span = (now_ms - start).max(1);
+    let bucket_ms = (span + TIMELINE_BUCKETS - 1) / TIMELINE_BUCKETS;
+    let timeline: Vec<Value> = (0..TIMELINE_BUCKETS)
+        .map(|i| {
+            let from = start + i * bucket_ms;
+            let members: Vec<&StatRow> = rows
+                .iter()
+                .filter(|r| {
+                    r.created_ms >= from
+                        && (r.created_ms < from + bucket_ms
+                            || (i == TIMELINE_BUCKETS - 1 && r.created_ms <= now_ms))
+                })
+                .collect();
+            let lat: Vec<i64> = members.iter().filter_map(|r| r.total_ms).collect();
+            json!({
+                "start_ms": from,
+                "count": members.len(),
+                "errors": members.iter().filter(|r| !r.ok()).count(),
+                "avg_latency_ms": average(&lat),
+            })
+        })
+        .collect();
+    json!({
+        "window": window,
+        "total": total,
+        "success": ok,
+        "errors": total - ok,
+        "success_rate": if total == 0 { Value::Null } else { json!(((ok as f64 / total as f64) * 1000.0).round() / 10.0) },
+        "avg_latency_ms": average(&latencies),
+        "p50_latency_ms": percentile(&latencies, 50.0),
+        "p95_latency_ms": percentile(&latencies, 95.0),
+        "avg_first_byte_ms": average(&first_bytes),
+        "total_tokens": rows.iter().filter_map(|r| r.total_tokens).sum::<i64>(),
+        "by_model": group_counts(rows, |r| r.model.as_ref()),
+        "by_provider": group_counts(rows, |r| r.provider.as_ref()),
+        "timeline": timeline,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn secrets_become_fingerprints() {
+        let stored = redact_headers(&pairs(&[
+            ("Authorization", "Bearer sk-live-secret-123"),
+            ("X-Goog-Api-Key", "AIzaSecret"),
+            ("Cookie", "session=abc"),
+            ("Content-Type", "application/json"),
+        ]));
+        assert!(
+            !stored.contains("sk-live-secret-123")
+                && !stored.contains("AIzaSecret")
+                && !stored.contains("session=abc")
+        );
+        let parsed: Value = serde_json::from_str(&stored).unwrap();
+        assert_eq!(
+            parsed["authorization"],
+            format!("Bearer {}", key_fingerprint("sk-live-secret-123"))
+        );
+        assert!(parsed["x-goog-api-key"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:"));
+        assert_eq!(parsed["content-type"], "application/json");
+        assert_eq!(
+            scrub(
+                "key sk-live-secret-123 here",
+                &["sk-live-secret-123", "short"]
+            ),
+            "key *** here"
+        );
+    }
+
+    #[test]
+    fn truncation_is_utf8_safe() {
+        assert_eq!(truncate_body("short", 10), "short");
+        let cut = truncate_body("héllo wörld", 2);
+        assert!(
+            cut.starts_with('h') && cut.contains("truncated, 13 bytes"),
+            "{cut}"
+        );
+        let cut = truncate_body("你好世界", 4);
+        assert!(cut.starts_with("你…"), "{cut}");
+    }
+
+    #[test]
+    fn insert_binds_every_column() {
+        let record = LogRecord {
+            request_id: "r".into(),
+            model: Some("m".into()),
+            stream: true,
+            status: 200,
+            ..Default::default()
+        };
+        let statement = record.insert();
+        assert_eq!(statement.params.len(), COLUMNS.len());
+        assert!(statement.sql.contains(&format!("?{}", COLUMNS.len())));
+        assert_eq!(statement.params[7], SqlValue::Int(1));
+        assert_eq!(retention(1000).params, vec![SqlValue::Int(1000)]);
+    }
+
+    #[test]
+    fn list_query_and_sql() {
+        let q = ListQuery::parse(&pairs(&[
+            ("page", "3"),
+            ("page_size", "10"),
+            ("search", "50%_off"),
+            ("status", "4xx"),
+            ("model", "gpt-4o"),
+        ]))
+        .unwrap();
+        assert_eq!(q.status, Some(StatusFilter::Class(4)));
+        let (count, list) = q.statements();
+        assert_eq!(count.params[0], SqlValue::Text("%50\\%\\_off%".into()));
+        assert!(
+            count.sql.contains("status BETWEEN ?3 AND ?4"),
+            "{}",
+            count.sql
+        );
+        assert_eq!(
+            list.params[list.params.len() - 2..],
+            [SqlValue::Int(10), SqlValue::Int(20)]
+        );
+        assert!(
+            list.sql.ends_with("ORDER BY id DESC LIMIT ?5 OFFSET ?6"),
+            "{}",
+            list.sql
+        );
+
+        let plain = ListQuery::parse(&[]).unwrap();
+        assert_eq!((plain.page, plain.page_size), (1, 20));
+        assert!(!plain.statements().0.sql.contains("WHERE"));
+        for bad in [
+            ("page", "0"),
+            ("page_size", "1000"),
+            ("status", "abc"),
+            ("status", "9xx"),
+            ("page", "x"),
+        ] {
+            assert_eq!(
+                ListQuery::parse(&pairs(&[bad])).unwrap_err().status(),
+                400,
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            ListQuery::parse(&pairs(&[("status", "error")]))
+                .unwrap()
+                .status,
+            Some(StatusFilter::Error)
+        );
+        assert_eq!(
+            ListQuery::parse(&pairs(&[("status", "502")]))
+                .unwrap()
+                .status,
+            Some(StatusFilter::Exact(502))
+        );
+        let body = list_body(&plain, 41, vec![]);
+        assert_eq!(body["total_pages"], 3);
+    }
+
+    #[test]
+    fn detail_by_id_or_request_id() {
+        assert_eq!(detail_statement("12").params, vec![SqlValue::Int(12)]);
+        assert!(detail_statement("abc").sql.contains("request_id"));
+        let mut row = Map::new();
+        row.insert("request_headers".into(), json!("{\"a\":\"b\"}"));
+        row.insert("stream".into(), json!(1.0));
+        let body = detail_body(row);
+        assert_eq!(body["request_headers"]["a"], "b");
+        assert_eq!(body["stream"], true);
+    }
+
+    #[test]
+    fn percentiles() {
+        let v: Vec<i64> = (1..=100).collect();
+        assert_eq!(percentile(&v, 50.0), Some(50));
+        assert_eq!(percentile(&v, 95.0), Some(95));
+        assert_eq!(percentile(&[7], 95.0), Some(7));
+        assert_eq!(percentile(&[], 50.0), None);
+    }
+
+    #[test]
+    fn stats() {
+        let row = |ms: i64, model: &str, status: i64, total: i64, error: Option<&str>| StatRow {
+            created_ms: ms,
+            provider: Some("openai".into()),
+            model: Some(model.into()),
+            status,
+            total_ms: Some(total),
+            first_byte_ms: Some(total / 2),
+            total_tokens: Some(10),
+            error: error.map(str::to_string),
+        };
+        let rows = vec![
+            row(1_000, "a", 200, 100, None),
+            row(2_000, "a", 200, 300, None),
+            row(3_000, "b", 502, 50, Some("bad")),
+            row(3_500, "b", 200, 200, Some("stream cut")),
+        ];
+        let body = stats_body(&rows, "1h", Some(3_600_000), 4_000);
+        assert_eq!(body["total"], 4);
+        assert_eq!(body["success"], 2);
+        assert_eq!(body["success_rate"], 50.0);
+        assert_eq!(body["avg_latency_ms"], 162.5);
+        assert_eq!(body["p50_latency_ms"], 100);
+        assert_eq!(body["p95_latency_ms"], 300);
+        assert_eq!(body["total_tokens"], 40);
+        assert_eq!(body["by_model"][0]["name"], "a");
+        assert_eq!(body["by_model"][1]["errors"], 2);
+        assert_eq!(body["by_provider"][0]["count"], 4);
+        let timeline = body["timeline"].as_array().unwrap();
+        assert_eq!(timeline.len() as i64, TIMELINE_BUCKETS);
+        assert_eq!(
+            timeline
+                .iter()
+                .map(|b| b["count"].as_u64().unwrap())
+                .sum::<u64>(),
+            4
+        );
+        assert!(parse_window(Some("2w")).is_err());
+        assert_eq!(
+            parse_window(None).unwrap(),
+            ("24h".to_string(), Some(86_400_000))
+        );
+        let empty = stats_body(&[], "all", None, 10);
+        assert_eq!(empty["success_rate"], Value::Null);
+    }
+}

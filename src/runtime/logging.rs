@@ -1,0 +1,159 @@
+//! Records each proxied call and writes it to D1 after the response is done
+//! (`ctx.wait_until`), so logging never delays or breaks a response. A failed write only
+//! shows in the Worker's log.
+
+use super::now_ms;
+use crate::config::LogSettings;
+use crate::log::{self, LogRecord, SqlValue, Statement};
+use futures::channel::oneshot;
+use serde_json::Value;
+use std::cell::RefCell;
+use std::rc::Rc;
+use wasm_bindgen::JsValue;
+use worker::{console_error, Context, D1Database, D1PreparedStatement};
+
+/// A handle to the record of one call. Clones share it; when the last clone is dropped
+/// (the handler finished and, for streams, the stream ended or the client left), the
+/// record is final and the write starts.
+#[derive(Clone)]
+pub struct LogTap {
+    inner: Rc<Flush>,
+}
+
+struct Flush {
+    record: Rc<RefCell<LogRecord>>,
+    started_ms: f64,
+    settings: LogSettings,
+    /// Dropping it wakes the writer.
+    _done: oneshot::Sender<()>,
+}
+
+impl Drop for Flush {
+    fn drop(&mut self) {
+        let mut record = self.record.borrow_mut();
+        if record.total_ms.is_none() {
+            // Only a stream that never finished gets here: the client went away.
+            record.total_ms = Some((now_ms() - self.started_ms) as i64);
+            if record.error.is_none() {
+                record.error = Some("the client disconnected before the response finished".into());
+            }
+        }
+    }
+}
+
+impl LogTap {
+    /// Starts a record and schedules its write for when the call is done.
+    pub fn start(
+        ctx: &Context,
+        db: D1Database,
+        settings: &LogSettings,
+        record: LogRecord,
+    ) -> LogTap {
+        let (sender, receiver) = oneshot::channel::<()>();
+        let shared = Rc::new(RefCell::new(record));
+        let for_writer = shared.clone();
+        let max_rows = settings.max_rows;
+        ctx.wait_until(async move {
+            // Resolves (as cancelled) when the last tap is dropped.
+            let _ = receiver.await;
+            let record = for_writer.borrow().clone();
+            write(&db, &record, max_rows).await;
+        });
+        LogTap {
+            inner: Rc::new(Flush {
+                record: shared,
+                started_ms: now_ms(),
+                settings: settings.clone(),
+                _done: sender,
+            }),
+        }
+    }
+
+    pub fn update(&self, change: impl FnOnce(&mut LogRecord)) {
+        change(&mut self.inner.record.borrow_mut());
+    }
+
+    fn elapsed(&self) -> i64 {
+        (now_ms() - self.inner.started_ms) as i64
+    }
+
+    pub fn first_byte(&self) {
+        let elapsed = self.elapsed();
+        self.update(|r| {
+            r.first_byte_ms.get_or_insert(elapsed);
+        });
+    }
+
+    /// Marks the response complete now.
+    pub fn finished(&self) {
+        let elapsed = self.elapsed();
+        self.update(|r| {
+            r.total_ms.get_or_insert(elapsed);
+        });
+    }
+
+    /// Stores a body if bodies are logged, cut at the configured size.
+    pub fn body_text(&self, text: &str) -> Option<String> {
+        self.inner
+            .settings
+            .bodies
+            .then(|| log::truncate_body(text, self.inner.settings.max_body_bytes))
+    }
+
+    pub fn response_body(&self, text: &str) {
+        let body = self.body_text(text);
+        self.update(|r| r.response_body = body);
+    }
+
+    pub fn usage(&self, usage: Option<&Value>) {
+        if let Some(usage) = usage {
+            self.update(|r| r.set_usage(usage));
+        }
+    }
+
+    pub fn error(&self, message: String) {
+        self.update(|r| r.error = Some(message));
+    }
+
+    /// A stream ended: its text, usage and error, and the total time.
+    pub fn stream_done(&self, content: &str, usage: Option<&Value>, error: Option<&str>) {
+        self.response_body(content);
+        self.usage(usage);
+        if let Some(error) = error {
+            self.error(error.to_string());
+        }
+        self.finished();
+    }
+}
+
+fn js_params(params: &[SqlValue]) -> Vec<JsValue> {
+    params
+        .iter()
+        .map(|p| match p {
+            SqlValue::Null => JsValue::NULL,
+            SqlValue::Int(n) => JsValue::from_f64(*n as f64),
+            SqlValue::Text(s) => JsValue::from_str(s),
+        })
+        .collect()
+}
+
+pub fn prepare(db: &D1Database, statement: &Statement) -> worker::Result<D1PreparedStatement> {
+    db.prepare(statement.sql.as_str())
+        .bind(&js_params(&statement.params))
+}
+
+async fn write(db: &D1Database, record: &LogRecord, max_rows: i64) {
+    let statements = [record.insert(), log::retention(max_rows)];
+    let prepared: worker::Result<Vec<D1PreparedStatement>> =
+        statements.iter().map(|s| prepare(db, s)).collect();
+    let result = match prepared {
+        Ok(prepared) => db.batch(prepared).await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = result {
+        console_error!(
+            "request log: writing request {} failed: {e}",
+            record.request_id
+        );
+    }
+}
