@@ -9,6 +9,7 @@ pub enum Route {
     Health,
     Status,
     Page,
+    PageScript,
     Dashboard,
     DashboardScript,
     RequestList,
@@ -49,6 +50,11 @@ const ENDPOINTS: &[Endpoint] = &[
     Endpoint {
         paths: &["/api/status"],
         get: Some(Route::Status),
+        post: None,
+    },
+    Endpoint {
+        paths: &["/app.js"],
+        get: Some(Route::PageScript),
         post: None,
     },
     Endpoint {

@@ -16,7 +16,7 @@ fs.mkdirSync(stateDir, { recursive: true });
 fs.mkdirSync(artifacts, { recursive: true });
 
 /** The gateway configurations under test; each becomes one `wrangler dev`. */
-function instances(mockUrl) {
+function instances(mockUrl, frontendPort) {
   return {
     // Access-token mode with server keys for OpenAI and Gemini (none for DashScope),
     // fake streaming for some models, strict CORS, a closed OpenAI model list.
@@ -33,7 +33,8 @@ function instances(mockUrl) {
       HEARTBEAT_INTERVAL_MS: '200',
       UPSTREAM_TIMEOUT_MS: '4000',
       MAX_REQUEST_BYTES: '65536',
-      ALLOWED_ORIGINS: 'http://allowed.example:3000',
+      // The cross-origin browser test serves its frontend from this origin.
+      ALLOWED_ORIGINS: `http://allowed.example:3000,http://127.0.0.1:${frontendPort}`,
     },
     // Public-service mode for OpenAI and Gemini (clients' own keys forwarded), a server key
     // for DashScope; fake stream always.
@@ -127,17 +128,18 @@ function stop(child) {
 }
 
 const mock = await startMockUpstream();
+const frontendPort = await freePort();
 const workers = [];
 let code = 1;
 try {
-  for (const [name, vars] of Object.entries(instances(mock.url))) {
+  for (const [name, vars] of Object.entries(instances(mock.url, frontendPort))) {
     // Fresh state each run, so the request-log tests start from an empty table.
     fs.rmSync(path.join(stateDir, name), { recursive: true, force: true });
     await migrate(name);
     workers.push(await startWorker(name, vars));
   }
   await Promise.all(workers.map((w) => w.ready));
-  const env = { ...process.env, MOCK_URL: mock.url };
+  const env = { ...process.env, MOCK_URL: mock.url, FRONTEND_PORT: String(frontendPort) };
   for (const w of workers) env[w.name] = w.url;
   console.log(`mock upstream ${mock.url}; ${workers.map((w) => `${w.name}=${w.url}`).join(' ')}`);
 

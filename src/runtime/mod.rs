@@ -20,11 +20,11 @@ use worker::{event, Context, D1Database, Env, Headers, Request, Response};
 const INDEX_HTML: &str = include_str!("../ui/index.html");
 const DASHBOARD_HTML: &str = include_str!("../ui/dashboard.html");
 const DASHBOARD_JS: &str = include_str!("../ui/dashboard.js");
+const APP_JS: &str = include_str!("../ui/app.js");
 
-/// Pages may run only the gateway's own scripts and talk only to the gateway.
-const PAGE_CSP: &str = "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
-/// The dashboard shows logged (untrusted) content: no inline script at all.
-const DASHBOARD_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+/// Pages show untrusted content (answers, logged bodies): they run only the gateway's own
+/// script files, no inline script, and talk only to the gateway.
+const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
 #[event(start)]
 fn start() {
@@ -156,9 +156,10 @@ async fn handle(
             if config.log.admin_token.is_none() {
                 auth::check_admin(None, None)?;
             }
-            page_with_csp(DASHBOARD_HTML, DASHBOARD_CSP)?
+            page_response(DASHBOARD_HTML)?
         }
         Route::DashboardScript => script_response(DASHBOARD_JS)?,
+        Route::PageScript => script_response(APP_JS)?,
         Route::RequestList | Route::RequestDetail | Route::Stats => {
             let config = config_ok(config)?;
             auth::check_admin(
@@ -346,13 +347,9 @@ pub(crate) fn error_response(error: &GatewayError) -> Response {
 }
 
 fn page_response(html: &str) -> Result<Response, GatewayError> {
-    page_with_csp(html, PAGE_CSP)
-}
-
-fn page_with_csp(html: &str, csp: &str) -> Result<Response, GatewayError> {
     let response = Response::from_html(html).map_err(internal)?;
     let headers = response.headers();
-    let _ = headers.set("Content-Security-Policy", csp);
+    let _ = headers.set("Content-Security-Policy", PAGE_CSP);
     let _ = headers.set("X-Content-Type-Options", "nosniff");
     let _ = headers.set("Referrer-Policy", "no-referrer");
     let _ = headers.set("Cache-Control", "no-store");
