@@ -243,6 +243,23 @@ impl GatewayError {
 }
 
 fn upstream_error_object(message: String, status: u16) -> Map<String, Value> {
+    upstream_error_fields(
+        message,
+        status,
+        Value::String(format!("upstream_http_{status}")),
+    )
+}
+
+/// An upstream error in OpenAI's shape, its `type` chosen from the status. Providers use it
+/// for their native errors, with their own error code as `code`.
+pub fn upstream_error(status: u16, message: String, code: Value) -> GatewayError {
+    GatewayError::Upstream {
+        status,
+        error: upstream_error_fields(message, status, code),
+    }
+}
+
+fn upstream_error_fields(message: String, status: u16, code: Value) -> Map<String, Value> {
     let kind = match status {
         401 | 403 => "authentication_error",
         429 => "rate_limit_error",
@@ -253,10 +270,7 @@ fn upstream_error_object(message: String, status: u16) -> Map<String, Value> {
     object.insert("message".into(), Value::String(message));
     object.insert("type".into(), Value::String(kind.into()));
     object.insert("param".into(), Value::Null);
-    object.insert(
-        "code".into(),
-        Value::String(format!("upstream_http_{status}")),
-    );
+    object.insert("code".into(), code);
     object
 }
 

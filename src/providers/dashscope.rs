@@ -3,7 +3,7 @@
 //! `/api/v1/services/aigc/multimodal-generation/generation` for vision models and images.
 
 use super::{parse_json, CallContext, HttpRequest, Provider, ProviderSpec};
-use crate::error::GatewayError;
+use crate::error::{upstream_error, GatewayError};
 use crate::openai::{
     tool_name_for_call, usage_object, AssistantMessage, ChatCompletion, Choice, MessageContent,
     RequestMessage, ToolCall,
@@ -258,26 +258,11 @@ fn error_from_native(
     message: &str,
     request_id: Option<&str>,
 ) -> GatewayError {
-    let status = status_for_code(code, http_status);
-    let kind = match status {
-        401 | 403 => "authentication_error",
-        429 => "rate_limit_error",
-        400..=499 => "invalid_request_error",
-        _ => "upstream_error",
-    };
-    let mut object = Map::new();
     let message = match request_id {
         Some(id) => format!("{message} (DashScope request_id {id})"),
         None => message.to_string(),
     };
-    object.insert("message".into(), json!(message));
-    object.insert("type".into(), json!(kind));
-    object.insert("param".into(), Value::Null);
-    object.insert("code".into(), json!(code));
-    GatewayError::Upstream {
-        status,
-        error: object,
-    }
+    upstream_error(status_for_code(code, http_status), message, json!(code))
 }
 
 impl Provider for DashScope {
@@ -534,48 +519,20 @@ impl EventTranslator for DashScopeStream {
         Ok(out)
     }
 
-    fn finish(&mut self) -> Result<Vec<Value>, GatewayError> {
-        self.state.close()
+    fn state(&self) -> &ChunkState {
+        &self.state
     }
 
-    fn content(&self) -> &str {
-        &self.state.content
-    }
-
-    fn usage(&self) -> Option<&Value> {
-        self.state.usage.as_ref()
+    fn state_mut(&mut self) -> &mut ChunkState {
+        &mut self.state
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::openai::ChatRequest;
-    use crate::providers::ProviderOptions;
-    use crate::sse::{SseItem, SseParser};
-    use crate::stream::translate::{StreamAdapter, Translated};
-
-    fn request(body: Value) -> ChatRequest {
-        ChatRequest::parse(body.to_string().as_bytes()).unwrap()
-    }
-
-    fn with_ctx<T>(req: &ChatRequest, stream: bool, f: impl FnOnce(&CallContext) -> T) -> T {
-        let options = ProviderOptions::default();
-        let raw = serde_json::to_vec(&req.body).unwrap();
-        let ctx = CallContext {
-            request: req,
-            raw_body: &raw,
-            upstream_model: &req.model,
-            base_url: "https://ds.test",
-            key: "ds-key",
-            stream,
-            request_id: "req1",
-            now_seconds: 100,
-            client_headers: &[],
-            options: &options,
-        };
-        f(&ctx)
-    }
+    use crate::providers::test_support::{request, run_stream, translated, with_ctx};
+    use crate::stream::translate::StreamAdapter;
 
     #[test]
     fn text_request_mapping() {
@@ -591,14 +548,14 @@ mod tests {
         let call = with_ctx(&req, true, |ctx| DashScope.chat_request(ctx).unwrap());
         assert_eq!(
             call.url,
-            "https://ds.test/api/v1/services/aigc/text-generation/generation"
+            "https://up.test/api/v1/services/aigc/text-generation/generation"
         );
         assert!(call
             .headers
             .contains(&("X-DashScope-SSE".into(), "enable".into())));
         assert!(call
             .headers
-            .contains(&("Authorization".into(), "Bearer ds-key".into())));
+            .contains(&("Authorization".into(), "Bearer up-key".into())));
         let body: Value = serde_json::from_slice(&call.body.unwrap()).unwrap();
         assert_eq!(body["model"], "qwen-plus");
         let messages = body["input"]["messages"].as_array().unwrap();
@@ -721,29 +678,6 @@ mod tests {
         assert_eq!(DashScope.parse_error(502, b"<html>").status(), 502);
     }
 
-    fn run_stream(req: &ChatRequest, raw: &str) -> (Vec<Value>, String) {
-        let mut adapter = with_ctx(req, true, |ctx| {
-            Translated::new(DashScope.stream_translator(ctx).unwrap())
-        });
-        let mut bytes = adapter.push(raw.as_bytes());
-        bytes.extend(adapter.finish(None));
-        let data: Vec<String> = SseParser::new()
-            .push(&bytes)
-            .into_iter()
-            .filter_map(|i| match i {
-                SseItem::Event { data, .. } => Some(data),
-                _ => None,
-            })
-            .collect();
-        let chunks = data
-            .iter()
-            .filter(|d| *d != "[DONE]")
-            .map(|d| serde_json::from_str(d).unwrap())
-            .collect();
-        assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
-        (chunks, adapter.content().to_string())
-    }
-
     #[test]
     fn stream_translation() {
         let req = request(
@@ -758,7 +692,7 @@ mod tests {
             "id:3\nevent:result\n:HTTP_STATUS/200\n",
             "data:{\"output\":{\"choices\":[{\"message\":{\"content\":\"\",\"role\":\"assistant\"},\"finish_reason\":\"stop\"}]},\"usage\":{\"input_tokens\":5,\"output_tokens\":3,\"total_tokens\":8},\"request_id\":\"rid-9\"}\n\n",
         );
-        let (chunks, content) = run_stream(&req, raw);
+        let (chunks, content) = run_stream(&DashScope, &req, raw.as_bytes());
         assert_eq!(content, "你好，世界");
         assert!(chunks.iter().all(|c| c["id"] == "chatcmpl-rid-9"));
         assert_eq!(
@@ -777,7 +711,7 @@ mod tests {
             "event:result\ndata:{\"output\":{\"choices\":[{\"message\":{\"content\":\"\",\"tool_calls\":[{\"index\":0,\"id\":\"call_x\",\"type\":\"function\",\"function\":{\"name\":\"get\",\"arguments\":\"{\\\"a\\\"\"}}]},\"finish_reason\":\"null\"}]}}\n\n",
             "event:result\ndata:{\"output\":{\"choices\":[{\"message\":{\"content\":\"\",\"tool_calls\":[{\"index\":0,\"id\":\"\",\"type\":\"function\",\"function\":{\"arguments\":\":1}\"}}]},\"finish_reason\":\"tool_calls\"}]}}\n\n",
         );
-        let (chunks, _) = run_stream(&req, raw);
+        let (chunks, _) = run_stream(&DashScope, &req, raw.as_bytes());
         let deltas: Vec<&Value> = chunks
             .iter()
             .filter_map(|c| c["choices"].get(0)?.get("delta")?.get("tool_calls"))
@@ -795,9 +729,7 @@ mod tests {
             "tool_calls"
         );
 
-        let mut adapter = with_ctx(&req, true, |ctx| {
-            Translated::new(DashScope.stream_translator(ctx).unwrap())
-        });
+        let mut adapter = translated(&DashScope, &req);
         let out = String::from_utf8(adapter.push(
             b"event:error\n:HTTP_STATUS/400\ndata:{\"code\":\"DataInspectionFailed\",\"message\":\"Input data may contain inappropriate content.\",\"request_id\":\"r\"}\n\n",
         )).unwrap();

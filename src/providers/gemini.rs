@@ -2,7 +2,7 @@
 //! `:streamGenerateContent?alt=sse`.
 
 use super::{arguments_object, parse_json, CallContext, HttpRequest, Provider, ProviderSpec};
-use crate::error::GatewayError;
+use crate::error::{upstream_error, GatewayError};
 use crate::openai::{
     parse_data_url, tool_name_for_call, usage_object, AssistantMessage, ChatCompletion, Choice,
     FunctionCall, MessageContent, RequestMessage, ToolCall,
@@ -690,30 +690,14 @@ fn error_from_value(status: u16, error: &Value) -> GatewayError {
             .filter(|c| (400..=599).contains(c))
             .unwrap_or(status)
     };
-    let kind = match status {
-        401 | 403 => "authentication_error",
-        429 => "rate_limit_error",
-        400..=499 => "invalid_request_error",
-        _ => "upstream_error",
+    let code = if invalid_key {
+        json!("invalid_api_key")
+    } else if google_status.is_empty() {
+        Value::Null
+    } else {
+        Value::String(google_status)
     };
-    let mut object = Map::new();
-    object.insert("message".into(), Value::String(message));
-    object.insert("type".into(), Value::String(kind.into()));
-    object.insert("param".into(), Value::Null);
-    object.insert(
-        "code".into(),
-        if invalid_key {
-            json!("invalid_api_key")
-        } else if google_status.is_empty() {
-            Value::Null
-        } else {
-            Value::String(google_status)
-        },
-    );
-    GatewayError::Upstream {
-        status,
-        error: object,
-    }
+    upstream_error(status, message, code)
 }
 
 struct GeminiStream {
@@ -780,50 +764,20 @@ impl EventTranslator for GeminiStream {
         Ok(out)
     }
 
-    fn finish(&mut self) -> Result<Vec<Value>, GatewayError> {
-        self.state.close()
+    fn state(&self) -> &ChunkState {
+        &self.state
     }
 
-    fn content(&self) -> &str {
-        &self.state.content
-    }
-
-    fn usage(&self) -> Option<&Value> {
-        self.state.usage.as_ref()
+    fn state_mut(&mut self) -> &mut ChunkState {
+        &mut self.state
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::openai::ChatRequest;
-    use crate::providers::ProviderOptions;
-    use crate::sse::{SseItem, SseParser};
-    use crate::stream::translate::{StreamAdapter, Translated};
-
-    fn request(body: Value) -> ChatRequest {
-        ChatRequest::parse(body.to_string().as_bytes()).unwrap()
-    }
-
-    fn with_ctx<T>(req: &ChatRequest, stream: bool, f: impl FnOnce(&CallContext) -> T) -> T {
-        let options = ProviderOptions {
-            gemini_safety_threshold: "auto".into(),
-        };
-        let raw = serde_json::to_vec(&req.body).unwrap();
-        let ctx = CallContext {
-            request: req,
-            raw_body: &raw,
-            upstream_model: &req.model,
-            base_url: "https://g.test",
-            key: "gm-key",
-            stream,
-            request_id: "req1",
-            now_seconds: 100,
-            client_headers: &[],
-            options: &options,
-        };
-        f(&ctx)
-    }
+    use crate::providers::test_support::{request, run_stream, translated, with_ctx};
+    use crate::stream::translate::StreamAdapter;
 
     fn upstream_body(body: Value) -> Value {
         let req = request(body);
@@ -917,11 +871,11 @@ mod tests {
             let call = Gemini.chat_request(ctx).unwrap();
             assert_eq!(
                 call.url,
-                "https://g.test/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse"
+                "https://up.test/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse"
             );
             assert!(call
                 .headers
-                .contains(&("x-goog-api-key".into(), "gm-key".into())));
+                .contains(&("x-goog-api-key".into(), "up-key".into())));
         });
         with_ctx(&req, false, |ctx| {
             assert!(Gemini
@@ -1080,32 +1034,6 @@ mod tests {
         assert_eq!(Gemini.parse_error(503, b"oops").status(), 503);
     }
 
-    fn run_stream(req: &ChatRequest, events: &[Value]) -> (Vec<Value>, String) {
-        let mut adapter = with_ctx(req, true, |ctx| {
-            Translated::new(Gemini.stream_translator(ctx).unwrap())
-        });
-        let mut bytes = Vec::new();
-        for e in events {
-            bytes.extend(adapter.push(format!("data: {e}\r\n\r\n").as_bytes()));
-        }
-        bytes.extend(adapter.finish(None));
-        let mut parser = SseParser::new();
-        let data: Vec<String> = parser
-            .push(&bytes)
-            .into_iter()
-            .filter_map(|i| match i {
-                SseItem::Event { data, .. } => Some(data),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
-        let chunks = data[..data.len() - 1]
-            .iter()
-            .map(|d| serde_json::from_str(d).unwrap())
-            .collect();
-        (chunks, adapter.content().to_string())
-    }
-
     #[test]
     fn stream_translation_with_tools_and_usage() {
         let req = request(
@@ -1119,7 +1047,11 @@ mod tests {
                 {"functionCall": {"name": "b", "args": {"x": "ü"}}}]}, "finishReason": "STOP"}],
                 "usageMetadata": {"promptTokenCount": 2, "candidatesTokenCount": 5, "totalTokenCount": 7}}),
         ];
-        let (chunks, content) = run_stream(&req, &events);
+        let raw: String = events
+            .iter()
+            .map(|e| format!("data: {e}\r\n\r\n"))
+            .collect();
+        let (chunks, content) = run_stream(&Gemini, &req, raw.as_bytes());
         assert_eq!(content, "Hello 🌍");
         assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
         let calls: Vec<&Value> = chunks
@@ -1143,9 +1075,7 @@ mod tests {
         let req = request(
             json!({"model": "g", "messages": [{"role": "user", "content": "x"}], "stream": true}),
         );
-        let mut adapter = with_ctx(&req, true, |ctx| {
-            Translated::new(Gemini.stream_translator(ctx).unwrap())
-        });
+        let mut adapter = translated(&Gemini, &req);
         adapter.push(b"data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"x\"}]}}]}\n\n");
         let tail = String::from_utf8(adapter.finish(None)).unwrap();
         assert!(

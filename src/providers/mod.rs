@@ -9,6 +9,8 @@
 pub mod dashscope;
 pub mod gemini;
 pub mod openai;
+#[cfg(test)]
+mod test_support;
 
 use crate::error::GatewayError;
 use crate::openai::{ChatCompletion, ChatRequest};

@@ -13,15 +13,25 @@ pub trait EventTranslator {
     /// reports an upstream error.
     fn event(&mut self, event: Option<&str>, data: &str) -> Result<Vec<Value>, GatewayError>;
 
+    /// The bookkeeping the translator keeps its stream's state in.
+    fn state(&self) -> &ChunkState;
+    fn state_mut(&mut self) -> &mut ChunkState;
+
     /// The upstream stream ended normally → closing chunks (finish reason, usage);
     /// `Err` when it ended before the answer was complete.
-    fn finish(&mut self) -> Result<Vec<Value>, GatewayError>;
+    fn finish(&mut self) -> Result<Vec<Value>, GatewayError> {
+        self.state_mut().close()
+    }
 
     /// Text generated so far, for the request log.
-    fn content(&self) -> &str;
+    fn content(&self) -> &str {
+        &self.state().content
+    }
 
     /// The usage seen so far, in OpenAI's shape.
-    fn usage(&self) -> Option<&Value>;
+    fn usage(&self) -> Option<&Value> {
+        self.state().usage.as_ref()
+    }
 }
 
 /// Upstream bytes in, client SSE bytes out.
@@ -281,14 +291,11 @@ mod tests {
             }
             Ok(out)
         }
-        fn finish(&mut self) -> Result<Vec<Value>, GatewayError> {
-            self.0.close()
+        fn state(&self) -> &ChunkState {
+            &self.0
         }
-        fn content(&self) -> &str {
-            &self.0.content
-        }
-        fn usage(&self) -> Option<&Value> {
-            self.0.usage.as_ref()
+        fn state_mut(&mut self) -> &mut ChunkState {
+            &mut self.0
         }
     }
 
