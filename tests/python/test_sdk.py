@@ -124,3 +124,25 @@ def test_gemini_bad_client_key(public_client):
     bad = openai.OpenAI(base_url=public_client.base_url, api_key="bad-key", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         bad.chat.completions.create(**user("x", model="gemini-2.0-flash"))
+
+
+def test_provider_tool_calls(client, public_client):
+    calls = [{"id": "call_g", "type": "function", "function": {"name": "lookup", "arguments": '{"q": "Zürich"}'}}]
+    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}}]
+    tag = scenario(tool_calls=calls)
+    completion = client.chat.completions.create(**user(tag, model="gemini-2.5-flash"), tools=tools)
+    call = completion.choices[0].message.tool_calls[0]
+    assert (call.function.name, call.function.arguments) == ("lookup", '{"q":"Zürich"}')
+    assert completion.choices[0].finish_reason == "tool_calls"
+    assert received(tag)[0]["body"]["tools"][0]["functionDeclarations"][0]["name"] == "lookup"
+
+    tag = scenario(tool_calls=calls)
+    stream = public_client.chat.completions.create(
+        **user(tag, model="qwen-plus"), tools=tools, stream=True, extra_headers={"x-fake-stream": "false"}
+    )
+    name, arguments = "", ""
+    for chunk in stream:
+        for delta in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
+            name += (delta.function and delta.function.name) or ""
+            arguments += (delta.function and delta.function.arguments) or ""
+    assert (name, arguments) == ("lookup", '{"q": "Zürich"}')
