@@ -117,7 +117,7 @@ async function loadRows() {
   for (const id of ['search', 'status', 'model']) if ($(id).value.trim()) params.set(id, $(id).value.trim());
   const list = await api(`/api/requests?${params}`);
   state.totalPages = Math.max(1, list.total_pages);
-  $('pageinfo').textContent = `page ${list.page} of ${state.totalPages} · ${list.total} requests`;
+  $('pageinfo').textContent = `page ${list.page} of ${state.totalPages} · ${list.total} ${list.total === 1 ? 'request' : 'requests'}`;
   $('prev').disabled = state.page <= 1;
   $('next').disabled = state.page >= state.totalPages;
   const rows = list.data.map((r) => {

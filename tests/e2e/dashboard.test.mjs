@@ -46,7 +46,7 @@ test('dashboard shows calls and stats, search narrows, detail shows hostile cont
   await page.fill('#search', marker);
   await page.click('#filters button[type=submit]');
   await page.waitForFunction(() => document.querySelectorAll('#rows tr.entry').length === 1);
-  assert.match(await page.textContent('#pageinfo'), /1 requests/);
+  assert.match(await page.textContent('#pageinfo'), /· 1 request$/);
 
   await page.click('#rows tr.entry');
   await page.waitForSelector('#detail:not([hidden])');
