@@ -5,5 +5,5 @@ source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 bash "$ROOT/scripts/setup.sh"
 cd "$ROOT"
 # The request log's schema, in wrangler's local SQLite (idempotent).
-wrangler d1 migrations apply DB --local
+CI=true wrangler d1 migrations apply DB --local
 exec wrangler dev --ip 127.0.0.1 --port "${PORT:-8787}" "$@"
