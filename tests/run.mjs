@@ -46,6 +46,15 @@ function instances(mockUrl, frontendPort) {
       FAKE_STREAM: 'always',
       HEARTBEAT_INTERVAL_MS: '200',
       ALLOWED_ORIGINS: '*',
+      LOG_REQUESTS: 'false',
+    },
+    // Logging without bodies.
+    QUIET_GATEWAY_URL: {
+      SOURCE_API_URL: mockUrl,
+      OPENAI_API_KEY: 'sk-quiet-server-key',
+      ADMIN_TOKEN: 'quiet-admin-token',
+      LOG_BODIES: 'false',
+      FAKE_STREAM: 'off',
     },
     // The request-log tests' own instance: exact row counts, small retention and bodies.
     LOG_GATEWAY_URL: {
@@ -139,7 +148,7 @@ try {
     workers.push(await startWorker(name, vars));
   }
   await Promise.all(workers.map((w) => w.ready));
-  const env = { ...process.env, MOCK_URL: mock.url, FRONTEND_PORT: String(frontendPort) };
+  const env = { ...process.env, MOCK_URL: mock.url, FRONTEND_PORT: String(frontendPort), TEST_STATE_DIR: stateDir };
   for (const w of workers) env[w.name] = w.url;
   console.log(`mock upstream ${mock.url}; ${workers.map((w) => `${w.name}=${w.url}`).join(' ')}`);
 

@@ -3,6 +3,7 @@
 // so row counts are exact. Tests in this file run in order.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import path from 'node:path';
 import OpenAI from 'openai';
 import { LOG_GATEWAY, PUBLIC_GATEWAY, scenario, post, readSse, waitFor } from './helpers.mjs';
 
@@ -149,4 +150,42 @@ test('long bodies are truncated and retention keeps the newest MAX_REQUESTS_HIST
   assert.match(detail.request_body, /truncated, \d+ bytes in all\]$/);
   assert.ok(detail.request_body.length < 2200);
   assert.equal(body.data[0].provider, 'gemini');
+});
+
+test('LOG_BODIES=false keeps everything but the bodies', async () => {
+  const QUIET = process.env.QUIET_GATEWAY_URL;
+  const tag = await scenario({ content: 'secret answer text' });
+  const res = await post('/v1/chat/completions', { model: 'gpt-quiet', messages: [{ role: 'user', content: `private prompt ${tag}` }] },
+    { base: QUIET, headers: { authorization: 'Bearer whatever' } });
+  assert.equal(res.status, 200);
+  const id = res.headers.get('x-request-id');
+  const headers = { authorization: 'Bearer quiet-admin-token' };
+  const detail = await waitFor(async () => {
+    const r = await fetch(`${QUIET}/api/request/${id}`, { headers });
+    return r.status === 200 ? r.json() : null;
+  }, { timeoutMs: 10_000 });
+  assert.ok(detail, 'the call is logged');
+  assert.equal(detail.model, 'gpt-quiet');
+  assert.ok(detail.total_tokens > 0);
+  assert.equal(detail.request_body, null);
+  assert.equal(detail.response_body, null);
+  assert.ok(!JSON.stringify(detail).includes('private prompt'));
+  const search = await (await fetch(`${QUIET}/api/requests?search=private`, { headers })).json();
+  assert.equal(search.total, 0);
+});
+
+test('LOG_REQUESTS=false writes nothing (checked in the D1 database itself)', async () => {
+  const tag = await scenario();
+  const res = await post('/v1/chat/completions', { model: 'gpt-public', messages: [{ role: 'user', content: tag }] },
+    { base: PUBLIC_GATEWAY, headers: { authorization: 'Bearer sk-user' } });
+  assert.equal(res.status, 200);
+  await res.text();
+  await new Promise((r) => setTimeout(r, 500));
+  const { execFileSync } = await import('node:child_process');
+  const out = execFileSync(path.resolve('node_modules/.bin/wrangler'), [
+    'd1', 'execute', 'DB', '--local', '--persist-to', path.join(process.env.TEST_STATE_DIR, 'PUBLIC_GATEWAY_URL'),
+    '--command', 'SELECT COUNT(*) AS n FROM requests', '--json',
+  ], { env: { ...process.env, WRANGLER_SEND_METRICS: 'false', CI: 'true' }, encoding: 'utf8' });
+  const [result] = JSON.parse(out);
+  assert.equal(result.results[0].n, 0);
 });
