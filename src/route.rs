@@ -10,6 +10,7 @@ pub enum Route {
     Status,
     Page,
     PageScript,
+    Stylesheet,
     Dashboard,
     DashboardScript,
     RequestList,
@@ -55,6 +56,11 @@ const ENDPOINTS: &[Endpoint] = &[
     Endpoint {
         paths: &["/app.js"],
         get: Some(Route::PageScript),
+        post: None,
+    },
+    Endpoint {
+        paths: &["/base.css"],
+        get: Some(Route::Stylesheet),
         post: None,
     },
     Endpoint {

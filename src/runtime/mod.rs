@@ -21,6 +21,7 @@ const INDEX_HTML: &str = include_str!("../ui/index.html");
 const DASHBOARD_HTML: &str = include_str!("../ui/dashboard.html");
 const DASHBOARD_JS: &str = include_str!("../ui/dashboard.js");
 const APP_JS: &str = include_str!("../ui/app.js");
+const BASE_CSS: &str = include_str!("../ui/base.css");
 
 /// Pages show untrusted content (answers, logged bodies): they run only the gateway's own
 /// script files, no inline script, and talk only to the gateway.
@@ -158,8 +159,9 @@ async fn handle(
             }
             page_response(DASHBOARD_HTML)?
         }
-        Route::DashboardScript => script_response(DASHBOARD_JS)?,
-        Route::PageScript => script_response(APP_JS)?,
+        Route::DashboardScript => asset_response(DASHBOARD_JS, "text/javascript; charset=utf-8")?,
+        Route::PageScript => asset_response(APP_JS, "text/javascript; charset=utf-8")?,
+        Route::Stylesheet => asset_response(BASE_CSS, "text/css; charset=utf-8")?,
         Route::RequestList | Route::RequestDetail | Route::Stats => {
             let config = config_ok(config)?;
             auth::check_admin(
@@ -356,10 +358,10 @@ fn page_response(html: &str) -> Result<Response, GatewayError> {
     Ok(response)
 }
 
-fn script_response(js: &str) -> Result<Response, GatewayError> {
-    let response = Response::ok(js).map_err(internal)?;
+fn asset_response(text: &str, content_type: &str) -> Result<Response, GatewayError> {
+    let response = Response::ok(text).map_err(internal)?;
     let headers = response.headers();
-    let _ = headers.set("Content-Type", "text/javascript; charset=utf-8");
+    let _ = headers.set("Content-Type", content_type);
     let _ = headers.set("X-Content-Type-Options", "nosniff");
     let _ = headers.set("Cache-Control", "no-cache");
     Ok(response)

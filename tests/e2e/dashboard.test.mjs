@@ -43,6 +43,7 @@ test('dashboard shows calls and stats, search narrows, detail shows hostile cont
   const before = await page.locator('#rows tr.entry').count();
   assert.ok(before >= 3);
 
+  await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-list.png'), fullPage: true });
   await page.fill('#search', marker);
   await page.click('#filters button[type=submit]');
   await page.waitForFunction(() => document.querySelectorAll('#rows tr.entry').length === 1);
