@@ -4,6 +4,7 @@
 use super::{CallContext, HttpRequest, Provider, ProviderSpec};
 use crate::error::GatewayError;
 use crate::openai::ChatCompletion;
+use crate::stream::aggregate;
 use crate::stream::translate::EventTranslator;
 use serde_json::Value;
 
@@ -104,6 +105,10 @@ impl Provider for OpenAi {
         body: &[u8],
         _ctx: &CallContext,
     ) -> Result<ChatCompletion, GatewayError> {
+        // Some OpenAI-compatible servers stream even when asked not to.
+        if aggregate::looks_like_sse(body) {
+            return aggregate::completion_from_sse(body);
+        }
         ChatCompletion::parse(body)
     }
 

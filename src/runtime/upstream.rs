@@ -7,6 +7,7 @@ use crate::error::{excerpt, GatewayError};
 use crate::openai::{ChatCompletion, ChatRequest};
 use crate::providers::{CallContext, HttpRequest, Provider, ProviderOptions};
 use crate::proxy::forwarded_response_header;
+use crate::stream::aggregate::looks_like_sse;
 use crate::stream::fake;
 use crate::stream::relay::Relay;
 use crate::stream::translate::{StreamAdapter, Translated};
@@ -132,7 +133,8 @@ impl Exchange {
         guard.disarm();
         let headers = forwarded_headers(upstream.headers());
         let _ = headers.set("Content-Type", "application/json");
-        let (body, usage) = if self.provider.passes_json_through() {
+        // An upstream that streamed anyway is folded into one completion below.
+        let (body, usage) = if self.provider.passes_json_through() && !looks_like_sse(&body) {
             let Ok(parsed) = serde_json::from_slice::<serde_json::Value>(&body) else {
                 return Err(GatewayError::UpstreamMalformed(format!(
                     "expected JSON, got: {}",

@@ -137,6 +137,19 @@ test('an upstream that ignores stream:true is replayed as a stream', async () =>
   assert.equal(items.at(-1).text, '[DONE]');
 });
 
+test('an upstream that streams when asked not to is folded into JSON, and fake-streamed', async () => {
+  const tag = await scenario({ always_stream: true, content: 'streamed anyway 🌊', chunk_chars: 2 });
+  const completion = await client.chat.completions.create(chatBody(tag));
+  assert.equal(completion.choices[0].message.content, 'streamed anyway 🌊');
+  assert.equal(completion.object, 'chat.completion');
+  assert.equal(completion.choices[0].finish_reason, 'stop');
+  const tag2 = await scenario({ always_stream: true, content: 'fake from a stream' });
+  const res = await post('/v1/chat/completions', chatBody(tag2, { model: 'fake-x', stream: true }));
+  assert.equal(res.headers.get('x-gateway-fake-stream'), 'true');
+  assert.equal(contentOf(await readSse(res)), 'fake from a stream');
+  assert.equal((await received(tag2))[0].body.stream, false);
+});
+
 test('FAKE_STREAM=always fake-streams every model (public mode)', async () => {
   const tag = await scenario({ delay_ms: 500, content: 'always fake' });
   const res = await post('/v1/chat/completions', chatBody(tag, { model: 'any-model', stream: true }), {

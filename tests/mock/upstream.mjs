@@ -12,7 +12,8 @@
 // malformed (a 200 that is not JSON), reset (destroy the socket without answering),
 // hang (never answer), content, reasoning_content, tool_calls, finish_reason, usage,
 // chunk_delay_ms and chunk_chars (streaming cadence), cut_after (destroy the socket after N
-// stream events), ignore_stream (answer JSON to a streaming request).
+// stream events), ignore_stream (answer JSON to a streaming request), always_stream (answer
+// SSE to a non-streaming request).
 import http from 'node:http';
 
 export const DEFAULT_CONTENT = 'Hello from the mock upstream! 你好，世界 🌍 — ünïcödé, naïve café.';
@@ -87,7 +88,7 @@ export function startMockUpstream({ port = 0, host = '127.0.0.1' } = {}) {
       return res.end('<html>this is not json</html>');
     }
     const answer = buildAnswer(body, scenario);
-    if (body?.stream && !scenario.ignore_stream) return streamAnswer(res, record, answer, body, scenario);
+    if ((body?.stream || scenario.always_stream) && !scenario.ignore_stream) return streamAnswer(res, record, answer, body, scenario);
     res.writeHead(200, { 'content-type': 'application/json', 'x-request-id': 'req_mock_1', 'x-ratelimit-remaining-requests': '99' });
     res.end(JSON.stringify(answer));
   });
