@@ -17,25 +17,31 @@ fs.mkdirSync(artifacts, { recursive: true });
 
 /** The gateway configurations under test; each becomes one `wrangler dev`. */
 function instances(mockUrl, frontendPort) {
+  const guarded = {
+    SOURCE_API_URL: mockUrl,
+    OPENAI_API_KEY: 'sk-server-secret-key',
+    OPENAI_MODEL_PATTERNS: 'gpt-*,fake-*,o1*',
+    GEMINI_BASE_URL: `${mockUrl}/v1beta`,
+    GEMINI_API_KEY: 'gm-server-secret-key',
+    DASHSCOPE_BASE_URL: mockUrl,
+    AUTH_TOKEN: 'test-access-token',
+    ADMIN_TOKEN: 'test-admin-token',
+    FAKE_STREAM: 'fake-*,o1*,gemini-fake-*',
+    HEARTBEAT_INTERVAL_MS: '200',
+    UPSTREAM_TIMEOUT_MS: '4000',
+    MAX_REQUEST_BYTES: '65536',
+    // The cross-origin browser test serves its frontend from this origin.
+    ALLOWED_ORIGINS: `http://allowed.example:3000,http://127.0.0.1:${frontendPort}`,
+  };
   return {
     // Access-token mode with server keys for OpenAI and Gemini (none for DashScope),
     // fake streaming for some models, strict CORS, a closed OpenAI model list.
-    GATEWAY_URL: {
-      SOURCE_API_URL: mockUrl,
-      OPENAI_API_KEY: 'sk-server-secret-key',
-      OPENAI_MODEL_PATTERNS: 'gpt-*,fake-*,o1*',
-      GEMINI_BASE_URL: `${mockUrl}/v1beta`,
-      GEMINI_API_KEY: 'gm-server-secret-key',
-      DASHSCOPE_BASE_URL: mockUrl,
-      AUTH_TOKEN: 'test-access-token',
-      ADMIN_TOKEN: 'test-admin-token',
-      FAKE_STREAM: 'fake-*,o1*,gemini-fake-*',
-      HEARTBEAT_INTERVAL_MS: '200',
-      UPSTREAM_TIMEOUT_MS: '4000',
-      MAX_REQUEST_BYTES: '65536',
-      // The cross-origin browser test serves its frontend from this origin.
-      ALLOWED_ORIGINS: `http://allowed.example:3000,http://127.0.0.1:${frontendPort}`,
-    },
+    GATEWAY_URL: guarded,
+    // Tests in which the client goes away mid-response get instances of their own:
+    // wrangler's dev proxy can exit after a client disconnect (workers-sdk #15447/#15448),
+    // which must not take down the instance every other test uses.
+    DISCONNECT_GATEWAY_URL: guarded,
+    STOP_GATEWAY_URL: guarded,
     // Public-service mode for OpenAI and Gemini (clients' own keys forwarded), a server key
     // for DashScope; fake stream always.
     PUBLIC_GATEWAY_URL: {

@@ -43,6 +43,13 @@ test('dashboard shows calls and stats, search narrows, detail shows hostile cont
   const before = await page.locator('#rows tr.entry').count();
   assert.ok(before >= 3);
 
+  // Auto-refresh: a new call shows up without any click.
+  const fresh = `fresh${Date.now()}`;
+  await client.chat.completions.create({ model: 'gpt-dashboard-refresh', messages: [{ role: 'user', content: `${fresh} ${await scenario()}` }] });
+  await page.waitForFunction(() => document.getElementById('rows').textContent.includes('gpt-dashboard-refresh'), null, { timeout: 15_000 });
+  // No refresh may be in flight when the page closes later.
+  await page.uncheck('#auto');
+
   await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-list.png'), fullPage: true });
   await page.fill('#search', marker);
   await page.click('#filters button[type=submit]');

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
-import { GATEWAY, PUBLIC_GATEWAY, ACCESS_TOKEN, scenario, received, chatBody, post, readSse, contentOf, waitFor } from './helpers.mjs';
+import { GATEWAY, PUBLIC_GATEWAY, DISCONNECT_GATEWAY, ACCESS_TOKEN, scenario, received, chatBody, post, readSse, contentOf, waitFor } from './helpers.mjs';
 
 const client = new OpenAI({ baseURL: `${GATEWAY}/v1`, apiKey: ACCESS_TOKEN, maxRetries: 0 });
 const MULTIBYTE = 'Fake stream 测试：你好世界！Emoji 🌍🚀👩‍💻, accents é à ü, math ∑∫, done.';
@@ -100,7 +100,7 @@ test('an upstream failure after the 200 ends the stream with one error event and
 test('a client disconnect stops heartbeats and aborts the upstream call', async () => {
   const tag = await scenario({ hang: true });
   const controller = new AbortController();
-  const res = await post('/v1/chat/completions', chatBody(tag, { model: 'fake-x', stream: true }), { signal: controller.signal });
+  const res = await post('/v1/chat/completions', chatBody(tag, { model: 'fake-x', stream: true }), { base: DISCONNECT_GATEWAY, signal: controller.signal });
   assert.equal(res.status, 200);
   const reader = res.body.getReader();
   const { value } = await reader.read();

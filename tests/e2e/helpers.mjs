@@ -5,6 +5,9 @@ export const GATEWAY = process.env.GATEWAY_URL;
 export const PUBLIC_GATEWAY = process.env.PUBLIC_GATEWAY_URL;
 export const MOCK = process.env.MOCK_URL;
 export const LOG_GATEWAY = process.env.LOG_GATEWAY_URL;
+/** Same settings as GATEWAY, for tests whose client disconnects mid-response. */
+export const DISCONNECT_GATEWAY = process.env.DISCONNECT_GATEWAY_URL;
+export const STOP_GATEWAY = process.env.STOP_GATEWAY_URL;
 export const ADMIN_TOKEN = 'test-admin-token';
 export const ACCESS_TOKEN = 'test-access-token';
 export const SERVER_KEY = 'sk-server-secret-key';

@@ -2,17 +2,17 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { GATEWAY, ACCESS_TOKEN, scenario, received, waitFor } from './helpers.mjs';
+import { GATEWAY, STOP_GATEWAY, ACCESS_TOKEN, scenario, received, waitFor } from './helpers.mjs';
 import { launch, ARTIFACTS } from './browser.mjs';
 
 const browser = await launch();
 after(() => browser.close());
 
-async function openPage({ model = 'gpt-test', user, stream = true, fake = '' }) {
+async function openPage({ model = 'gpt-test', user, stream = true, fake = '', base = GATEWAY }) {
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   const errors = [];
   page.on('pageerror', (e) => errors.push(e.message));
-  const res = await page.goto(`${GATEWAY}/`);
+  const res = await page.goto(`${base}/`);
   assert.match(res.headers()['content-security-policy'], /script-src 'self'(;|$)/);
   await page.fill('#key', ACCESS_TOKEN);
   await page.fill('#model', model);
@@ -100,7 +100,7 @@ test('an upstream error is shown in its OpenAI shape', async () => {
 
 test('stop aborts the request, and the gateway aborts the upstream', async () => {
   const tag = await scenario({ hang: true });
-  const { page } = await openPage({ model: 'fake-stop', user: tag });
+  const { page } = await openPage({ model: 'fake-stop', user: tag, base: STOP_GATEWAY });
   await page.click('#send');
   await page.waitForFunction(() => Number(document.getElementById('m-heartbeats').textContent) >= 1);
   await page.click('#stop');
