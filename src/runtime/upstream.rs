@@ -2,7 +2,7 @@
 //! answering (JSON, streaming relay, fake stream driven by heartbeat timers).
 
 use super::logging::LogTap;
-use super::{internal, now_seconds};
+use super::{internal, now_ms, now_seconds};
 use crate::error::{excerpt, GatewayError};
 use crate::openai::{ChatCompletion, ChatRequest};
 use crate::providers::{CallContext, HttpRequest, Provider, ProviderOptions};
@@ -188,7 +188,8 @@ impl Exchange {
                 None => Box::new(Relay::new()),
             };
         let body = upstream.stream().map_err(internal)?;
-        let stream = relay_stream(body, adapter, guard, self.timeout_ms, self.log.clone());
+        let timing = (self.timeout_ms, self.heartbeat_ms);
+        let stream = relay_stream(body, adapter, guard, timing, self.log.clone());
         sse_response(stream, headers)
     }
 
@@ -310,11 +311,13 @@ enum FakeState {
 
 /// Relays the upstream body through an adapter (OpenAI relay or native translation), with
 /// an idle timeout between reads.
+/// While the upstream is silent, a heartbeat comment goes out every `heartbeat_ms`, as in
+/// fake streams, so slow reasoning models do not trip client or proxy idle timeouts.
 fn relay_stream(
     body: ByteStream,
     adapter: Box<dyn StreamAdapter>,
     guard: AbortOnDrop,
-    idle_timeout_ms: u64,
+    timing: (u64, u64),
     log: Option<LogTap>,
 ) -> BoxedBytes {
     struct RelayState {
@@ -323,20 +326,42 @@ fn relay_stream(
         guard: AbortOnDrop,
         finished: bool,
         log: Option<LogTap>,
+        /// When the upstream last sent bytes.
+        last_read_ms: f64,
     }
+    let (idle_timeout_ms, heartbeat_ms) = timing;
     let state = RelayState {
         body,
         relay: adapter,
         guard,
         finished: false,
         log,
+        last_read_ms: now_ms(),
     };
     let stream = futures::stream::unfold(state, move |mut state| async move {
         loop {
             if state.finished {
                 return None;
             }
-            let next = within(idle_timeout_ms, state.body.next()).await;
+            let read = {
+                let next = pin!(state.body.next());
+                let tick = Delay::from(Duration::from_millis(heartbeat_ms));
+                match select(next, tick).await {
+                    Either::Left((item, _)) => Some(item),
+                    Either::Right(_) => None,
+                }
+            };
+            let next = match read {
+                Some(item) => {
+                    state.last_read_ms = now_ms();
+                    Some(item)
+                }
+                None if now_ms() - state.last_read_ms < idle_timeout_ms as f64 => {
+                    // Dropping the pending read keeps its data: the stream holds the read.
+                    return Some((Ok(fake::heartbeat()), state));
+                }
+                None => None,
+            };
             let out = match next {
                 Some(Some(Ok(bytes))) => state.relay.push(&bytes),
                 Some(None) => {

@@ -43,8 +43,12 @@ test('dashboard shows calls and stats, search narrows, detail shows hostile cont
   const before = await page.locator('#rows tr.entry').count();
   assert.ok(before >= 3);
 
-  // Auto-refresh: a new call shows up without any click.
+  // Auto-refresh: a new call shows up without any click (filtered, since other tests
+  // keep calling this gateway and would push it off the first page).
   const fresh = `fresh${Date.now()}`;
+  await page.fill('#search', fresh);
+  await page.click('#filters button[type=submit]');
+  await page.waitForFunction(() => document.querySelectorAll('#rows tr.entry').length === 0);
   await client.chat.completions.create({ model: 'gpt-dashboard-refresh', messages: [{ role: 'user', content: `${fresh} ${await scenario()}` }] });
   await page.waitForFunction(() => document.getElementById('rows').textContent.includes('gpt-dashboard-refresh'), null, { timeout: 15_000 });
   // No refresh may be in flight when the page closes later.

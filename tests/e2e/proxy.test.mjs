@@ -77,6 +77,25 @@ test('passthrough events reach the client before the upstream has finished', asy
     `first content at ${firstContentAt} must come before the upstream finished at ${upstream.finishedAt}`);
 });
 
+test('a silent passthrough stream gets heartbeats between events, which SDKs ignore', async () => {
+  const tag = await scenario({ content: 'slow reasoning answer', chunk_chars: 8, chunk_delay_ms: 700 });
+  const res = await post('/v1/chat/completions', chatBody(tag, { stream: true }));
+  const items = await readSse(res);
+  const firstData = items.findIndex((i) => i.kind === 'data');
+  const lastData = items.findLastIndex((i) => i.kind === 'data');
+  const between = items.slice(firstData, lastData).filter((i) => i.kind === 'comment');
+  assert.ok(between.length >= 3, `heartbeats while the upstream was silent: ${between.length}`);
+  assert.ok(between.every((c) => c.text === 'heartbeat'));
+  assert.equal(contentOf(items), 'slow reasoning answer');
+
+  const tag2 = await scenario({ content: 'slow but fine', chunk_chars: 5, chunk_delay_ms: 500 });
+  let text = '';
+  for await (const chunk of await client.chat.completions.create({ ...chatBody(tag2), stream: true })) {
+    text += chunk.choices[0]?.delta?.content ?? '';
+  }
+  assert.equal(text, 'slow but fine');
+});
+
 test('POST /api/chat and POST / are the same endpoint', async () => {
   for (const path of ['/api/chat', '/']) {
     const tag = await scenario({ content: `via ${path}` });
