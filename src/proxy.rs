@@ -1,5 +1,5 @@
-//! The plan for one chat call: how the client is answered and what goes upstream.
-//! Pure: the runtime only executes the plan.
+//! How one chat call is answered: the response mode, the fake-stream decision, and which
+//! upstream response headers are passed back. Pure; the runtime carries it out.
 
 use crate::config::Config;
 use crate::openai::ChatRequest;
@@ -13,6 +13,16 @@ pub enum ResponseMode {
     Passthrough,
     /// Non-streaming upstream, heartbeats while waiting, then a chunked replay.
     FakeStream,
+}
+
+impl ResponseMode {
+    pub fn for_request(stream: bool, fake_stream: bool) -> ResponseMode {
+        match (stream, fake_stream) {
+            (false, _) => ResponseMode::Json,
+            (true, false) => ResponseMode::Passthrough,
+            (true, true) => ResponseMode::FakeStream,
+        }
+    }
 }
 
 /// Request header a client may send to force fake streaming on (`true`) or off (`false`)
@@ -42,21 +52,6 @@ pub fn forwarded_response_header(name: &str) -> bool {
         || name.starts_with("x-ratelimit-")
         || name.starts_with("openai-")
         || name == "retry-after"
-}
-
-impl ResponseMode {
-    pub fn for_request(stream: bool, fake_stream: bool) -> ResponseMode {
-        match (stream, fake_stream) {
-            (false, _) => ResponseMode::Json,
-            (true, false) => ResponseMode::Passthrough,
-            (true, true) => ResponseMode::FakeStream,
-        }
-    }
-
-    /// Whether the upstream call itself streams.
-    pub fn upstream_streams(self) -> bool {
-        self == ResponseMode::Passthrough
-    }
 }
 
 #[cfg(test)]
@@ -107,8 +102,6 @@ mod tests {
             ResponseMode::for_request(true, true),
             ResponseMode::FakeStream
         );
-        assert!(ResponseMode::Passthrough.upstream_streams());
-        assert!(!ResponseMode::FakeStream.upstream_streams());
     }
 
     #[test]

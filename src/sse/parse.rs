@@ -20,7 +20,6 @@ pub struct SseParser {
     event: Option<String>,
     id: Option<String>,
     data: Option<String>,
-    bytes_seen: usize,
 }
 
 impl SseParser {
@@ -28,18 +27,7 @@ impl SseParser {
         Self::default()
     }
 
-    /// Total bytes pushed so far.
-    pub fn bytes_seen(&self) -> usize {
-        self.bytes_seen
-    }
-
-    /// True when bytes are held that do not yet form a complete event.
-    pub fn has_partial(&self) -> bool {
-        !self.buffer.is_empty() || self.data.is_some() || self.event.is_some()
-    }
-
     pub fn push(&mut self, chunk: &[u8]) -> Vec<SseItem> {
-        self.bytes_seen += chunk.len();
         let mut items = Vec::new();
         let mut rest = chunk;
         if self.pending_cr {
@@ -168,7 +156,6 @@ mod tests {
     fn unterminated_last_event_is_delivered_on_finish() {
         let mut parser = SseParser::new();
         assert!(parser.push(b"data: last").is_empty());
-        assert!(parser.has_partial());
         assert_eq!(parser.finish(), vec![data("last")]);
     }
 
