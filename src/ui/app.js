@@ -115,6 +115,7 @@ async function readStream(res, markFirstByte) {
   let chunks = 0;
   const toolCalls = [];
   let finish = null;
+  let failed = false;
   for (;;) {
     const { value, done } = await reader.read();
     if (done) break;
@@ -128,12 +129,13 @@ async function readStream(res, markFirstByte) {
       const data = lines.filter((l) => l.startsWith('data:')).map((l) => l.slice(5).trimStart()).join('\n');
       if (!data) continue;
       if (data === '[DONE]') {
-        setStatus(`Done (${finish ?? 'no finish reason'}).`, finish ? 'ok' : '');
+        // After an error event the error stays the status.
+        if (!failed) setStatus(`Done (${finish ?? 'no finish reason'}).`, finish ? 'ok' : '');
         continue;
       }
       let chunk;
       try { chunk = JSON.parse(data); } catch { continue; }
-      if (chunk.error) { showError(chunk); continue; }
+      if (chunk.error) { failed = true; showError(chunk); continue; }
       markFirstByte();
       $('m-chunks').textContent = String(++chunks);
       const choice = chunk.choices?.[0];

@@ -94,6 +94,8 @@ test('an upstream error is shown in its OpenAI shape', async () => {
   await page.check('input[name=mode][value=stream]');
   await page.click('#send');
   await page.waitForFunction(() => document.getElementById('error').textContent.includes('mock error 500'));
+  await page.waitForFunction(() => !document.getElementById('send').disabled);
+  assert.match(await page.textContent('#status'), /mock error 500/, 'the error stays the status after [DONE]');
   await page.screenshot({ path: path.join(ARTIFACTS, 'try-page-error.png') });
   await page.close();
 });
