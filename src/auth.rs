@@ -45,12 +45,7 @@ pub fn check_access(auth_token: Option<&str>, presented: Option<&str>) -> Result
 
 /// The request log's dashboard and API need `ADMIN_TOKEN`: off (403) without it.
 pub fn check_admin(admin_token: Option<&str>, presented: Option<&str>) -> Result<(), GatewayError> {
-    let Some(token) = admin_token else {
-        return Err(GatewayError::Forbidden {
-            message: "The request log dashboard and API are disabled: set the ADMIN_TOKEN secret to enable them".into(),
-            code: "dashboard_disabled",
-        });
-    };
+    let token = admin_enabled(admin_token)?;
     match presented {
         None => Err(GatewayError::Unauthorized {
             message:
@@ -64,6 +59,14 @@ pub fn check_admin(admin_token: Option<&str>, presented: Option<&str>) -> Result
             code: "invalid_api_key",
         }),
     }
+}
+
+/// The admin token, or the 403 that says the dashboard is off without one.
+pub fn admin_enabled(admin_token: Option<&str>) -> Result<&str, GatewayError> {
+    admin_token.ok_or_else(|| GatewayError::Forbidden {
+        message: "The request log dashboard and API are disabled: set the ADMIN_TOKEN secret to enable them".into(),
+        code: "dashboard_disabled",
+    })
 }
 
 /// Names used in messages when no key is available for a call.

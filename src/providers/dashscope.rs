@@ -198,6 +198,27 @@ struct NativeMessage {
     tool_calls: Option<Vec<Value>>,
 }
 
+impl GenerationResponse {
+    /// The error an answer carries in its body (`code` set), or that its SSE event name
+    /// (`event: error`) announces; `status` is used when the code does not decide one.
+    fn error(&self, error_event: bool, status: u16) -> Option<GatewayError> {
+        let code = self.code.as_deref().filter(|c| !c.is_empty());
+        if code.is_none() && !error_event {
+            return None;
+        }
+        let message = self
+            .message
+            .as_deref()
+            .unwrap_or("DashScope returned an error");
+        Some(error_from_native(
+            status,
+            code.unwrap_or("UnknownError"),
+            message,
+            self.request_id.as_deref(),
+        ))
+    }
+}
+
 /// Content is a string on the text endpoint and `[{"text": …}]` on the multimodal one.
 fn content_text(content: &Option<Value>) -> String {
     match content {
@@ -301,17 +322,8 @@ impl Provider for DashScope {
         ctx: &CallContext,
     ) -> Result<ChatCompletion, GatewayError> {
         let response: GenerationResponse = parse_json(body, "a DashScope generation response")?;
-        if let Some(code) = response.code.as_deref().filter(|c| !c.is_empty()) {
-            let message = response
-                .message
-                .as_deref()
-                .unwrap_or("DashScope returned an error");
-            return Err(error_from_native(
-                400,
-                code,
-                message,
-                response.request_id.as_deref(),
-            ));
+        if let Some(error) = response.error(false, 400) {
+            return Err(error);
         }
         let output = response.output.ok_or_else(|| {
             GatewayError::UpstreamMalformed("DashScope answer has no `output`".into())
@@ -437,18 +449,8 @@ struct DashScopeStream {
 impl EventTranslator for DashScopeStream {
     fn event(&mut self, event: Option<&str>, data: &str) -> Result<Vec<Value>, GatewayError> {
         let response: GenerationResponse = parse_json(data.as_bytes(), "a DashScope stream event")?;
-        if event == Some("error") || response.code.as_deref().is_some_and(|c| !c.is_empty()) {
-            let code = response.code.as_deref().unwrap_or("UnknownError");
-            let message = response
-                .message
-                .as_deref()
-                .unwrap_or("DashScope stream failed");
-            return Err(error_from_native(
-                500,
-                code,
-                message,
-                response.request_id.as_deref(),
-            ));
+        if let Some(error) = response.error(event == Some("error"), 500) {
+            return Err(error);
         }
         // The chunk id comes from DashScope's request id, fixed before the first chunk.
         if self.state.started.is_empty() {

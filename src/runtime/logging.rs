@@ -137,9 +137,26 @@ fn js_params(params: &[SqlValue]) -> Vec<JsValue> {
         .collect()
 }
 
-pub fn prepare(db: &D1Database, statement: &Statement) -> worker::Result<D1PreparedStatement> {
+fn prepare(db: &D1Database, statement: &Statement) -> worker::Result<D1PreparedStatement> {
     db.prepare(statement.sql.as_str())
         .bind(&js_params(&statement.params))
+}
+
+/// Runs a query and decodes its rows.
+pub async fn rows<T: serde::de::DeserializeOwned>(
+    db: &D1Database,
+    statement: &Statement,
+) -> worker::Result<Vec<T>> {
+    prepare(db, statement)?.all().await?.results::<T>()
+}
+
+/// Runs a query and decodes its first row (or one column of it).
+pub async fn first<T: serde::de::DeserializeOwned>(
+    db: &D1Database,
+    statement: &Statement,
+    column: Option<&str>,
+) -> worker::Result<Option<T>> {
+    prepare(db, statement)?.first::<T>(column).await
 }
 
 async fn write(db: &D1Database, record: &LogRecord, max_rows: i64) {

@@ -154,9 +154,8 @@ async fn handle(
         Route::Models => models(&req, config_ok(config)?).await?,
         Route::Dashboard => {
             let config = config_ok(config)?;
-            if config.log.admin_token.is_none() {
-                auth::check_admin(None, None)?;
-            }
+            // The page itself is static; its API calls check the token.
+            auth::admin_enabled(config.log.admin_token.as_deref())?;
             page_response(DASHBOARD_HTML)?
         }
         Route::DashboardScript => asset_response(DASHBOARD_JS, "text/javascript; charset=utf-8")?,
@@ -384,18 +383,12 @@ async fn log_api(req: &Request, route: Route, db: &D1Database) -> Result<Respons
         Route::RequestList => {
             let list = request_log::ListQuery::parse(&query)?;
             let (count, page) = list.statements();
-            let total = logging::prepare(db, &count)
-                .map_err(storage)?
-                .first::<i64>(Some("total"))
+            let total = logging::first::<i64>(db, &count, Some("total"))
                 .await
                 .map_err(storage)?
                 .unwrap_or(0);
-            let rows = logging::prepare(db, &page)
-                .map_err(storage)?
-                .all()
+            let rows = logging::rows::<request_log::SummaryRow>(db, &page)
                 .await
-                .map_err(storage)?
-                .results::<request_log::SummaryRow>()
                 .map_err(storage)?;
             json_response(&request_log::list_body(&list, total, rows), 200)
         }
@@ -403,14 +396,14 @@ async fn log_api(req: &Request, route: Route, db: &D1Database) -> Result<Respons
             let id = request_detail_id(&req.path())
                 .unwrap_or_default()
                 .to_string();
-            let row = logging::prepare(db, &request_log::detail_statement(&id))
-                .map_err(storage)?
-                .first::<serde_json::Map<String, serde_json::Value>>(None)
-                .await
-                .map_err(storage)?
-                .ok_or_else(|| GatewayError::Missing {
-                    message: format!("No logged request with id `{id}`"),
-                })?;
+            let statement = request_log::detail_statement(&id);
+            let row =
+                logging::first::<serde_json::Map<String, serde_json::Value>>(db, &statement, None)
+                    .await
+                    .map_err(storage)?
+                    .ok_or_else(|| GatewayError::Missing {
+                        message: format!("No logged request with id `{id}`"),
+                    })?;
             json_response(&request_log::detail_body(row), 200)
         }
         _ => {
@@ -420,16 +413,10 @@ async fn log_api(req: &Request, route: Route, db: &D1Database) -> Result<Respons
                 .map(|(_, v)| v.as_str());
             let (window, window_ms) = request_log::parse_window(window)?;
             let now = now_ms() as i64;
-            let rows = logging::prepare(
-                db,
-                &request_log::stats_statement(window_ms.map(|ms| now - ms)),
-            )
-            .map_err(storage)?
-            .all()
-            .await
-            .map_err(storage)?
-            .results::<request_log::StatRow>()
-            .map_err(storage)?;
+            let statement = request_log::stats_statement(window_ms.map(|ms| now - ms));
+            let rows = logging::rows::<request_log::StatRow>(db, &statement)
+                .await
+                .map_err(storage)?;
             json_response(
                 &request_log::stats_body(&rows, &window, window_ms, now),
                 200,
