@@ -9,6 +9,8 @@ use crate::providers::{
 pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 3000;
 pub const DEFAULT_UPSTREAM_TIMEOUT_MS: u64 = 300_000;
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
+/// The largest upstream answer the gateway reads; an isolate has 128 MB in all.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
 pub const DEFAULT_FAKE_STREAM_CHUNK_CHARS: usize = 12;
 
 /// When a `stream: true` request is served by a non-streaming upstream call.
@@ -154,6 +156,7 @@ pub struct Config {
     pub auth_token: Option<String>,
     pub upstream_timeout_ms: u64,
     pub max_request_bytes: usize,
+    pub max_response_bytes: usize,
 }
 
 impl Config {
@@ -226,6 +229,12 @@ impl Config {
             1024,
             100 * 1024 * 1024,
         ) as usize;
+        let max_response_bytes = number(
+            "MAX_RESPONSE_BYTES",
+            DEFAULT_MAX_RESPONSE_BYTES as u64,
+            1024,
+            100 * 1024 * 1024,
+        ) as usize;
         let fake_stream_chunk_chars = number(
             "FAKE_STREAM_CHUNK_CHARS",
             DEFAULT_FAKE_STREAM_CHUNK_CHARS as u64,
@@ -288,6 +297,7 @@ impl Config {
             auth_token: get("AUTH_TOKEN"),
             upstream_timeout_ms,
             max_request_bytes,
+            max_response_bytes,
         })
     }
 

@@ -40,10 +40,17 @@ pub enum GatewayError {
     UpstreamMalformed(String),
     /// The upstream did not answer in time (504).
     UpstreamTimeout { after_ms: u64 },
-    /// The upstream answered with an error status; its OpenAI-shaped error object is kept.
+    /// The upstream answered with a redirect, which the gateway never follows: it could
+    /// carry the upstream key to another host (502).
+    UpstreamRedirect { status: u16, host: String },
+    /// The upstream's answer is larger than `MAX_RESPONSE_BYTES` (502).
+    ResponseTooLarge { limit: usize },
+    /// The upstream answered with an error status; its OpenAI-shaped error object is kept,
+    /// with the upstream headers worth passing back (`retry-after`, rate limits, ids).
     Upstream {
         status: u16,
         error: Map<String, Value>,
+        headers: Vec<(String, String)>,
     },
 }
 
@@ -74,7 +81,10 @@ impl GatewayError {
             GatewayError::MethodNotAllowed { .. } => 405,
             GatewayError::PayloadTooLarge { .. } => 413,
             GatewayError::Config(_) | GatewayError::Internal(_) => 500,
-            GatewayError::UpstreamUnreachable(_) | GatewayError::UpstreamMalformed(_) => 502,
+            GatewayError::UpstreamUnreachable(_)
+            | GatewayError::UpstreamMalformed(_)
+            | GatewayError::UpstreamRedirect { .. }
+            | GatewayError::ResponseTooLarge { .. } => 502,
             GatewayError::UpstreamTimeout { .. } => 504,
             GatewayError::Upstream { status, .. } => *status,
         }
@@ -161,6 +171,18 @@ impl GatewayError {
                 None,
                 Some("upstream_timeout"),
             ),
+            GatewayError::UpstreamRedirect { status, host } => (
+                format!("The upstream answered HTTP {status} with a redirect to {host}; the gateway does not follow upstream redirects"),
+                "upstream_error",
+                None,
+                Some("upstream_redirect"),
+            ),
+            GatewayError::ResponseTooLarge { limit } => (
+                format!("The upstream answer is larger than the gateway's limit of {limit} bytes (MAX_RESPONSE_BYTES)"),
+                "upstream_error",
+                None,
+                Some("response_too_large"),
+            ),
             GatewayError::Upstream { error, .. } => return error.clone(),
         };
         let mut object = Map::new();
@@ -172,6 +194,35 @@ impl GatewayError {
             code.map_or(Value::Null, |c| Value::String(c.into())),
         );
         object
+    }
+
+    /// An invalid model id (400 `invalid_model`).
+    pub fn invalid_model(message: impl Into<String>) -> Self {
+        GatewayError::InvalidRequest {
+            message: message.into(),
+            param: Some("model".into()),
+            code: Some("invalid_model"),
+        }
+    }
+
+    /// Upstream response headers to send with this error (empty for the gateway's own).
+    pub fn headers(&self) -> &[(String, String)] {
+        match self {
+            GatewayError::Upstream { headers, .. } => headers,
+            _ => &[],
+        }
+    }
+
+    /// Adds upstream headers to an upstream error; a header already set is kept.
+    pub fn with_headers(mut self, extra: impl IntoIterator<Item = (String, String)>) -> Self {
+        if let GatewayError::Upstream { headers, .. } = &mut self {
+            for (name, value) in extra {
+                if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(&name)) {
+                    headers.push((name, value));
+                }
+            }
+        }
+        self
     }
 
     /// The full OpenAI error body.
@@ -191,12 +242,17 @@ impl GatewayError {
         if let Some(Value::Object(mut envelope)) = parsed {
             match envelope.remove("error") {
                 Some(Value::Object(error)) if error.contains_key("message") => {
-                    return GatewayError::Upstream { status, error };
+                    return GatewayError::Upstream {
+                        status,
+                        error,
+                        headers: Vec::new(),
+                    };
                 }
                 Some(Value::String(message)) => {
                     return GatewayError::Upstream {
                         status,
                         error: upstream_error_object(message, status),
+                        headers: Vec::new(),
                     }
                 }
                 _ => {}
@@ -211,33 +267,7 @@ impl GatewayError {
         GatewayError::Upstream {
             status,
             error: upstream_error_object(message, status),
-        }
-    }
-
-    /// Replaces every occurrence of `secret` in the message, so a key never leaks through
-    /// an error an upstream chose to echo.
-    pub fn redact(self, secret: Option<&str>) -> Self {
-        let Some(secret) = secret.filter(|s| s.len() >= 4) else {
-            return self;
-        };
-        match self {
-            GatewayError::Upstream { status, mut error } => {
-                for value in error.values_mut() {
-                    if let Value::String(text) = value {
-                        if text.contains(secret) {
-                            *text = text.replace(secret, "***");
-                        }
-                    }
-                }
-                GatewayError::Upstream { status, error }
-            }
-            GatewayError::UpstreamUnreachable(m) => {
-                GatewayError::UpstreamUnreachable(m.replace(secret, "***"))
-            }
-            GatewayError::UpstreamMalformed(m) => {
-                GatewayError::UpstreamMalformed(m.replace(secret, "***"))
-            }
-            other => other,
+            headers: Vec::new(),
         }
     }
 }
@@ -256,6 +286,7 @@ pub fn upstream_error(status: u16, message: String, code: Value) -> GatewayError
     GatewayError::Upstream {
         status,
         error: upstream_error_fields(message, status, code),
+        headers: Vec::new(),
     }
 }
 
@@ -400,15 +431,34 @@ mod tests {
     }
 
     #[test]
-    fn redact_removes_key_from_upstream_messages() {
-        let error = GatewayError::from_upstream(
-            401,
-            br#"{"error":{"message":"Incorrect API key provided: sk-secret-123","type":"x"}}"#,
-        )
-        .redact(Some("sk-secret-123"));
-        let text = error.to_body().to_string();
-        assert!(!text.contains("sk-secret-123"));
-        assert!(text.contains("***"));
+    fn redirect_and_size_errors() {
+        let redirect = GatewayError::UpstreamRedirect {
+            status: 307,
+            host: "evil.example:8443".into(),
+        };
+        assert_eq!(redirect.status(), 502);
+        let body = redirect.to_body();
+        assert_eq!(body["error"]["code"], "upstream_redirect");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("307") && message.contains("evil.example:8443"));
+        let big = GatewayError::ResponseTooLarge { limit: 1024 }.to_body();
+        assert_eq!(big["error"]["code"], "response_too_large");
+        assert!(big["error"]["message"].as_str().unwrap().contains("1024"));
+    }
+
+    #[test]
+    fn upstream_headers_are_kept_once() {
+        let error = GatewayError::from_upstream(429, b"{}")
+            .with_headers([("retry-after".to_string(), "7".to_string())])
+            .with_headers([("Retry-After".to_string(), "9".to_string())]);
+        assert_eq!(
+            error.headers(),
+            &[("retry-after".to_string(), "7".to_string())]
+        );
+        assert!(GatewayError::invalid("x")
+            .with_headers([("a".into(), "b".into())])
+            .headers()
+            .is_empty());
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod openai;
 pub mod providers;
 pub mod proxy;
 pub mod route;
+pub mod scrub;
 pub mod sse;
 pub mod status;
 pub mod stream;

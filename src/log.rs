@@ -4,6 +4,7 @@
 
 use crate::auth::key_fingerprint;
 use crate::error::GatewayError;
+use crate::scrub::Scrubber;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
@@ -126,6 +127,33 @@ impl LogRecord {
         }
     }
 
+    /// Every text column through the scrubber, just before the row is written: whatever a
+    /// client or upstream put in a body, header or error, no known secret and no
+    /// `Bearer`/`key=` credential is stored.
+    pub fn scrub(&mut self, scrubber: &Scrubber) {
+        for text in [
+            &mut self.path,
+            &mut self.request_headers,
+            &mut self.response_headers,
+        ] {
+            *text = scrubber.text(text);
+        }
+        for text in [
+            &mut self.model,
+            &mut self.client_ip,
+            &mut self.origin,
+            &mut self.user_agent,
+            &mut self.request_body,
+            &mut self.response_body,
+            &mut self.error,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *text = scrubber.text(text);
+        }
+    }
+
     /// Token counts from an OpenAI `usage` object.
     pub fn set_usage(&mut self, usage: &Value) {
         let get = |name: &str| usage.get(name).and_then(Value::as_i64);
@@ -144,27 +172,55 @@ pub fn retention(max_rows: i64) -> Statement {
     }
 }
 
-/// Header names whose values are secrets: stored as a short hash, never as they are.
-fn is_secret_header(name: &str) -> bool {
-    matches!(
-        name.to_ascii_lowercase().as_str(),
-        "authorization"
-            | "proxy-authorization"
-            | "x-api-key"
-            | "api-key"
-            | "x-goog-api-key"
-            | "cookie"
-            | "set-cookie"
-    )
+/// Requests refused for a missing or wrong access token are only counted, per minute, so
+/// a flood of them cannot evict real rows through `MAX_REQUESTS_HISTORY`.
+pub fn refusal_statements(now_ms: i64) -> [Statement; 2] {
+    let minute = now_ms - now_ms.rem_euclid(60_000);
+    [
+        Statement {
+            sql: "INSERT INTO refusals (minute_ms, count) VALUES (?1, 1) ON CONFLICT(minute_ms) DO UPDATE SET count = count + 1".into(),
+            params: vec![SqlValue::Int(minute)],
+        },
+        Statement {
+            sql: "DELETE FROM refusals WHERE minute_ms < ?1".into(),
+            params: vec![SqlValue::Int(minute - REFUSAL_RETENTION_MS)],
+        },
+    ]
 }
 
-/// Headers as a JSON object for the log, with secrets replaced by `sha256:` fingerprints
-/// (the auth scheme is kept so `Bearer` stays readable).
-pub fn redact_headers(headers: &[(String, String)]) -> String {
+/// Refusal counts are kept for the longest stats window.
+pub const REFUSAL_RETENTION_MS: i64 = 30 * 86_400_000;
+
+/// The refusals counted since `since_ms` (whole minutes, so a window may include up to a
+/// minute more).
+pub fn refusals_statement(since_ms: Option<i64>) -> Statement {
+    let since = since_ms.unwrap_or(0);
+    Statement {
+        sql: "SELECT COALESCE(SUM(count), 0) AS refused FROM refusals WHERE minute_ms >= ?1".into(),
+        params: vec![SqlValue::Int(since - since.rem_euclid(60_000))],
+    }
+}
+
+/// Header names that look like credentials: stored as a short hash, never as they are.
+/// Rate-limit headers (`x-ratelimit-remaining-tokens`) are counters, not credentials.
+fn is_secret_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    if name.contains("ratelimit") {
+        return false;
+    }
+    ["auth", "key", "token", "secret", "cookie", "session"]
+        .iter()
+        .any(|part| name.contains(part))
+}
+
+/// Headers as a JSON object for the log: every credential-like header, and every header
+/// whose value holds a known secret, becomes a `sha256:` fingerprint (the auth scheme is
+/// kept so `Bearer` stays readable).
+pub fn redact_headers(headers: &[(String, String)], scrubber: &Scrubber) -> String {
     let mut object = Map::new();
     for (name, value) in headers {
-        let shown = if is_secret_header(name) {
-            match value.split_once(' ') {
+        let shown = if is_secret_header(name) || scrubber.contains_secret(value) {
+            match value.trim().split_once(' ') {
                 Some((scheme, secret))
                     if scheme.eq_ignore_ascii_case("bearer")
                         || scheme.eq_ignore_ascii_case("basic") =>
@@ -191,14 +247,6 @@ pub fn truncate_body(text: &str, max_bytes: usize) -> String {
         cut -= 1;
     }
     format!("{}… [truncated, {} bytes in all]", &text[..cut], text.len())
-}
-
-/// Replaces every secret in `text` (request bodies can carry keys too, rarely).
-pub fn scrub(text: &str, secrets: &[&str]) -> String {
-    secrets
-        .iter()
-        .filter(|s| s.len() >= 8)
-        .fold(text.to_string(), |acc, s| acc.replace(s, "***"))
 }
 
 // ---- listing --------------------------------------------------------------------------------
@@ -511,7 +559,13 @@ fn group_counts(rows: &[StatRow], key: impl Fn(&StatRow) -> Option<&String>) -> 
 
 pub const TIMELINE_BUCKETS: i64 = 24;
 
-pub fn stats_body(rows: &[StatRow], window: &str, window_ms: Option<i64>, now_ms: i64) -> Value {
+pub fn stats_body(
+    rows: &[StatRow],
+    refused: i64,
+    window: &str,
+    window_ms: Option<i64>,
+    now_ms: i64,
+) -> Value {
     let total = rows.len();
     let ok = rows.iter().filter(|r| r.ok()).count();
     let mut latencies: Vec<i64> = rows.iter().filter_map(|r| r.total_ms).collect();
@@ -554,6 +608,7 @@ pub fn stats_body(rows: &[StatRow], window: &str, window_ms: Option<i64>, now_ms
         "p95_latency_ms": percentile(&latencies, 95.0),
         "avg_first_byte_ms": average(&first_bytes),
         "total_tokens": rows.iter().filter_map(|r| r.total_tokens).sum::<i64>(),
+        "refused": refused,
         "by_model": group_counts(rows, |r| r.model.as_ref()),
         "by_provider": group_counts(rows, |r| r.provider.as_ref()),
         "timeline": timeline,
@@ -572,17 +627,36 @@ mod tests {
 
     #[test]
     fn secrets_become_fingerprints() {
-        let stored = redact_headers(&pairs(&[
-            ("Authorization", "Bearer sk-live-secret-123"),
-            ("X-Goog-Api-Key", "AIzaSecret"),
-            ("Cookie", "session=abc"),
-            ("Content-Type", "application/json"),
-        ]));
-        assert!(
-            !stored.contains("sk-live-secret-123")
-                && !stored.contains("AIzaSecret")
-                && !stored.contains("session=abc")
+        let scrubber = Scrubber::new(["gw-access-token-1"]);
+        let stored = redact_headers(
+            &pairs(&[
+                ("Authorization", "Bearer sk-live-secret-123"),
+                ("X-Goog-Api-Key", "AIzaSecret"),
+                ("Cookie", "session=abc"),
+                ("X-Auth-Token", "tok-in-clear-1"),
+                ("Api-Key", "apikey-in-clear"),
+                ("Proxy-Authorization", "Basic dXNlcjpwYXNz"),
+                ("X-Session-Id", "sess-1234"),
+                ("X-Client-Secret", "cs-1234"),
+                ("X-Custom", "carries gw-access-token-1 inside"),
+                ("x-ratelimit-remaining-tokens", "999"),
+                ("Content-Type", "application/json"),
+            ]),
+            &scrubber,
         );
+        for clear in [
+            "sk-live-secret-123",
+            "AIzaSecret",
+            "session=abc",
+            "tok-in-clear-1",
+            "apikey-in-clear",
+            "dXNlcjpwYXNz",
+            "sess-1234",
+            "cs-1234",
+            "gw-access-token-1",
+        ] {
+            assert!(!stored.contains(clear), "{clear} in {stored}");
+        }
         let parsed: Value = serde_json::from_str(&stored).unwrap();
         assert_eq!(
             parsed["authorization"],
@@ -592,13 +666,45 @@ mod tests {
             .as_str()
             .unwrap()
             .starts_with("sha256:"));
+        assert!(parsed["proxy-authorization"]
+            .as_str()
+            .unwrap()
+            .starts_with("Basic sha256:"));
         assert_eq!(parsed["content-type"], "application/json");
+        assert_eq!(parsed["x-ratelimit-remaining-tokens"], "999");
+    }
+
+    #[test]
+    fn every_text_column_is_scrubbed() {
+        let scrubber = Scrubber::new(["sk-server/key+1"]);
+        let mut record = LogRecord {
+            request_body: Some("{\"k\":\"sk-server/key+1\"}".into()),
+            response_body: Some("echo sk-server%2Fkey%2B1".into()),
+            error: Some("Upstream said: Authorization: Bearer abcdefghijkl".into()),
+            user_agent: Some("ua key=zzzzzzzzzz".into()),
+            path: "/v1/chat/completions".into(),
+            ..Default::default()
+        };
+        record.scrub(&scrubber);
+        let all = serde_json::to_string(&record).unwrap();
+        for leaked in ["sk-server", "abcdefghijkl", "zzzzzzzzzz"] {
+            assert!(!all.contains(leaked), "{leaked} in {all}");
+        }
+        assert_eq!(record.path, "/v1/chat/completions");
+    }
+
+    #[test]
+    fn refusals_count_per_minute() {
+        let [upsert, prune] = refusal_statements(125_000);
+        assert_eq!(upsert.params, vec![SqlValue::Int(120_000)]);
+        assert!(upsert.sql.contains("ON CONFLICT"));
         assert_eq!(
-            scrub(
-                "key sk-live-secret-123 here",
-                &["sk-live-secret-123", "short"]
-            ),
-            "key *** here"
+            prune.params,
+            vec![SqlValue::Int(120_000 - REFUSAL_RETENTION_MS)]
+        );
+        assert_eq!(
+            refusals_statement(Some(61_000)).params,
+            vec![SqlValue::Int(60_000)]
         );
     }
 
@@ -729,7 +835,7 @@ mod tests {
             row(3_000, "b", 502, 50, Some("bad")),
             row(3_500, "b", 200, 200, Some("stream cut")),
         ];
-        let body = stats_body(&rows, "1h", Some(3_600_000), 4_000);
+        let body = stats_body(&rows, 7, "1h", Some(3_600_000), 4_000);
         assert_eq!(body["total"], 4);
         assert_eq!(body["success"], 2);
         assert_eq!(body["success_rate"], 50.0);
@@ -737,6 +843,7 @@ mod tests {
         assert_eq!(body["p50_latency_ms"], 100);
         assert_eq!(body["p95_latency_ms"], 300);
         assert_eq!(body["total_tokens"], 40);
+        assert_eq!(body["refused"], 7);
         assert_eq!(body["by_model"][0]["name"], "a");
         assert_eq!(body["by_model"][1]["errors"], 2);
         assert_eq!(body["by_provider"][0]["count"], 4);
@@ -754,7 +861,7 @@ mod tests {
             parse_window(None).unwrap(),
             ("24h".to_string(), Some(86_400_000))
         );
-        let empty = stats_body(&[], "all", None, 10);
+        let empty = stats_body(&[], 0, "all", None, 10);
         assert_eq!(empty["success_rate"], Value::Null);
     }
 }

@@ -196,6 +196,27 @@ impl Default for AssistantMessage {
 
 impl AssistantMessage {
     /// The content as text: a string as is, an array of text parts joined.
+    /// The text, moved out of the message (no copy of a long answer).
+    pub fn take_text(&mut self) -> String {
+        match self.content.take() {
+            Some(Value::String(s)) => s,
+            other => {
+                self.content = other;
+                let text = self.text();
+                self.content = None;
+                text
+            }
+        }
+    }
+
+    /// The text without a copy when it is one string (a long answer, for the log).
+    pub fn text_ref(&self) -> std::borrow::Cow<'_, str> {
+        match &self.content {
+            Some(Value::String(s)) => std::borrow::Cow::Borrowed(s),
+            _ => std::borrow::Cow::Owned(self.text()),
+        }
+    }
+
     pub fn text(&self) -> String {
         match &self.content {
             Some(Value::String(s)) => s.clone(),

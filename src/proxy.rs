@@ -54,6 +54,49 @@ pub fn forwarded_response_header(name: &str) -> bool {
         || name == "retry-after"
 }
 
+/// The upstream headers passed back to the client, on answers and errors alike. The
+/// upstream's `x-request-id` becomes `X-Upstream-Request-Id` (the gateway sets its own).
+pub fn forwarded_headers(
+    upstream: impl IntoIterator<Item = (String, String)>,
+) -> Vec<(String, String)> {
+    upstream
+        .into_iter()
+        .filter_map(|(name, value)| {
+            if name.eq_ignore_ascii_case("x-request-id") {
+                Some(("X-Upstream-Request-Id".to_string(), value))
+            } else {
+                forwarded_response_header(&name).then_some((name, value))
+            }
+        })
+        .collect()
+}
+
+/// The host a redirect points to, for the `upstream_redirect` error: never its path, query
+/// or user info. A relative `Location` stays on the upstream's own host.
+pub fn redirect_host(location: Option<&str>, upstream_url: &str) -> String {
+    fn authority(url: &str) -> Option<&str> {
+        let rest = url
+            .split_once("://")
+            .map(|(_, rest)| rest)
+            .or_else(|| url.strip_prefix("//"))?;
+        let end = rest.find(['/', '?', '#', '\\']).unwrap_or(rest.len());
+        let authority = &rest[..end];
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        (!host.is_empty()).then_some(host)
+    }
+    let location = location.map(str::trim).unwrap_or_default();
+    if location.is_empty() {
+        return "(no Location header)".into();
+    }
+    authority(location)
+        .or_else(|| authority(upstream_url))
+        .unwrap_or("(unknown host)")
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(255)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,5 +153,47 @@ mod tests {
         assert!(forwarded_response_header("X-Request-Id"));
         assert!(!forwarded_response_header("set-cookie"));
         assert!(!forwarded_response_header("content-length"));
+    }
+
+    #[test]
+    fn redirect_names_only_the_host() {
+        let upstream = "https://api.example.com/v1/chat/completions";
+        assert_eq!(
+            redirect_host(
+                Some("https://user:pw@evil.test:8443/steal?key=sk-1#x"),
+                upstream
+            ),
+            "evil.test:8443"
+        );
+        assert_eq!(redirect_host(Some("//cdn.test/a"), upstream), "cdn.test");
+        assert_eq!(
+            redirect_host(Some("/elsewhere?key=1"), upstream),
+            "api.example.com"
+        );
+        assert_eq!(redirect_host(None, upstream), "(no Location header)");
+    }
+
+    #[test]
+    fn upstream_request_id_is_renamed() {
+        let kept = forwarded_headers(vec![
+            ("x-request-id".to_string(), "up-1".to_string()),
+            ("retry-after".to_string(), "3".to_string()),
+            (
+                "x-ratelimit-remaining-requests".to_string(),
+                "0".to_string(),
+            ),
+            ("set-cookie".to_string(), "a=b".to_string()),
+        ]);
+        assert_eq!(
+            kept,
+            vec![
+                ("X-Upstream-Request-Id".to_string(), "up-1".to_string()),
+                ("retry-after".to_string(), "3".to_string()),
+                (
+                    "x-ratelimit-remaining-requests".to_string(),
+                    "0".to_string()
+                ),
+            ]
+        );
     }
 }

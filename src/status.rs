@@ -43,6 +43,7 @@ pub fn status(config: &Config, timestamp: &str) -> Value {
             })).collect::<Vec<_>>(),
             "upstream_timeout_ms": config.upstream_timeout_ms,
             "max_request_bytes": config.max_request_bytes,
+            "max_response_bytes": config.max_response_bytes,
         },
     })
 }

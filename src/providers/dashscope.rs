@@ -284,6 +284,7 @@ fn error_from_native(
         None => message.to_string(),
     };
     upstream_error(status_for_code(code, http_status), message, json!(code))
+        .with_headers(request_id.map(|id| ("X-Upstream-Request-Id".to_string(), id.to_string())))
 }
 
 impl Provider for DashScope {
@@ -676,6 +677,10 @@ mod tests {
             let err = DashScope.parse_error(http, body.to_string().as_bytes());
             assert_eq!(err.status(), want, "{code}");
             assert_eq!(err.to_body()["error"]["code"], code);
+            assert_eq!(
+                err.headers(),
+                &[("X-Upstream-Request-Id".to_string(), "r".to_string())]
+            );
         }
         assert_eq!(DashScope.parse_error(502, b"<html>").status(), 502);
     }

@@ -507,18 +507,15 @@ impl Provider for Gemini {
     }
 
     fn chat_request(&self, ctx: &CallContext) -> Result<HttpRequest, GatewayError> {
+        let model = model_path(ctx.upstream_model)?;
         let body = build_body(ctx)?;
-        let model = ctx
-            .upstream_model
-            .strip_prefix("models/")
-            .unwrap_or(ctx.upstream_model);
         let url = if ctx.stream {
             format!(
-                "{}/v1beta/models/{model}:streamGenerateContent?alt=sse",
+                "{}/v1beta/{model}:streamGenerateContent?alt=sse",
                 ctx.base_url
             )
         } else {
-            format!("{}/v1beta/models/{model}:generateContent", ctx.base_url)
+            format!("{}/v1beta/{model}:generateContent", ctx.base_url)
         };
         Ok(HttpRequest {
             method: "POST",
@@ -640,6 +637,10 @@ impl Provider for Gemini {
         }))
     }
 
+    fn validate_model(&self, model: &str) -> Result<(), GatewayError> {
+        model_path(model).map(|_| ())
+    }
+
     fn models_request(&self, base_url: &str, key: &str) -> Option<HttpRequest> {
         Some(HttpRequest {
             method: "GET",
@@ -697,7 +698,49 @@ fn error_from_value(status: u16, error: &Value) -> GatewayError {
     } else {
         Value::String(google_status)
     };
+    let retry_after = error["details"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|d| {
+            d["@type"]
+                .as_str()
+                .is_some_and(|t| t.ends_with("google.rpc.RetryInfo"))
+        })
+        .and_then(|d| d["retryDelay"].as_str())
+        .and_then(retry_delay_seconds);
     upstream_error(status, message, code)
+        .with_headers(retry_after.map(|seconds| ("retry-after".to_string(), seconds.to_string())))
+}
+
+/// A `google.protobuf.Duration` in JSON (`"17s"`, `"1.2s"`) as whole seconds, rounded up.
+fn retry_delay_seconds(delay: &str) -> Option<u64> {
+    let seconds: f64 = delay.trim().strip_suffix('s')?.parse().ok()?;
+    (seconds.is_finite() && seconds >= 0.0).then(|| seconds.ceil() as u64)
+}
+
+/// Whether `model` is a Gemini model id: letters, digits, `.`, `-` and `_`, optionally
+/// as `models/<id>` or `tunedModels/<id>`. Anything else could reach another API path.
+fn model_path(model: &str) -> Result<String, GatewayError> {
+    let (collection, id) = match model.split_once('/') {
+        Some(("models", id)) => ("models", id),
+        Some(("tunedModels", id)) => ("tunedModels", id),
+        Some(_) => ("", ""),
+        None => ("models", model),
+    };
+    let valid = !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+    if !valid {
+        return Err(GatewayError::invalid_model(format!(
+            "`{}` is not a valid Gemini model id: use letters, digits, `.`, `-` and `_` (optionally as `models/<id>` or `tunedModels/<id>`)",
+            crate::error::excerpt(model, 100)
+        )));
+    }
+    // Already only unreserved characters; encoded anyway so no later change can open a path.
+    Ok(format!("{collection}/{}", crate::scrub::percent_encode(id)))
 }
 
 struct GeminiStream {
@@ -884,6 +927,55 @@ mod tests {
                 .url
                 .ends_with(":generateContent"));
         });
+    }
+
+    #[test]
+    fn model_ids_never_shape_the_url() {
+        assert_eq!(
+            model_path("gemini-2.5-flash").unwrap(),
+            "models/gemini-2.5-flash"
+        );
+        assert_eq!(
+            model_path("models/gemini-2.5-flash").unwrap(),
+            "models/gemini-2.5-flash"
+        );
+        assert_eq!(
+            model_path("tunedModels/my-model_1").unwrap(),
+            "tunedModels/my-model_1"
+        );
+        for bad in [
+            "gemini-x/../../../../v1beta/files?",
+            "gemini-x#frag",
+            "gemini-x:generateContent?key=1&",
+            "gemini-x%2F..",
+            "gemini-x?alt=json",
+            "models/",
+            "files/abc",
+            "models/a/b",
+            "gemini x",
+            "",
+        ] {
+            let error = model_path(bad).unwrap_err();
+            assert_eq!(error.status(), 400, "{bad}");
+            assert_eq!(error.to_body()["error"]["code"], "invalid_model", "{bad}");
+            assert!(Gemini.validate_model(bad).is_err());
+        }
+    }
+
+    #[test]
+    fn retry_info_becomes_retry_after() {
+        let body = json!({"error": {"code": 429, "message": "Resource exhausted", "status": "RESOURCE_EXHAUSTED",
+            "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "1.2s"}]}});
+        let error = Gemini.parse_error(429, body.to_string().as_bytes());
+        assert_eq!(error.status(), 429);
+        assert_eq!(
+            error.headers(),
+            &[("retry-after".to_string(), "2".to_string())]
+        );
+        assert_eq!(retry_delay_seconds("17s"), Some(17));
+        assert_eq!(retry_delay_seconds("0s"), Some(0));
+        assert_eq!(retry_delay_seconds("soon"), None);
+        assert_eq!(retry_delay_seconds("-1s"), None);
     }
 
     #[test]

@@ -110,6 +110,12 @@ pub trait Provider: Sync {
     /// and is relayed as is.
     fn stream_translator(&self, ctx: &CallContext) -> Option<Box<dyn EventTranslator>>;
 
+    /// Refuses a model id this provider must not receive (400 `invalid_model`), before
+    /// any upstream call. The default suits kinds that send the model in the body.
+    fn validate_model(&self, model: &str) -> Result<(), GatewayError> {
+        validate_body_model(model)
+    }
+
     /// The upstream's model list request, if it has one.
     fn models_request(&self, base_url: &str, key: &str) -> Option<HttpRequest>;
 
@@ -142,6 +148,29 @@ pub fn strip_base_suffixes(base: &str, suffixes: &[&str]) -> String {
         }
     }
     base
+}
+
+/// Longest model id accepted.
+pub const MAX_MODEL_LEN: usize = 256;
+
+/// A model id sent in a JSON body: any printable text without whitespace, so ids such as
+/// `deepseek/deepseek-chat:free` pass, and nothing that could split a header or a log line.
+pub fn validate_body_model(model: &str) -> Result<(), GatewayError> {
+    if model.is_empty() {
+        return Err(GatewayError::invalid_model("The model id is empty"));
+    }
+    if model.len() > MAX_MODEL_LEN {
+        return Err(GatewayError::invalid_model(format!(
+            "The model id is longer than {MAX_MODEL_LEN} bytes"
+        )));
+    }
+    if model.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(GatewayError::invalid_model(format!(
+            "The model id `{}` contains whitespace or control characters",
+            crate::error::excerpt(model, 100)
+        )));
+    }
+    Ok(())
 }
 
 /// Parses a JSON body or reports what it was instead.
@@ -183,6 +212,24 @@ mod tests {
         assert_eq!(ids, vec!["gemini", "dashscope", "openai"]);
         assert!(provider_by_id("Gemini").is_some());
         assert!(provider_by_id("nope").is_none());
+    }
+
+    #[test]
+    fn body_models() {
+        for ok in [
+            "gpt-4o",
+            "deepseek/deepseek-chat:free",
+            "meta-llama/llama-3.1-8b@v2",
+            "qwen-max",
+        ] {
+            assert!(validate_body_model(ok).is_ok(), "{ok}");
+        }
+        let long = "m".repeat(MAX_MODEL_LEN + 1);
+        for bad in ["", "gpt 4o", "gpt\n4o", "gpt\u{0}x", long.as_str()] {
+            let error = validate_body_model(bad).unwrap_err();
+            assert_eq!(error.to_body()["error"]["code"], "invalid_model", "{bad:?}");
+            assert_eq!(error.to_body()["error"]["param"], "model");
+        }
     }
 
     #[test]

@@ -5,9 +5,11 @@
 use super::now_ms;
 use crate::config::LogSettings;
 use crate::log::{self, LogRecord, SqlValue, Statement};
+use crate::scrub::Scrubber;
 use futures::channel::oneshot;
 use serde_json::Value;
-use std::cell::RefCell;
+use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use wasm_bindgen::JsValue;
 use worker::{console_error, Context, D1Database, D1PreparedStatement};
@@ -22,6 +24,9 @@ pub struct LogTap {
 
 struct Flush {
     record: Rc<RefCell<LogRecord>>,
+    /// Set when the call was refused for its access token: only counted, no row.
+    refused: Rc<Cell<bool>>,
+    scrubber: Rc<Scrubber>,
     started_ms: f64,
     settings: LogSettings,
     /// Dropping it wakes the writer.
@@ -48,20 +53,30 @@ impl LogTap {
         db: D1Database,
         settings: &LogSettings,
         record: LogRecord,
+        scrubber: Rc<Scrubber>,
     ) -> LogTap {
         let (sender, receiver) = oneshot::channel::<()>();
         let shared = Rc::new(RefCell::new(record));
-        let for_writer = shared.clone();
+        let refused = Rc::new(Cell::new(false));
+        let (for_writer, refused_for_writer) = (shared.clone(), refused.clone());
+        let scrubber_for_writer = scrubber.clone();
         let max_rows = settings.max_rows;
         ctx.wait_until(async move {
             // Resolves (as cancelled) when the last tap is dropped.
             let _ = receiver.await;
-            let record = for_writer.borrow().clone();
-            write(&db, &record, max_rows).await;
+            if refused_for_writer.get() {
+                write_refusal(&db, &scrubber_for_writer).await;
+                return;
+            }
+            let mut record = for_writer.borrow().clone();
+            record.scrub(&scrubber_for_writer);
+            write(&db, &record, max_rows, &scrubber_for_writer).await;
         });
         LogTap {
             inner: Rc::new(Flush {
                 record: shared,
+                refused,
+                scrubber,
                 started_ms: now_ms(),
                 settings: settings.clone(),
                 _done: sender,
@@ -92,12 +107,26 @@ impl LogTap {
         });
     }
 
-    /// Stores a body if bodies are logged, cut at the configured size.
+    /// The call was refused for a missing or wrong access token: it is counted, not stored.
+    pub fn refuse(&self) {
+        self.inner.refused.set(true);
+    }
+
+    /// Stores a body if bodies are logged, cut at the configured size. Known secrets go
+    /// first, so a cut can never leave part of one.
     pub fn body_text(&self, text: &str) -> Option<String> {
-        self.inner
-            .settings
-            .bodies
-            .then(|| log::truncate_body(text, self.inner.settings.max_body_bytes))
+        if !self.inner.settings.bodies {
+            return None;
+        }
+        let scrubbed = self.inner.scrubber.known(text.as_bytes());
+        let scrubbed = match scrubbed {
+            Cow::Borrowed(_) => Cow::Borrowed(text),
+            Cow::Owned(bytes) => Cow::Owned(String::from_utf8_lossy(&bytes).into_owned()),
+        };
+        Some(log::truncate_body(
+            &scrubbed,
+            self.inner.settings.max_body_bytes,
+        ))
     }
 
     pub fn response_body(&self, text: &str) {
@@ -159,18 +188,30 @@ pub async fn first<T: serde::de::DeserializeOwned>(
     prepare(db, statement)?.first::<T>(column).await
 }
 
-async fn write(db: &D1Database, record: &LogRecord, max_rows: i64) {
+async fn run_batch(db: &D1Database, statements: &[Statement]) -> worker::Result<()> {
+    let prepared = statements
+        .iter()
+        .map(|s| prepare(db, s))
+        .collect::<worker::Result<Vec<D1PreparedStatement>>>()?;
+    db.batch(prepared).await.map(|_| ())
+}
+
+async fn write(db: &D1Database, record: &LogRecord, max_rows: i64, scrubber: &Scrubber) {
     let statements = [record.insert(), log::retention(max_rows)];
-    let prepared: worker::Result<Vec<D1PreparedStatement>> =
-        statements.iter().map(|s| prepare(db, s)).collect();
-    let result = match prepared {
-        Ok(prepared) => db.batch(prepared).await.map(|_| ()),
-        Err(e) => Err(e),
-    };
-    if let Err(e) = result {
-        console_error!(
+    if let Err(e) = run_batch(db, &statements).await {
+        // A storage error can quote what was bound: scrubbed like everything else.
+        let line = format!(
             "request log: writing request {} failed: {e}",
             record.request_id
         );
+        console_error!("{}", scrubber.text(&line));
+    }
+}
+
+async fn write_refusal(db: &D1Database, scrubber: &Scrubber) {
+    let statements = log::refusal_statements(now_ms() as i64);
+    if let Err(e) = run_batch(db, &statements).await {
+        let line = format!("request log: counting a refused request failed: {e}");
+        console_error!("{}", scrubber.text(&line));
     }
 }

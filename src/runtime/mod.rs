@@ -13,8 +13,10 @@ use crate::models;
 use crate::openai::ChatRequest;
 use crate::proxy::{self, ResponseMode};
 use crate::route::{request_detail_id, route, Route};
+use crate::scrub::Scrubber;
 use crate::status;
 use logging::LogTap;
+use std::rc::Rc;
 use worker::{event, Context, D1Database, Env, Headers, Request, Response};
 
 const INDEX_HTML: &str = include_str!("../ui/index.html");
@@ -38,25 +40,35 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
     let origin = header(&req, "Origin");
     let requested_headers = header(&req, "Access-Control-Request-Headers");
     let request_id = new_request_id();
+    let scrubber = Rc::new(request_scrubber(&req, config.as_ref().ok()));
     let route = route(req.method().as_ref(), &req.path());
     let tap = match (&route, &config) {
         (Ok(Route::Chat), Ok(config)) if config.log.enabled => {
-            start_log(&req, &env, &ctx, config, &request_id)
+            start_log(&req, &env, &ctx, config, &request_id, &scrubber)
         }
         _ => None,
     };
 
-    let (response, preflight) =
-        match handle(req, &env, &config, route, &request_id, tap.as_ref()).await {
-            Ok(outcome) => outcome,
-            Err(error) => {
-                if let Some(tap) = &tap {
-                    tap.error(error.to_string());
-                    tap.response_body(&error.to_body().to_string());
+    let call = Call {
+        env: &env,
+        config: &config,
+        request_id: &request_id,
+        tap: tap.as_ref(),
+        scrubber: &scrubber,
+    };
+    let (response, preflight) = match handle(req, route, &call).await {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            if let Some(tap) = &tap {
+                if is_refusal(&error) {
+                    tap.refuse();
                 }
-                (error_response(&error), false)
+                tap.error(error.to_string());
+                tap.response_body(&error.to_body().to_string());
             }
-        };
+            (error_response(&error, &scrubber), false)
+        }
+    };
     // Without valid settings the origin list is unknown; let browsers read the config error.
     let allowed = config
         .as_ref()
@@ -80,7 +92,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
             .is_some_and(|t| t.starts_with("text/event-stream"));
         tap.update(|r| {
             r.status = i64::from(status);
-            r.response_headers = request_log::redact_headers(&sent);
+            r.response_headers = request_log::redact_headers(&sent, &scrubber);
         });
         if !streaming {
             tap.finished();
@@ -90,6 +102,48 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
     Ok(response)
 }
 
+/// What one request's handlers share.
+struct Call<'a> {
+    env: &'a Env,
+    config: &'a Result<Config, GatewayError>,
+    request_id: &'a str,
+    tap: Option<&'a LogTap>,
+    scrubber: &'a Rc<Scrubber>,
+}
+
+/// Every secret in play for this request: the configured keys and tokens, and whatever
+/// credential the client sent (its own key, in public mode).
+fn request_scrubber(req: &Request, config: Option<&Config>) -> Scrubber {
+    let presented: Vec<String> = ["Authorization", "X-Api-Key", "X-Goog-Api-Key", "Api-Key"]
+        .iter()
+        .filter_map(|name| header(req, name))
+        .map(|value| match value.trim().split_once(' ') {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.to_string(),
+            _ => value,
+        })
+        .collect();
+    let configured = config.into_iter().flat_map(|config| {
+        config
+            .providers
+            .iter()
+            .filter_map(|p| p.api_key.as_deref())
+            .chain(config.auth_token.as_deref())
+            .chain(config.log.admin_token.as_deref())
+    });
+    Scrubber::new(configured.chain(presented.iter().map(String::as_str)))
+}
+
+/// A refusal for the access token: counted in the log, never stored as a row.
+fn is_refusal(error: &GatewayError) -> bool {
+    matches!(
+        error,
+        GatewayError::Unauthorized {
+            code: "missing_api_key" | "invalid_api_key",
+            ..
+        }
+    )
+}
+
 /// Starts the record of a chat call, when the `DB` binding exists.
 fn start_log(
     req: &Request,
@@ -97,6 +151,7 @@ fn start_log(
     ctx: &Context,
     config: &Config,
     request_id: &str,
+    scrubber: &Rc<Scrubber>,
 ) -> Option<LogTap> {
     let db: D1Database = match env.d1("DB") {
         Ok(db) => db,
@@ -121,11 +176,17 @@ fn start_log(
         client_ip,
         origin: header(req, "Origin"),
         user_agent: header(req, "User-Agent"),
-        request_headers: request_log::redact_headers(&headers),
+        request_headers: request_log::redact_headers(&headers, scrubber),
         status: 0,
         ..LogRecord::default()
     };
-    Some(LogTap::start(ctx, db, &config.log, record))
+    Some(LogTap::start(
+        ctx,
+        db,
+        &config.log,
+        record,
+        scrubber.clone(),
+    ))
 }
 
 fn header_value(headers: &Headers, name: &str) -> Option<String> {
@@ -135,12 +196,10 @@ fn header_value(headers: &Headers, name: &str) -> Option<String> {
 /// Returns the response and whether it answers a preflight.
 async fn handle(
     mut req: Request,
-    env: &Env,
-    config: &Result<Config, GatewayError>,
     route: Result<Route, GatewayError>,
-    request_id: &str,
-    tap: Option<&LogTap>,
+    call: &Call<'_>,
 ) -> Result<(Response, bool), GatewayError> {
+    let (env, config) = (call.env, call.config);
     let route = route?;
     let timestamp = now_iso();
     let response = match route {
@@ -150,7 +209,7 @@ async fn handle(
         Route::Health => json_response(&status::health(&timestamp), 200)?,
         Route::Status => json_response(&status::status(config_ok(config)?, &timestamp), 200)?,
         Route::Page => page_response(INDEX_HTML)?,
-        Route::Chat => chat(&mut req, config_ok(config)?, request_id, tap).await?,
+        Route::Chat => chat(&mut req, config_ok(config)?, call).await?,
         Route::Models => models(&req, config_ok(config)?).await?,
         Route::Dashboard => {
             let config = config_ok(config)?;
@@ -185,9 +244,12 @@ fn config_ok(config: &Result<Config, GatewayError>) -> Result<&Config, GatewayEr
 async fn chat(
     req: &mut Request,
     config: &Config,
-    request_id: &str,
-    tap: Option<&LogTap>,
+    call: &Call<'_>,
 ) -> Result<Response, GatewayError> {
+    let (request_id, tap) = (call.request_id, call.tap);
+    let presented = presented_credential(req);
+    // A wrong access token is refused before the body is read.
+    auth::check_access(config.auth_token.as_deref(), presented.as_deref())?;
     if let Some(length) = header(req, "Content-Length").and_then(|v| v.trim().parse::<usize>().ok())
     {
         if length > config.max_request_bytes {
@@ -206,16 +268,7 @@ async fn chat(
         });
     }
     if let Some(tap) = tap {
-        let secrets: Vec<&str> = config
-            .providers
-            .iter()
-            .filter_map(|p| p.api_key.as_deref())
-            .chain(config.auth_token.as_deref())
-            .collect();
-        let body = tap.body_text(&request_log::scrub(
-            &String::from_utf8_lossy(&raw_body),
-            &secrets,
-        ));
+        let body = tap.body_text(&String::from_utf8_lossy(&raw_body));
         tap.update(|r| r.request_body = body);
     }
     let request = ChatRequest::parse(&raw_body)?;
@@ -226,7 +279,8 @@ async fn chat(
         });
     }
     let (settings, upstream_model) = config.route_model(&request.model)?;
-    let presented = presented_credential(req);
+    // A model id goes into upstream URLs and bodies: anything odd stops here.
+    settings.provider().validate_model(upstream_model)?;
     let key = auth::upstream_key(
         config.auth_token.as_deref(),
         settings.api_key.as_deref(),
@@ -264,6 +318,9 @@ async fn chat(
         key,
         request,
         request_id: request_id.to_string(),
+        scrubber: call.scrubber.clone(),
+        max_response_bytes: config.max_response_bytes,
+        client_signal: Some(req.inner().signal()),
     };
     let mut response = match mode {
         ResponseMode::Json => exchange.json().await?,
@@ -294,11 +351,14 @@ async fn models(req: &Request, config: &Config) -> Result<Response, GatewayError
         async move {
             match request {
                 Some(request) => upstream::fetch_model_ids(settings.provider(), &request).await,
-                None => Vec::new(),
+                None => Ok(Vec::new()),
             }
         }
     });
-    let fetched = futures::future::join_all(fetches).await;
+    let fetched = futures::future::join_all(fetches)
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, GatewayError>>()?;
     let pairs: Vec<_> = listed.into_iter().zip(fetched).collect();
     json_response(&models::model_list(config, &pairs), 200)
 }
@@ -331,9 +391,14 @@ pub(crate) fn json_response(
         .with_status(status))
 }
 
-pub(crate) fn error_response(error: &GatewayError) -> Response {
-    let body = error.to_body().to_string();
+/// The error boundary: every error body passes the scrubber, and an upstream error keeps
+/// the upstream headers worth passing back.
+pub(crate) fn error_response(error: &GatewayError, scrubber: &Scrubber) -> Response {
+    let body = scrubber.text(&error.to_body().to_string());
     let headers = Headers::new();
+    for (name, value) in error.headers() {
+        let _ = headers.append(name, value);
+    }
     let _ = headers.set("Content-Type", "application/json");
     if let GatewayError::MethodNotAllowed { allow, .. } = error {
         let _ = headers.set("Allow", allow);
@@ -417,8 +482,13 @@ async fn log_api(req: &Request, route: Route, db: &D1Database) -> Result<Respons
             let rows = logging::rows::<request_log::StatRow>(db, &statement)
                 .await
                 .map_err(storage)?;
+            let refusals = request_log::refusals_statement(window_ms.map(|ms| now - ms));
+            let refused = logging::first::<i64>(db, &refusals, Some("refused"))
+                .await
+                .map_err(storage)?
+                .unwrap_or(0);
             json_response(
-                &request_log::stats_body(&rows, &window, window_ms, now),
+                &request_log::stats_body(&rows, refused, &window, window_ms, now),
                 200,
             )
         }

@@ -6,19 +6,25 @@ use super::{internal, now_ms, now_seconds};
 use crate::error::{excerpt, GatewayError};
 use crate::openai::{ChatCompletion, ChatRequest};
 use crate::providers::{CallContext, HttpRequest, Provider, ProviderOptions};
-use crate::proxy::forwarded_response_header;
+use crate::proxy;
+use crate::scrub::Scrubber;
 use crate::stream::aggregate::looks_like_sse;
 use crate::stream::fake;
 use crate::stream::relay::Relay;
 use crate::stream::translate::{StreamAdapter, Translated};
 use futures::future::{select, Either};
 use futures::{Stream, StreamExt};
-use std::collections::VecDeque;
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::{pin, Pin};
+use std::rc::Rc;
 use std::time::Duration;
+use wasm_bindgen::closure::Closure;
+use wasm_bindgen::JsCast;
+use worker::web_sys;
 use worker::{
-    AbortController, ByteStream, Delay, Fetch, Headers, Method, Request, RequestInit, Response,
+    AbortSignal, ByteStream, Delay, Fetch, Headers, Method, Request, RequestInit, RequestRedirect,
+    Response,
 };
 
 pub struct Exchange {
@@ -34,25 +40,63 @@ pub struct Exchange {
     pub heartbeat_ms: u64,
     pub chunk_chars: usize,
     pub chunk_delay_ms: u64,
-    /// The key sent upstream, kept only to scrub it from any upstream error text.
+    /// The key sent upstream.
     pub key: String,
     pub request: ChatRequest,
     pub request_id: String,
+    /// Every secret in play for this request; applied to everything that goes out.
+    pub scrubber: Rc<Scrubber>,
+    pub max_response_bytes: usize,
+    /// The client request's signal: it fires when the client goes away.
+    pub client_signal: Option<web_sys::AbortSignal>,
 }
 
 /// Aborts the upstream fetch when dropped while armed: a client that goes away drops the
-/// response stream, and with it this guard, so the upstream stops working for nobody.
-struct AbortOnDrop(Option<AbortController>);
+/// response stream, and with it this guard, so the upstream stops working for nobody. A
+/// non-streaming call has no stream to drop; the client request's signal aborts it instead.
+struct AbortOnDrop {
+    controller: Option<web_sys::AbortController>,
+    client: Option<(web_sys::AbortSignal, Closure<dyn FnMut()>)>,
+}
 
 impl AbortOnDrop {
+    fn new(client_signal: Option<&web_sys::AbortSignal>) -> Result<AbortOnDrop, GatewayError> {
+        let controller = web_sys::AbortController::new()
+            .map_err(|_| GatewayError::Internal("could not create an AbortController".into()))?;
+        let client = client_signal.map(|signal| {
+            let on_abort = controller.clone();
+            let closure = Closure::<dyn FnMut()>::new(move || on_abort.abort());
+            signal.set_onabort(Some(closure.as_ref().unchecked_ref()));
+            (signal.clone(), closure)
+        });
+        Ok(AbortOnDrop {
+            controller: Some(controller),
+            client,
+        })
+    }
+
+    fn signal(&self) -> Option<AbortSignal> {
+        self.controller
+            .as_ref()
+            .map(|c| AbortSignal::from(c.signal()))
+    }
+
+    fn release_client(&mut self) {
+        if let Some((signal, _closure)) = self.client.take() {
+            signal.set_onabort(None);
+        }
+    }
+
     fn disarm(&mut self) {
-        self.0 = None;
+        self.release_client();
+        self.controller = None;
     }
 }
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
-        if let Some(controller) = self.0.take() {
+        self.release_client();
+        if let Some(controller) = self.controller.take() {
             controller.abort();
         }
     }
@@ -86,39 +130,34 @@ impl Exchange {
         }
     }
 
-    /// Builds the native request and sends it; returns the upstream response (any status)
-    /// and the armed abort guard.
+    /// Builds the native request and sends it; returns the upstream response (any status
+    /// but a redirect) and the armed abort guard.
     async fn send(&self, stream: bool) -> Result<(Response, AbortOnDrop), GatewayError> {
         let request = self.provider.chat_request(&self.context(stream))?;
-        send_request(&request, self.timeout_ms)
-            .await
-            .map_err(|e| e.redact(Some(&self.key)))
+        send_request(&request, self.timeout_ms, self.client_signal.as_ref()).await
     }
 
-    /// Reads the whole body within the timeout.
+    /// Reads the whole body within the timeout and `MAX_RESPONSE_BYTES`.
     async fn read_body(&self, response: &mut Response) -> Result<Vec<u8>, GatewayError> {
-        match within(self.timeout_ms, response.bytes()).await {
-            None => Err(GatewayError::UpstreamTimeout {
-                after_ms: self.timeout_ms,
-            }),
-            Some(Err(e)) => Err(GatewayError::UpstreamUnreachable(format!(
-                "the connection broke while reading the answer ({e})"
-            ))),
-            Some(Ok(bytes)) => Ok(bytes),
-        }
+        read_limited(response, self.timeout_ms, self.max_response_bytes).await
     }
 
-    /// An upstream error status becomes an OpenAI error with the same status.
+    /// An upstream error status becomes an OpenAI error with the same status and the
+    /// upstream headers worth passing back (`retry-after`, rate limits, request id).
     async fn check_status(&self, response: &mut Response) -> Result<(), GatewayError> {
         let status = response.status_code();
         if (200..300).contains(&status) {
             return Ok(());
         }
-        let body = self.read_body(response).await.unwrap_or_default();
+        let headers = proxy::forwarded_headers(response.headers().entries());
+        // An error body is short; a huge one is cut rather than read whole.
+        let body = read_limited(response, self.timeout_ms, ERROR_BODY_LIMIT)
+            .await
+            .unwrap_or_default();
         Err(self
             .provider
             .parse_error(status, &body)
-            .redact(Some(&self.key)))
+            .with_headers(headers))
     }
 
     /// Non-streaming: the upstream JSON as it is (OpenAI-compatible upstreams) or
@@ -135,22 +174,32 @@ impl Exchange {
         let _ = headers.set("Content-Type", "application/json");
         // An upstream that streamed anyway is folded into one completion below.
         let (body, usage) = if self.provider.passes_json_through() && !looks_like_sse(&body) {
-            let Ok(parsed) = serde_json::from_slice::<serde_json::Value>(&body) else {
+            // Only `usage` is decoded; the answer itself is passed on as it came.
+            #[derive(serde::Deserialize)]
+            struct UsageOnly {
+                #[serde(default)]
+                usage: Option<serde_json::Value>,
+            }
+            let Ok(parsed) = serde_json::from_slice::<UsageOnly>(&body) else {
                 return Err(GatewayError::UpstreamMalformed(format!(
                     "expected JSON, got: {}",
-                    excerpt(&String::from_utf8_lossy(&body), 200)
+                    excerpt(&String::from_utf8_lossy(&body[..body.len().min(600)]), 200)
                 )));
             };
-            (body, parsed.get("usage").cloned())
+            (body, parsed.usage)
         } else {
             let completion = self
                 .provider
-                .parse_completion(&body, &self.context(false))
-                .map_err(|e| e.redact(Some(&self.key)))?;
+                .parse_completion(&body, &self.context(false))?;
+            drop(body);
             let usage = completion.usage.clone();
             let body = serde_json::to_vec(&completion)
                 .map_err(|e| GatewayError::Internal(e.to_string()))?;
             (body, usage)
+        };
+        let body = match self.scrubber.known(&body) {
+            Cow::Borrowed(_) => body,
+            Cow::Owned(scrubbed) => scrubbed,
         };
         if let Some(log) = &self.log {
             log.response_body(&String::from_utf8_lossy(&body));
@@ -179,8 +228,13 @@ impl Exchange {
         {
             // The upstream ignored `stream: true` and answered in one piece: replay it.
             let body = self.read_body(&mut upstream).await?;
-            let frames = self.replay(self.provider.parse_completion(&body, &self.context(false)));
-            return sse_response(replay_stream(frames, self.log.clone()), headers);
+            let scrubbed = self.scrubber.known(&body);
+            let frames = self.replay(
+                self.provider
+                    .parse_completion(&scrubbed, &self.context(false)),
+            );
+            let scrubber = self.scrubber.clone();
+            return sse_response(replay_stream(frames, self.log.clone()), headers, scrubber);
         }
         let adapter: Box<dyn StreamAdapter> =
             match self.provider.stream_translator(&self.context(true)) {
@@ -188,23 +242,30 @@ impl Exchange {
                 None => Box::new(Relay::new()),
             };
         let body = upstream.stream().map_err(internal)?;
-        let timing = (self.timeout_ms, self.heartbeat_ms);
-        let stream = relay_stream(body, adapter, guard, timing, self.log.clone());
-        sse_response(stream, headers)
+        let limits = RelayLimits {
+            idle_timeout_ms: self.timeout_ms,
+            heartbeat_ms: self.heartbeat_ms,
+            max_bytes: self.max_response_bytes,
+        };
+        let stream = relay_stream(body, adapter, guard, limits, self.log.clone());
+        sse_response(stream, headers, self.scrubber.clone())
     }
 
     /// Fake streaming: the 200 goes out at once, heartbeats flow while the non-streaming
-    /// upstream call runs, then the answer is replayed as chunks.
+    /// upstream call runs, then the answer is replayed as chunks, made one at a time.
     pub fn fake_stream(self) -> Result<Response, GatewayError> {
         let heartbeat = Duration::from_millis(self.heartbeat_ms);
         let chunk_delay = self.chunk_delay_ms;
         let log = self.log.clone();
-        let pending: Pin<Box<dyn Future<Output = VecDeque<Vec<u8>>>>> = Box::pin(async move {
+        let scrubber = self.scrubber.clone();
+        let pending: Pin<Box<dyn Future<Output = Frames>>> = Box::pin(async move {
             let result = async {
                 let (mut upstream, mut guard) = self.send(false).await?;
                 self.check_status(&mut upstream).await?;
                 let body = self.read_body(&mut upstream).await?;
                 guard.disarm();
+                // Secrets go before the answer is cut into chunks that could split them.
+                let body = self.scrubber.known(&body);
                 self.provider.parse_completion(&body, &self.context(false))
             }
             .await;
@@ -245,13 +306,13 @@ impl Exchange {
                                 if let Some(log) = &log {
                                     log.first_byte();
                                 }
-                                let first_frame = frames.pop_front()?;
+                                let first_frame = frames.next()?;
                                 Some((first_frame, FakeState::Replaying(frames)))
                             }
                         }
                     }
                     FakeState::Replaying(mut frames) => {
-                        let Some(frame) = frames.pop_front() else {
+                        let Some(mut frame) = frames.next() else {
                             if let Some(log) = &log {
                                 log.finished();
                             }
@@ -259,6 +320,15 @@ impl Exchange {
                         };
                         if chunk_delay > 0 {
                             Delay::from(Duration::from_millis(chunk_delay)).await;
+                        } else {
+                            // Without a delay between chunks, frames go out in batches: one
+                            // stream item per frame would cost more than the frame itself.
+                            while frame.len() < COALESCE_BYTES {
+                                match frames.next() {
+                                    Some(next) => frame.extend_from_slice(&next),
+                                    None => break,
+                                }
+                            }
                         }
                         Some((frame, FakeState::Replaying(frames)))
                     }
@@ -266,20 +336,17 @@ impl Exchange {
             }
         })
         .map(Ok);
-        sse_response(Box::pin(stream), Headers::new())
+        sse_response(Box::pin(stream), Headers::new(), scrubber)
     }
 
-    /// The frames that replay a completion, or report its failure.
-    fn replay(&self, result: Result<ChatCompletion, GatewayError>) -> VecDeque<Vec<u8>> {
+    /// The frames that replay a completion, or report its failure; made lazily.
+    fn replay(&self, result: Result<ChatCompletion, GatewayError>) -> Frames {
         if let Some(log) = &self.log {
             match &result {
                 Ok(completion) => {
-                    let text = completion
-                        .choices
-                        .first()
-                        .map(|c| c.message.text())
-                        .unwrap_or_default();
-                    log.response_body(&text);
+                    if let Some(choice) = completion.choices.first() {
+                        log.response_body(&choice.message.text_ref());
+                    }
                     log.usage(completion.usage.as_ref());
                 }
                 Err(error) => log.error(error.to_string()),
@@ -294,19 +361,34 @@ impl Exchange {
                     &format!("chatcmpl-{}", self.request_id),
                     now_seconds(),
                 );
-                fake::replay_frames(&completion, &meta, self.chunk_chars).into()
+                Box::new(fake::Replay::new(completion, meta, self.chunk_chars))
             }
-            Err(error) => VecDeque::from([fake::error_frames(&error.redact(Some(&self.key)))]),
+            Err(error) => Box::new(std::iter::once(fake::error_frames(&error))),
         }
     }
 }
 
+/// SSE frames made one at a time.
+type Frames = Box<dyn Iterator<Item = Vec<u8>>>;
+
+/// Frames batched into one stream item when there is no delay between chunks.
+const COALESCE_BYTES: usize = 16 * 1024;
+
+/// How much of an upstream error body is read.
+const ERROR_BODY_LIMIT: usize = 64 * 1024;
+
 enum FakeState {
     Waiting {
-        pending: Pin<Box<dyn Future<Output = VecDeque<Vec<u8>>>>>,
+        pending: Pin<Box<dyn Future<Output = Frames>>>,
         first: bool,
     },
-    Replaying(VecDeque<Vec<u8>>),
+    Replaying(Frames),
+}
+
+struct RelayLimits {
+    idle_timeout_ms: u64,
+    heartbeat_ms: u64,
+    max_bytes: usize,
 }
 
 /// Relays the upstream body through an adapter (OpenAI relay or native translation), with
@@ -317,7 +399,7 @@ fn relay_stream(
     body: ByteStream,
     adapter: Box<dyn StreamAdapter>,
     guard: AbortOnDrop,
-    timing: (u64, u64),
+    limits: RelayLimits,
     log: Option<LogTap>,
 ) -> BoxedBytes {
     struct RelayState {
@@ -328,8 +410,13 @@ fn relay_stream(
         log: Option<LogTap>,
         /// When the upstream last sent bytes.
         last_read_ms: f64,
+        bytes_read: usize,
     }
-    let (idle_timeout_ms, heartbeat_ms) = timing;
+    let RelayLimits {
+        idle_timeout_ms,
+        heartbeat_ms,
+        max_bytes,
+    } = limits;
     let state = RelayState {
         body,
         relay: adapter,
@@ -337,6 +424,7 @@ fn relay_stream(
         finished: false,
         log,
         last_read_ms: now_ms(),
+        bytes_read: 0,
     };
     let stream = futures::stream::unfold(state, move |mut state| async move {
         loop {
@@ -363,7 +451,16 @@ fn relay_stream(
                 None => None,
             };
             let out = match next {
-                Some(Some(Ok(bytes))) => state.relay.push(&bytes),
+                Some(Some(Ok(bytes))) if state.bytes_read + bytes.len() > max_bytes => {
+                    state.finished = true;
+                    state
+                        .relay
+                        .finish(Some(GatewayError::ResponseTooLarge { limit: max_bytes }))
+                }
+                Some(Some(Ok(bytes))) => {
+                    state.bytes_read += bytes.len();
+                    state.relay.push(&bytes)
+                }
                 Some(None) => {
                     state.finished = true;
                     state.guard.disarm();
@@ -407,9 +504,9 @@ fn relay_stream(
 }
 
 /// Frames computed in one go (an upstream that ignored `stream: true`), logged as a stream.
-fn replay_stream(frames: VecDeque<Vec<u8>>, log: Option<LogTap>) -> BoxedBytes {
+fn replay_stream(frames: Frames, log: Option<LogTap>) -> BoxedBytes {
     let stream = futures::stream::unfold((frames, log), |(mut frames, log)| async move {
-        match frames.pop_front() {
+        match frames.next() {
             Some(frame) => {
                 if let Some(log) = &log {
                     log.first_byte();
@@ -427,10 +524,24 @@ fn replay_stream(frames: VecDeque<Vec<u8>>, log: Option<LogTap>) -> BoxedBytes {
     Box::pin(stream)
 }
 
-fn sse_response(stream: BoxedBytes, headers: Headers) -> Result<Response, GatewayError> {
+/// The SSE boundary: every frame a client receives passes the scrubber here.
+fn sse_response(
+    stream: BoxedBytes,
+    headers: Headers,
+    scrubber: Rc<Scrubber>,
+) -> Result<Response, GatewayError> {
     let _ = headers.set("Content-Type", "text/event-stream; charset=utf-8");
     let _ = headers.set("Cache-Control", "no-cache, no-transform");
     let _ = headers.set("X-Accel-Buffering", "no");
+    let stream = stream.map(move |item| {
+        item.map(|bytes| {
+            let scrubbed = match scrubber.sse(&bytes) {
+                Cow::Owned(scrubbed) => Some(scrubbed),
+                Cow::Borrowed(_) => None,
+            };
+            scrubbed.unwrap_or(bytes)
+        })
+    });
     Ok(Response::from_stream(stream)
         .map_err(internal)?
         .with_headers(headers))
@@ -438,21 +549,60 @@ fn sse_response(stream: BoxedBytes, headers: Headers) -> Result<Response, Gatewa
 
 fn forwarded_headers(upstream: &Headers) -> Headers {
     let headers = Headers::new();
-    for (name, value) in upstream.entries() {
-        if name.eq_ignore_ascii_case("x-request-id") {
-            // The gateway sets its own X-Request-Id; the upstream's stays readable.
-            let _ = headers.append("X-Upstream-Request-Id", &value);
-        } else if forwarded_response_header(&name) {
-            let _ = headers.append(&name, &value);
-        }
+    for (name, value) in proxy::forwarded_headers(upstream.entries()) {
+        let _ = headers.append(&name, &value);
     }
     headers
 }
 
-/// Sends one upstream request within `timeout_ms`.
+/// Reads a whole body within `timeout_ms`, refusing one larger than `limit` (by its
+/// `Content-Length` before reading, and by counting while reading).
+async fn read_limited(
+    response: &mut Response,
+    timeout_ms: u64,
+    limit: usize,
+) -> Result<Vec<u8>, GatewayError> {
+    let declared = response
+        .headers()
+        .get("Content-Length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(GatewayError::ResponseTooLarge { limit });
+    }
+    let Ok(mut stream) = response.stream() else {
+        // No body at all.
+        return Ok(Vec::new());
+    };
+    let read = async move {
+        let mut body = Vec::with_capacity(declared.unwrap_or(0));
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| {
+                GatewayError::UpstreamUnreachable(format!(
+                    "the connection broke while reading the answer ({e})"
+                ))
+            })?;
+            if body.len() + chunk.len() > limit {
+                return Err(GatewayError::ResponseTooLarge { limit });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    };
+    within(timeout_ms, read)
+        .await
+        .unwrap_or(Err(GatewayError::UpstreamTimeout {
+            after_ms: timeout_ms,
+        }))
+}
+
+/// Sends one upstream request within `timeout_ms`. Redirects are never followed: one
+/// could carry the upstream key to another host.
 async fn send_request(
     request: &HttpRequest,
     timeout_ms: u64,
+    client_signal: Option<&web_sys::AbortSignal>,
 ) -> Result<(Response, AbortOnDrop), GatewayError> {
     let headers = Headers::new();
     for (name, value) in &request.headers {
@@ -465,39 +615,54 @@ async fn send_request(
     } else {
         Method::Post
     })
-    .with_headers(headers);
+    .with_headers(headers)
+    .with_redirect(RequestRedirect::Manual);
     if let Some(body) = &request.body {
         init.with_body(Some(js_sys::Uint8Array::from(body.as_slice()).into()));
     }
-    let js_request = Request::new_with_init(&request.url, &init).map_err(|e| {
-        GatewayError::Config(format!(
-            "a base URL setting gives an invalid upstream URL ({e})"
-        ))
+    let js_request = Request::new_with_init(&request.url, &init).map_err(|_| {
+        GatewayError::Config("a base URL setting gives an invalid upstream URL".into())
     })?;
-    let controller = AbortController::default();
-    let signal = controller.signal();
-    let guard = AbortOnDrop(Some(controller));
+    let guard = AbortOnDrop::new(client_signal)?;
+    let signal = guard
+        .signal()
+        .ok_or_else(|| GatewayError::Internal("no abort signal".into()))?;
     let fetch = Fetch::Request(js_request);
     match within(timeout_ms, fetch.send_with_signal(&signal)).await {
         None => Err(GatewayError::UpstreamTimeout {
             after_ms: timeout_ms,
         }),
         Some(Err(e)) => Err(GatewayError::UpstreamUnreachable(e.to_string())),
+        Some(Ok(response)) if (300..400).contains(&response.status_code()) => {
+            let location = response.headers().get("Location").ok().flatten();
+            Err(GatewayError::UpstreamRedirect {
+                status: response.status_code(),
+                host: proxy::redirect_host(location.as_deref(), &request.url),
+            })
+        }
         Some(Ok(response)) => Ok((response, guard)),
     }
 }
 
-/// Model ids from an upstream's list endpoint; empty when it fails in any way.
-pub async fn fetch_model_ids(provider: &dyn Provider, request: &HttpRequest) -> Vec<String> {
+/// Model ids from an upstream's list endpoint; empty when it fails in any way but a
+/// redirect, which is reported: it means the upstream tried to move the key elsewhere.
+pub async fn fetch_model_ids(
+    provider: &dyn Provider,
+    request: &HttpRequest,
+) -> Result<Vec<String>, GatewayError> {
     const MODELS_TIMEOUT_MS: u64 = 5000;
-    let Ok((mut response, _guard)) = send_request(request, MODELS_TIMEOUT_MS).await else {
-        return Vec::new();
+    const MODELS_BODY_LIMIT: usize = 8 * 1024 * 1024;
+    // The guard lives to the end: dropping it would abort the body read.
+    let (mut response, _guard) = match send_request(request, MODELS_TIMEOUT_MS, None).await {
+        Ok(sent) => sent,
+        Err(error @ GatewayError::UpstreamRedirect { .. }) => return Err(error),
+        Err(_) => return Ok(Vec::new()),
     };
     if !(200..300).contains(&response.status_code()) {
-        return Vec::new();
+        return Ok(Vec::new());
     }
-    match within(MODELS_TIMEOUT_MS, response.bytes()).await {
-        Some(Ok(body)) => provider.parse_models(&body),
-        _ => Vec::new(),
+    match read_limited(&mut response, MODELS_TIMEOUT_MS, MODELS_BODY_LIMIT).await {
+        Ok(body) => Ok(provider.parse_models(&body)),
+        Err(_) => Ok(Vec::new()),
     }
 }

@@ -3,9 +3,10 @@
 
 use super::ChunkMeta;
 use crate::error::GatewayError;
-use crate::openai::{ChatCompletion, Choice};
+use crate::openai::{ChatCompletion, Choice, ToolCall};
 use crate::sse;
 use serde_json::{json, Map, Value};
+use std::collections::VecDeque;
 
 /// An SSE comment: every OpenAI SDK ignores it, and it keeps the connection and any
 /// proxy in between from timing out while the upstream works.
@@ -20,101 +21,258 @@ pub fn error_frames(error: &GatewayError) -> Vec<u8> {
     out
 }
 
-/// Splits text into stream pieces the way tokens arrive: a piece starts at a word
-/// (with the space before it) and is at most `max_chars` characters. Never splits
-/// a UTF-8 character; the pieces concatenate back to `text`.
-pub fn split_text(text: &str, max_chars: usize) -> Vec<&str> {
+/// Where the piece of `text` starting at byte `start` ends: a piece starts at a word
+/// (with the space before it) and is at most `max_chars` characters. Never splits a UTF-8
+/// character; consecutive pieces concatenate back to `text`.
+pub fn next_piece(text: &str, start: usize, max_chars: usize) -> usize {
     let max_chars = max_chars.max(1);
-    let mut pieces = Vec::new();
-    let mut start = 0;
-    let mut count = 0;
+    if max_chars > WORD_PIECE_LIMIT {
+        return long_piece(text, start, max_chars);
+    }
     let mut has_word = false;
-    for (offset, ch) in text.char_indices() {
-        let boundary_at_space = ch.is_whitespace() && has_word;
-        if count > 0 && (count >= max_chars || boundary_at_space) {
-            pieces.push(&text[start..offset]);
-            start = offset;
-            count = 0;
-            has_word = false;
+    for (count, (offset, ch)) in text[start..].char_indices().enumerate() {
+        if count > 0 && (count >= max_chars || (ch.is_whitespace() && has_word)) {
+            return start + offset;
         }
-        count += 1;
         has_word |= !ch.is_whitespace();
     }
-    if start < text.len() {
-        pieces.push(&text[start..]);
+    text.len()
+}
+
+/// Chunks up to this size are one word each, as tokens arrive; larger ones (huge answers)
+/// hold many words and end before a word.
+const WORD_PIECE_LIMIT: usize = 64;
+
+fn long_piece(text: &str, start: usize, max_chars: usize) -> usize {
+    let rest = &text[start..];
+    let Some((cut, _)) = rest.char_indices().nth(max_chars) else {
+        return text.len();
+    };
+    // End before the last word that would be cut, when there is one.
+    match rest[..cut].rfind(char::is_whitespace) {
+        Some(space) if space > 0 => start + space,
+        _ => start + cut,
+    }
+}
+
+/// Splits text into stream pieces the way tokens arrive (see `next_piece`).
+pub fn split_text(text: &str, max_chars: usize) -> Vec<&str> {
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    while start < text.len() {
+        let end = next_piece(text, start, max_chars);
+        pieces.push(&text[start..end]);
+        start = end;
     }
     pieces
 }
 
-/// The chunk objects (not yet SSE-encoded) that replay `completion`.
-pub fn completion_chunks(
-    completion: &ChatCompletion,
-    meta: &ChunkMeta,
-    max_chars: usize,
-) -> Vec<Value> {
-    let mut chunks = Vec::new();
-    let mut choices: Vec<&Choice> = completion.choices.iter().collect();
-    choices.sort_by_key(|c| c.index);
-    for choice in choices {
-        let message = &choice.message;
-        let index = choice.index;
-        // First delta: the role, and any unknown message fields the client may rely on.
+/// The text fields a choice replays, in order.
+const TEXT_FIELDS: [&str; 3] = ["reasoning_content", "content", "refusal"];
+
+/// One choice being replayed; its texts are owned, never copied per chunk.
+struct ChoiceReplay {
+    index: u32,
+    /// The role delta, with any unknown message fields the client may rely on.
+    first: Option<Value>,
+    texts: VecDeque<(&'static str, String)>,
+    text_at: usize,
+    calls: VecDeque<ToolCall>,
+    call_index: usize,
+    call_head_sent: bool,
+    args_at: usize,
+    last: Option<Value>,
+}
+
+impl ChoiceReplay {
+    fn new(choice: Choice, meta: &ChunkMeta) -> ChoiceReplay {
+        let Choice {
+            index,
+            mut message,
+            finish_reason,
+            logprobs,
+            ..
+        } = choice;
         let mut first = Map::new();
         first.insert("role".into(), Value::String(message.role.clone()));
         first.insert("content".into(), Value::String(String::new()));
-        for (key, value) in &message.extra {
-            first.insert(key.clone(), value.clone());
+        for (key, value) in std::mem::take(&mut message.extra) {
+            first.insert(key, value);
         }
-        chunks.push(meta.delta(index, Value::Object(first), None));
+        let content = message.take_text();
+        let texts: VecDeque<(&'static str, String)> = [
+            message.reasoning_content.take(),
+            Some(content),
+            message.refusal.take(),
+        ]
+        .into_iter()
+        .zip(TEXT_FIELDS)
+        .filter_map(|(text, field)| text.filter(|t| !t.is_empty()).map(|t| (field, t)))
+        .collect();
+        let calls: VecDeque<ToolCall> = message.tool_calls.take().unwrap_or_default().into();
+        let finish_reason = finish_reason.unwrap_or_else(|| {
+            if calls.is_empty() {
+                "stop"
+            } else {
+                "tool_calls"
+            }
+            .to_string()
+        });
+        let mut last = meta.delta(index, json!({}), Some(&finish_reason));
+        if let Some(logprobs) = logprobs {
+            last["choices"][0]["logprobs"] = logprobs;
+        }
+        ChoiceReplay {
+            index,
+            first: Some(meta.delta(index, Value::Object(first), None)),
+            texts,
+            text_at: 0,
+            calls,
+            call_index: 0,
+            call_head_sent: false,
+            args_at: 0,
+            last: Some(last),
+        }
+    }
+}
 
-        if let Some(reasoning) = &message.reasoning_content {
-            for piece in split_text(reasoning, max_chars) {
-                chunks.push(meta.delta(index, json!({ "reasoning_content": piece }), None));
+/// The most chunks one text (or one tool call's arguments) is replayed in; past that,
+/// chunks grow instead of multiplying.
+pub const MAX_PIECES: usize = 4096;
+
+/// The replay of a full answer as SSE frames, made one at a time: memory stays the size of
+/// the answer, whatever the number of chunks. Ends with `[DONE]`.
+pub struct Replay {
+    choices: std::vec::IntoIter<Choice>,
+    current: Option<ChoiceReplay>,
+    meta: ChunkMeta,
+    max_chars: usize,
+    usage: Option<Value>,
+    /// The chunk envelope up to `"choices":[`, and what follows the choices.
+    prefix: String,
+    suffix: String,
+    done: bool,
+}
+
+impl Replay {
+    pub fn new(completion: ChatCompletion, meta: ChunkMeta, max_chars: usize) -> Replay {
+        let ChatCompletion {
+            mut choices, usage, ..
+        } = completion;
+        choices.sort_by_key(|c| c.index);
+        let envelope = serde_json::to_string(&meta.chunk(Vec::new())).unwrap_or_default();
+        let (prefix, suffix) = match envelope.rfind("\"choices\":[]") {
+            Some(at) => {
+                let cut = at + "\"choices\":[".len();
+                (envelope[..cut].to_string(), envelope[cut..].to_string())
             }
+            None => (String::new(), String::new()),
+        };
+        Replay {
+            choices: choices.into_iter(),
+            current: None,
+            usage: meta.include_usage.then(|| usage.unwrap_or(Value::Null)),
+            meta,
+            max_chars: max_chars.max(1),
+            prefix,
+            suffix,
+            done: false,
         }
-        for piece in split_text(&message.text(), max_chars) {
-            chunks.push(meta.delta(index, json!({ "content": piece }), None));
+    }
+
+    /// A text delta, written straight into its frame (the hot path of a long answer).
+    fn text_frame(&self, index: u32, field: &str, piece: &str) -> Vec<u8> {
+        if self.prefix.is_empty() {
+            return sse::json_data(&self.meta.delta(index, json!({ field: piece }), None));
         }
-        if let Some(refusal) = &message.refusal {
-            for piece in split_text(refusal, max_chars) {
-                chunks.push(meta.delta(index, json!({ "refusal": piece }), None));
+        let escaped = serde_json::to_string(piece).unwrap_or_default();
+        let mut out = Vec::with_capacity(self.prefix.len() + escaped.len() + 96);
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(self.prefix.as_bytes());
+        out.extend_from_slice(format!("{{\"index\":{index},\"delta\":{{\"{field}\":").as_bytes());
+        out.extend_from_slice(escaped.as_bytes());
+        out.extend_from_slice(b"},\"logprobs\":null,\"finish_reason\":null}");
+        out.extend_from_slice(self.suffix.as_bytes());
+        out.extend_from_slice(b"\n\n");
+        out
+    }
+
+    /// The next frame of the current choice, if it has one left.
+    fn choice_frame(&mut self) -> Option<Vec<u8>> {
+        let max_chars = self.max_chars;
+        let choice = self.current.as_mut()?;
+        if let Some(first) = choice.first.take() {
+            return Some(sse::json_data(&first));
+        }
+        while let Some((field, text)) = choice.texts.front() {
+            if choice.text_at < text.len() {
+                let start = choice.text_at;
+                // A huge answer is cut in at most MAX_PIECES chunks: bounded work and frames.
+                let end = next_piece(text, start, max_chars.max(text.len() / MAX_PIECES));
+                choice.text_at = end;
+                let (index, field) = (choice.index, *field);
+                let choice = self.current.as_ref()?;
+                let piece = &choice.texts.front()?.1[start..end];
+                return Some(self.text_frame(index, field, piece));
             }
+            choice.texts.pop_front();
+            choice.text_at = 0;
         }
-        for (call_index, call) in message.tool_calls.iter().flatten().enumerate() {
-            // OpenAI's shape: id, type and name first with empty arguments, then argument pieces.
-            chunks.push(meta.delta(
-                index,
-                json!({ "tool_calls": [{
+        while let Some(call) = choice.calls.front() {
+            let call_index = choice.call_index;
+            if !choice.call_head_sent {
+                choice.call_head_sent = true;
+                // OpenAI's shape: id, type and name first with empty arguments, then pieces.
+                let delta = json!({ "tool_calls": [{
                     "index": call_index,
                     "id": call.id,
                     "type": call.kind,
                     "function": { "name": call.function.name, "arguments": "" },
-                }]}),
-                None,
-            ));
-            for piece in split_text(&call.function.arguments, max_chars.max(16)) {
-                chunks.push(meta.delta(
-                    index,
-                    json!({ "tool_calls": [{ "index": call_index, "function": { "arguments": piece } }] }),
-                    None,
-                ));
+                }]});
+                return Some(sse::json_data(&self.meta.delta(choice.index, delta, None)));
+            }
+            let arguments = &call.function.arguments;
+            if choice.args_at < arguments.len() {
+                let max = max_chars.max(16).max(arguments.len() / MAX_PIECES);
+                let end = next_piece(arguments, choice.args_at, max);
+                let piece = &arguments[choice.args_at..end];
+                choice.args_at = end;
+                let delta = json!({ "tool_calls": [{ "index": call_index, "function": { "arguments": piece } }] });
+                return Some(sse::json_data(&self.meta.delta(choice.index, delta, None)));
+            }
+            choice.calls.pop_front();
+            choice.call_index += 1;
+            choice.call_head_sent = false;
+            choice.args_at = 0;
+        }
+        let last = choice.last.take()?;
+        Some(sse::json_data(&last))
+    }
+}
+
+impl Iterator for Replay {
+    type Item = Vec<u8>;
+
+    fn next(&mut self) -> Option<Vec<u8>> {
+        loop {
+            if let Some(frame) = self.choice_frame() {
+                return Some(frame);
+            }
+            match self.choices.next() {
+                Some(choice) => self.current = Some(ChoiceReplay::new(choice, &self.meta)),
+                None => break,
             }
         }
-        let has_tool_calls = message.tool_calls.as_ref().is_some_and(|c| !c.is_empty());
-        let finish_reason = choice
-            .finish_reason
-            .clone()
-            .unwrap_or_else(|| if has_tool_calls { "tool_calls" } else { "stop" }.to_string());
-        let mut last = meta.delta(index, json!({}), Some(&finish_reason));
-        if let Some(logprobs) = &choice.logprobs {
-            last["choices"][0]["logprobs"] = logprobs.clone();
+        self.current = None;
+        if let Some(usage) = self.usage.take() {
+            return Some(sse::json_data(&self.meta.usage_chunk(usage)));
         }
-        chunks.push(last);
+        if !self.done {
+            self.done = true;
+            return Some(sse::done());
+        }
+        None
     }
-    if meta.include_usage {
-        chunks.push(meta.usage_chunk(completion.usage.clone().unwrap_or(Value::Null)));
-    }
-    chunks
 }
 
 /// The chunk envelope for replaying `completion`; missing ids and times are filled in.
@@ -146,18 +304,13 @@ pub fn meta_for(
     }
 }
 
-/// Every frame of the replay, ending with `[DONE]`: one SSE event per element.
+/// Every frame of the replay at once, ending with `[DONE]` (for small answers and tests).
 pub fn replay_frames(
     completion: &ChatCompletion,
     meta: &ChunkMeta,
     max_chars: usize,
 ) -> Vec<Vec<u8>> {
-    let mut frames: Vec<Vec<u8>> = completion_chunks(completion, meta, max_chars)
-        .iter()
-        .map(sse::json_data)
-        .collect();
-    frames.push(sse::done());
-    frames
+    Replay::new(completion.clone(), meta.clone(), max_chars).collect()
 }
 
 #[cfg(test)]
@@ -167,6 +320,16 @@ mod tests {
 
     fn completion(v: Value) -> ChatCompletion {
         serde_json::from_value(v).unwrap()
+    }
+
+    /// The chunk objects of a replay, without `[DONE]`.
+    fn completion_chunks(completion: &ChatCompletion, meta: &ChunkMeta, max: usize) -> Vec<Value> {
+        replay_frames(completion, meta, max)
+            .iter()
+            .map(|f| std::str::from_utf8(f).unwrap().trim_end())
+            .filter(|f| *f != "data: [DONE]")
+            .map(|f| serde_json::from_str(f.strip_prefix("data: ").unwrap()).unwrap())
+            .collect()
     }
 
     fn meta(include_usage: bool) -> ChunkMeta {
@@ -220,6 +383,26 @@ mod tests {
             chunks.push(chunk);
         }
         (text, calls, chunks)
+    }
+
+    #[test]
+    fn huge_answer_is_replayed_in_bounded_chunks() {
+        let text = "word ".repeat(400_000); // 2 MB
+        let args = format!("{{\"q\":\"{}\"}}", "x".repeat(300_000));
+        let c = completion(json!({"choices":[{"index":0,"message":{"role":"assistant",
+            "content": text, "tool_calls":[{"id":"c1","type":"function",
+            "function":{"name":"f","arguments": args}}]},"finish_reason":"tool_calls"}]}));
+        let frames: Vec<Vec<u8>> = Replay::new(c, meta(false), 12).collect();
+        // role + text pieces + call head + argument pieces + finish + [DONE]
+        // Pieces end before a word, so a text may take a few more than MAX_PIECES.
+        assert!(
+            frames.len() <= 2 * MAX_PIECES + MAX_PIECES / 8,
+            "{} frames",
+            frames.len()
+        );
+        let (got, calls, _) = reassemble(&frames);
+        assert_eq!(got, text);
+        assert_eq!(calls[0].2, args);
     }
 
     #[test]
@@ -329,6 +512,42 @@ mod tests {
         );
         assert_eq!(chunks[3]["choices"][0]["finish_reason"], "stop");
         assert_eq!(chunks[6]["choices"][0]["finish_reason"], "length");
+    }
+
+    #[test]
+    fn fast_text_frames_equal_the_generic_encoding() {
+        for include_usage in [false, true] {
+            let mut m = meta(include_usage);
+            m.system_fingerprint = Some(json!("fp_\"x"));
+            m.id = "chat\"cmpl\\\"choices\":[]".into();
+            let replay = Replay::new(completion(json!({"choices": []})), m.clone(), 4);
+            for piece in ["plain", "quote \" and \\ and \n 🌍", ""] {
+                assert_eq!(
+                    replay.text_frame(2, "content", piece),
+                    sse::json_data(&m.delta(2, json!({ "content": piece }), None))
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_long_answer_is_replayed_lazily() {
+        let text = "word ".repeat(200_000);
+        let c = completion(
+            json!({"choices":[{"index":0,"message":{"role":"assistant","content":text.clone()}}]}),
+        );
+        let mut replay = Replay::new(c, meta(false), 12);
+        let first: Vec<Vec<u8>> = replay.by_ref().take(3).collect();
+        assert_eq!(first.len(), 3);
+        let (mut frames, mut bytes) = (3, 0);
+        for frame in replay {
+            frames += 1;
+            bytes += frame.len();
+        }
+        // Role, every piece, finish, [DONE].
+        let piece = 12usize.max(text.len() / MAX_PIECES);
+        assert_eq!(frames, 1 + split_text(&text, piece).len() + 2);
+        assert!(bytes > text.len());
     }
 
     #[test]

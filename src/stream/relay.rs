@@ -100,7 +100,7 @@ impl Relay {
             .pointer("/choices/0/delta/content")
             .and_then(Value::as_str)
         {
-            self.content.push_str(text);
+            super::keep_for_log(&mut self.content, text);
         }
         if let Some(usage) = chunk.get("usage").filter(|u| u.is_object()) {
             self.usage = Some(usage.clone());

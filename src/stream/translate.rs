@@ -208,7 +208,7 @@ impl ChunkState {
         }
         self.start(index, out);
         if index == 0 && field == "content" {
-            self.content.push_str(text);
+            super::keep_for_log(&mut self.content, text);
         }
         out.push(
             self.meta

@@ -61,6 +61,7 @@ async function loadStats() {
   $('s-pct').textContent = `${fmtMs(s.p50_latency_ms)} / ${fmtMs(s.p95_latency_ms)}`;
   $('s-ttfb').textContent = fmtMs(s.avg_first_byte_ms);
   $('s-tokens').textContent = fmtNum(s.total_tokens);
+  $('s-refused').textContent = fmtNum(s.refused ?? 0);
   fillGroups($('by-model'), s.by_model);
   fillGroups($('by-provider'), s.by_provider);
   drawChart(s.timeline);
