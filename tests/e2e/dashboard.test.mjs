@@ -15,6 +15,12 @@ const HOSTILE = '<script>window.__xss = 1</script><img src=x onerror="window.__x
 
 test('dashboard shows calls and stats, search narrows, detail shows hostile content as text', async () => {
   const marker = `dash${Date.now()}`;
+  // A call with a wrong access token is only counted (the card "Refused").
+  const wrong = await fetch(`${GATEWAY}/v1/chat/completions`, {
+    method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer not-the-token' },
+    body: JSON.stringify({ model: 'gpt-dashboard', messages: [{ role: 'user', content: 'hi' }] }),
+  });
+  assert.equal(wrong.status, 401);
   const tag = await scenario({ content: `answer with ${HOSTILE}` });
   await client.chat.completions.create({ model: 'gpt-dashboard', messages: [{ role: 'user', content: `${marker} ${HOSTILE} ${tag}` }] });
   for (let i = 0; i < 2; i++) {
@@ -38,6 +44,8 @@ test('dashboard shows calls and stats, search narrows, detail shows hostile cont
   await page.waitForFunction(() => document.getElementById('s-total').textContent !== '–');
   const total = Number((await page.textContent('#s-total')).replace(/\D/g, ''));
   assert.ok(total >= 3, `stats show the calls (${total})`);
+  const refused = Number((await page.textContent('#s-refused')).replace(/\D/g, ''));
+  assert.ok(refused >= 1, `the refused call is counted (${refused})`);
   assert.match(await page.textContent('#by-model'), /gpt-dashboard/);
   assert.ok(await page.locator('#chart circle').count() >= 1, 'latency chart drawn');
   const before = await page.locator('#rows tr.entry').count();

@@ -152,6 +152,28 @@ test('long bodies are truncated and retention keeps the newest MAX_REQUESTS_HIST
   assert.equal(body.data[0].provider, 'gemini');
 });
 
+test('refused requests are counted, never stored: a flood of them evicts no row', async () => {
+  const before = await list('?page_size=10');
+  assert.equal(before.total, 6);
+  const statsBefore = await (await admin('/api/stats?window=1h')).json();
+  const body = { model: 'gpt-log', messages: [{ role: 'user', content: 'let me in' }] };
+  const refused = [];
+  for (let i = 0; i < 12; i++) {
+    const headers = i % 3 === 0 ? { authorization: '' } : { authorization: `Bearer wrong-token-${i}` };
+    refused.push(post('/v1/chat/completions', body, { base: LOG_GATEWAY, headers }).then((r) => r.status));
+  }
+  assert.deepEqual(await Promise.all(refused), Array(12).fill(401));
+  const stats = await waitFor(async () => {
+    const s = await (await admin('/api/stats?window=1h')).json();
+    return s.refused >= statsBefore.refused + 12 ? s : null;
+  }, { timeoutMs: 10_000 });
+  assert.ok(stats, 'the stats count every refusal');
+  assert.equal(stats.total, statsBefore.total, 'refusals are not rows');
+  const after = await list('?page_size=10');
+  assert.equal(after.total, 6);
+  assert.deepEqual(after.data.map((r) => r.id), before.data.map((r) => r.id), 'every authenticated row is still there');
+});
+
 test('LOG_BODIES=false keeps everything but the bodies', async () => {
   const QUIET = process.env.QUIET_GATEWAY_URL;
   const tag = await scenario({ content: 'secret answer text' });
