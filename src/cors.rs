@@ -7,7 +7,9 @@ pub const ALLOWED_METHODS: &str = "GET, POST, OPTIONS";
 pub const DEFAULT_ALLOWED_HEADERS: &str =
     "Authorization, Content-Type, X-Api-Key, X-Requested-With, X-Fake-Stream";
 /// Response headers browser code may read.
-pub const EXPOSED_HEADERS: &str = "X-Request-Id, X-Gateway-Fake-Stream, X-Gateway-Version";
+/// What browsers may read: the gateway's own headers and the upstream headers it passes on
+/// (browser SDKs read `retry-after` and the rate limits to back off).
+pub const EXPOSED_HEADERS: &str = "X-Request-Id, X-Gateway-Fake-Stream, X-Gateway-Version, X-Upstream-Request-Id, Retry-After, X-RateLimit-Limit-Requests, X-RateLimit-Limit-Tokens, X-RateLimit-Remaining-Requests, X-RateLimit-Remaining-Tokens, X-RateLimit-Reset-Requests, X-RateLimit-Reset-Tokens, OpenAI-Processing-Ms, OpenAI-Version, OpenAI-Organization";
 pub const PREFLIGHT_MAX_AGE_SECONDS: &str = "86400";
 
 /// The CORS headers for a response. `origin` is the request's `Origin` header;

@@ -37,6 +37,7 @@ test('actual responses and errors carry CORS headers', async () => {
   assert.equal(ok.status, 200);
   assert.equal(ok.headers.get('access-control-allow-origin'), ALLOWED);
   assert.match(ok.headers.get('access-control-expose-headers'), /X-Request-Id/);
+  assert.match(ok.headers.get('access-control-expose-headers'), /Retry-After.*X-RateLimit-Remaining-Requests/, 'browsers can read the upstream back-off headers');
   const err = await post('/v1/chat/completions', '{bad', { headers: { origin: ALLOWED } });
   assert.equal(err.status, 400);
   assert.equal(err.headers.get('access-control-allow-origin'), ALLOWED);
