@@ -54,6 +54,12 @@ function instances(mockUrl, frontendPort) {
       ALLOWED_ORIGINS: '*',
       LOG_REQUESTS: 'false',
     },
+    // The guarded settings with a small MAX_RESPONSE_BYTES, for the response-size tests
+    // (tests/e2e/trust.test.mjs), and Gemini fake streaming by pattern.
+    LIMIT_GATEWAY_URL: { ...guarded, MAX_RESPONSE_BYTES: '65536', FAKE_STREAM: 'fake-*,gemini-fake-*' },
+    // The memory test's own instance (tests/e2e/memory.test.mjs): its workerd is measured, so
+    // nothing else runs on it; its wrangler pid is passed on as MEMORY_GATEWAY_PID.
+    MEMORY_GATEWAY_URL: { ...guarded, FAKE_STREAM: 'always', LOG_REQUESTS: 'false', UPSTREAM_TIMEOUT_MS: '60000' },
     // Logging without bodies.
     QUIET_GATEWAY_URL: {
       SOURCE_API_URL: mockUrl,
@@ -76,6 +82,39 @@ function instances(mockUrl, frontendPort) {
       HEARTBEAT_INTERVAL_MS: '100',
     },
   };
+}
+
+/** Credentials the tests send as clients (tests/e2e/trust.test.mjs), besides the configured ones. */
+const CLIENT_SECRETS = {
+  'public-mode client key (OpenAI)': 'sk-client-own-key-123',
+  'public-mode client key (Gemini)': 'gm-client-own-key-456',
+  'public-mode client key (models redirect)': 'sk-models-redirect-key-789',
+  'X-Auth-Token header': 'tok-header-secret-1',
+  'Api-Key header': 'apikey-header-2',
+  'Proxy-Authorization header': 'cHJveHk6c2VjcmV0',
+};
+const SECRET_VARS = ['OPENAI_API_KEY', 'GEMINI_API_KEY', 'DASHSCOPE_API_KEY', 'AUTH_TOKEN', 'ADMIN_TOKEN'];
+
+/**
+ * Every `test-artifacts/wrangler-*.log` must be free of every secret in play (as is and
+ * percent-encoded). Returns the findings as `file: NAME` lines — never the secret itself.
+ */
+function scanLogsForSecrets(configs) {
+  const secrets = [];
+  for (const [instance, vars] of Object.entries(configs)) {
+    for (const name of SECRET_VARS) {
+      if (vars[name]) secrets.push({ name: `${name} of ${instance}`, value: vars[name] });
+    }
+  }
+  for (const [name, value] of Object.entries(CLIENT_SECRETS)) secrets.push({ name, value });
+  const findings = [];
+  for (const file of fs.readdirSync(artifacts).filter((f) => /^wrangler-.*\.log$/.test(f))) {
+    const text = fs.readFileSync(path.join(artifacts, file), 'utf8');
+    for (const { name, value } of secrets) {
+      if (text.includes(value) || text.includes(encodeURIComponent(value))) findings.push(`${file}: ${name}`);
+    }
+  }
+  return findings;
 }
 
 async function freePort() {
@@ -145,9 +184,10 @@ function stop(child) {
 const mock = await startMockUpstream();
 const frontendPort = await freePort();
 const workers = [];
+const configs = instances(mock.url, frontendPort);
 let code = 1;
 try {
-  for (const [name, vars] of Object.entries(instances(mock.url, frontendPort))) {
+  for (const [name, vars] of Object.entries(configs)) {
     // Fresh state each run, so the request-log tests start from an empty table.
     fs.rmSync(path.join(stateDir, name), { recursive: true, force: true });
     await migrate(name);
@@ -156,6 +196,8 @@ try {
   await Promise.all(workers.map((w) => w.ready));
   const env = { ...process.env, MOCK_URL: mock.url, FRONTEND_PORT: String(frontendPort), TEST_STATE_DIR: stateDir };
   for (const w of workers) env[w.name] = w.url;
+  // The memory test measures the workerd processes under this wrangler.
+  env.MEMORY_GATEWAY_PID = String(workers.find((w) => w.name === 'MEMORY_GATEWAY_URL').child.pid);
   console.log(`mock upstream ${mock.url}; ${workers.map((w) => `${w.name}=${w.url}`).join(' ')}`);
 
   const only = process.argv.slice(2);
@@ -177,5 +219,14 @@ try {
 } finally {
   workers.forEach((w) => stop(w.child));
   await mock.close();
+}
+// Wait for the wranglers to flush their logs, then check no secret reached them.
+await new Promise((r) => setTimeout(r, 1000));
+const leaks = scanLogsForSecrets(configs);
+if (leaks.length) {
+  console.error(`secrets found in the wrangler logs (values not shown):\n  ${leaks.join('\n  ')}`);
+  code = code || 1;
+} else {
+  console.log('wrangler logs checked: no configured or client secret in them');
 }
 process.exit(code);

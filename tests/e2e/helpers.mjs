@@ -89,3 +89,27 @@ export function contentOf(items) {
     .map((c) => c.choices?.[0]?.delta?.content ?? '')
     .join('');
 }
+
+// ---- trust tests ----------------------------------------------------------------------------
+
+/** Same settings as GATEWAY with MAX_RESPONSE_BYTES=65536. */
+export const LIMIT_GATEWAY = process.env.LIMIT_GATEWAY_URL;
+
+/** Hits of the mock's /__mock/stolen route (a redirect target that must never be fetched). */
+export async function stolenHits() {
+  return (await fetch(`${MOCK}/__mock/stolen_hits`)).json();
+}
+
+/** Sets or clears the mock's model-list redirect switch (see tests/mock/upstream.mjs). */
+export async function modelsRedirect(settings) {
+  const res = await fetch(`${MOCK}/__mock/models_redirect`, { method: 'POST', body: JSON.stringify(settings) });
+  if (!res.ok) throw new Error('mock models_redirect switch failed');
+}
+
+/** The request-log row of a call (by its X-Request-Id), waiting for the deferred write. */
+export async function logRow(requestId, { base = GATEWAY, token = ADMIN_TOKEN, timeoutMs = 8000 } = {}) {
+  return waitFor(async () => {
+    const res = await fetch(`${base}/api/request/${encodeURIComponent(requestId)}`, { headers: { authorization: `Bearer ${token}` } });
+    return res.status === 200 ? res.json() : null;
+  }, { timeoutMs, stepMs: 100 });
+}

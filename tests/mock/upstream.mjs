@@ -14,6 +14,37 @@
 // chunk_delay_ms and chunk_chars (streaming cadence), cut_after (destroy the socket after N
 // stream events), ignore_stream (answer JSON to a streaming request), always_stream (answer
 // SSE to a non-streaming request).
+//
+// Trust knobs (all three kinds — OpenAI chat, Gemini, DashScope — unless said otherwise):
+// - echo_key: true — the credential the mock received (OpenAI/DashScope: the Authorization
+//   Bearer value; Gemini: the x-goog-api-key header, else the `key` query parameter) replaces
+//   every `{{KEY}}` in content, reasoning_content, error_body, stream_error and
+//   stream_error_event, and `{{KEY_URL}}` becomes encodeURIComponent(key). With malformed, the
+//   non-JSON 200 body then is `<html>upstream proxy error for key {{KEY}} ({{KEY_URL}})</html>`.
+// - error_headers: {...} — extra headers on the `status` error answer (they override the
+//   mock's own `x-request-id: req_mock_error` on OpenAI).
+// - redirect: {status, location} — the answer is that 3xx with that Location and no body.
+// - huge_content_bytes: N — the answer content is exactly N bytes of ASCII ('lorem ipsum '
+//   repeated, cut to N), built once per request; streams send it in 64 KiB pieces (this
+//   overrides chunk_chars), waiting for the socket to drain between pieces.
+// - stream_error_event: "<text>" — streams only: after two content events (fewer if the answer
+//   has fewer; always before the finishing event) the upstream sends
+//   an error event carrying the text, then closes without [DONE]: OpenAI
+//   `data: {"error":{"message":text,"type":"server_error","param":null,"code":null}}`, Gemini
+//   `data: {"error":{"code":500,"message":text,"status":"INTERNAL"}}`, DashScope
+//   `event:error` / `:HTTP_STATUS/500` / `data: {"code":"InternalError","message":text,
+//   "request_id":"ds-req-1"}`. (DashScope's older `stream_error: "<Code>"` knob sends one
+//   `partial` event, then an error with that code and a fixed message.)
+//
+// Mock-global switches and routes:
+// - POST /__mock/models_redirect {"key": K, "status": 302, "location": "..."} makes the
+//   model-list paths (GET /v1/models, GET /v1beta/models) answer that redirect, but only for
+//   requests whose credential is K (so concurrent tests using other keys are not affected);
+//   without "key" it applies to every model-list request; with "path" ("/v1/models" or
+//   "/v1beta/models") only to that one. {"key": K, "off": true} (or
+//   {"off": true} for the keyless switch) turns it off.
+// - /__mock/stolen (any method, any query) records the hit and answers 200; a redirect target
+//   that must never be fetched. GET /__mock/stolen_hits lists the hits ({method, url, headers}).
 import http from 'node:http';
 
 export const DEFAULT_CONTENT = 'Hello from the mock upstream! 你好，世界 🌍 — ünïcödé, naïve café.';
@@ -21,6 +52,9 @@ export const DEFAULT_CONTENT = 'Hello from the mock upstream! 你好，世界 �
 export function startMockUpstream({ port = 0, host = '127.0.0.1' } = {}) {
   const scenarios = new Map();
   const requests = [];
+  const stolen = [];
+  // credential (or '*' for any) -> {status, location}
+  const modelsRedirects = new Map();
   let seq = 0;
 
   const server = http.createServer(async (req, res) => {
@@ -34,6 +68,18 @@ export function startMockUpstream({ port = 0, host = '127.0.0.1' } = {}) {
       scenarios.set(scenario.id, scenario);
       return sendJson(res, 200, { ok: true });
     }
+    if (url.pathname === '/__mock/stolen') {
+      stolen.push({ method: req.method, url: req.url, headers: req.headers, at: Date.now() });
+      return sendJson(res, 200, { stolen: true });
+    }
+    if (url.pathname === '/__mock/stolen_hits') return sendJson(res, 200, stolen);
+    if (url.pathname === '/__mock/models_redirect' && req.method === 'POST') {
+      const sw = JSON.parse(bodyText || '{}');
+      const k = sw.key ?? '*';
+      if (sw.off) modelsRedirects.delete(k);
+      else modelsRedirects.set(k, { status: sw.status || 302, location: sw.location, path: sw.path });
+      return sendJson(res, 200, { ok: true });
+    }
     if (url.pathname === '/__mock/requests') {
       const tag = url.searchParams.get('tag');
       return sendJson(res, 200, requests.filter((r) => !tag || r.tag === tag));
@@ -41,7 +87,7 @@ export function startMockUpstream({ port = 0, host = '127.0.0.1' } = {}) {
 
     const tagMatch = bodyText.match(/mock:([A-Za-z0-9_-]+)/);
     const tag = tagMatch ? tagMatch[1] : null;
-    const scenario = (tag && scenarios.get(tag)) || {};
+    const scenario = echoKey((tag && scenarios.get(tag)) || {}, credential(req, url));
     let body = null;
     try { body = JSON.parse(bodyText); } catch { /* recorded as text */ }
     const record = {
@@ -55,6 +101,11 @@ export function startMockUpstream({ port = 0, host = '127.0.0.1' } = {}) {
     });
     res.on('finish', () => { record.finishedAt = Date.now(); });
 
+    const modelsRedirect = modelsRedirects.get(credential(req, url)) || modelsRedirects.get('*');
+    if ((url.pathname === '/v1/models' || url.pathname === '/v1beta/models') && req.method === 'GET' && modelsRedirect
+        && (!modelsRedirect.path || modelsRedirect.path === url.pathname)) {
+      return sendRedirect(res, modelsRedirect);
+    }
     if (url.pathname === '/v1/models' && req.method === 'GET') {
       if (badKey(bearer(req))) return openaiBadKey(res);
       return sendJson(res, 200, { object: 'list', data: [{ id: 'gpt-mock-1', object: 'model', created: 1, owned_by: 'mock' }, { id: 'gpt-mock-2', object: 'model', created: 1, owned_by: 'mock' }] });
@@ -79,13 +130,14 @@ export function startMockUpstream({ port = 0, host = '127.0.0.1' } = {}) {
     if (scenario.delay_ms) await sleep(scenario.delay_ms, res);
     if (res.destroyed) return;
     if (scenario.reset) return req.socket.destroy();
+    if (scenario.redirect) return sendRedirect(res, scenario.redirect);
     if (scenario.status) {
-      res.writeHead(scenario.status, { 'content-type': scenario.error_content_type || 'application/json', 'x-request-id': 'req_mock_error' });
+      res.writeHead(scenario.status, { 'content-type': scenario.error_content_type || 'application/json', 'x-request-id': 'req_mock_error', ...(scenario.error_headers || {}) });
       return res.end(scenario.error_body ?? JSON.stringify({ error: { message: `mock error ${scenario.status}`, type: 'server_error', param: null, code: 'mock_error' } }));
     }
     if (scenario.malformed) {
       res.writeHead(200, { 'content-type': 'application/json' });
-      return res.end('<html>this is not json</html>');
+      return res.end(malformedBody(scenario));
     }
     const answer = buildAnswer(body, scenario);
     if ((body?.stream || scenario.always_stream) && !scenario.ignore_stream) return streamAnswer(res, record, answer, body, scenario);
@@ -107,10 +159,10 @@ export function startMockUpstream({ port = 0, host = '127.0.0.1' } = {}) {
 }
 
 function buildAnswer(body, scenario) {
-  const message = { role: 'assistant', content: scenario.tool_calls ? (scenario.content ?? null) : (scenario.content ?? DEFAULT_CONTENT) };
+  const message = { role: 'assistant', content: scenario.tool_calls ? (scenario.content ?? null) : contentFor(scenario) };
   if (scenario.reasoning_content) message.reasoning_content = scenario.reasoning_content;
   if (scenario.tool_calls) message.tool_calls = scenario.tool_calls;
-  const completionTokens = [...(message.content || '')].length;
+  const completionTokens = scenario.huge_content_bytes ? Math.ceil(scenario.huge_content_bytes / 6) : [...(message.content || '')].length;
   return {
     id: 'chatcmpl-mock123',
     object: 'chat.completion',
@@ -127,10 +179,8 @@ async function streamAnswer(res, record, answer, body, scenario) {
   const base = { id: answer.id, object: 'chat.completion.chunk', created: answer.created, model: answer.model, system_fingerprint: 'fp_mock' };
   const msg = answer.choices[0].message;
   const events = [{ ...base, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }] }];
-  const size = scenario.chunk_chars || 5;
-  const chars = [...(msg.content || '')];
-  for (let i = 0; i < chars.length; i += size) {
-    events.push({ ...base, choices: [{ index: 0, delta: { content: chars.slice(i, i + size).join('') }, finish_reason: null }] });
+  for (const text of contentPieces(msg.content, scenario, 5)) {
+    events.push({ ...base, choices: [{ index: 0, delta: { content: text }, finish_reason: null }] });
   }
   (msg.tool_calls || []).forEach((call, index) => {
     events.push({ ...base, choices: [{ index: 0, delta: { tool_calls: [{ index, id: call.id, type: 'function', function: { name: call.function.name, arguments: '' } }] }, finish_reason: null }] });
@@ -138,6 +188,8 @@ async function streamAnswer(res, record, answer, body, scenario) {
   });
   events.push({ ...base, choices: [{ index: 0, delta: {}, finish_reason: answer.choices[0].finish_reason }] });
   if (body.stream_options?.include_usage) events.push({ ...base, choices: [], usage: answer.usage });
+  // The error event takes the place of the third content-or-later event (before the finish).
+  const errorAt = Math.min(3, events.length - 1);
   for (const event of events) {
     if (res.destroyed) return;
     if (scenario.cut_after !== undefined && record.eventsSent >= scenario.cut_after) {
@@ -146,7 +198,11 @@ async function streamAnswer(res, record, answer, body, scenario) {
       await sleep(20, res);
       return res.socket?.destroy();
     }
-    res.write(`data: ${JSON.stringify(event)}\n\n`);
+    if (scenario.stream_error_event !== undefined && record.eventsSent === errorAt) {
+      const error = { error: { message: scenario.stream_error_event, type: 'server_error', param: null, code: null } };
+      return res.end(`data: ${JSON.stringify(error)}\n\n`);
+    }
+    await write(res, `data: ${JSON.stringify(event)}\n\n`);
     record.eventsSent++;
     if (scenario.chunk_delay_ms) await sleep(scenario.chunk_delay_ms, res);
   }
@@ -173,29 +229,32 @@ async function preamble(res, scenario, refuse) {
   if (scenario.delay_ms) await sleep(scenario.delay_ms, res);
   if (res.destroyed) return true;
   if (scenario.reset) { res.socket.destroy(); return true; }
+  if (scenario.redirect) { sendRedirect(res, scenario.redirect); return true; }
   if (scenario.status) {
-    res.writeHead(scenario.status, { 'content-type': scenario.error_content_type || 'application/json' });
+    res.writeHead(scenario.status, { 'content-type': scenario.error_content_type || 'application/json', ...(scenario.error_headers || {}) });
     res.end(scenario.error_body ?? '{}');
     return true;
   }
   if (scenario.malformed) {
     res.writeHead(200, { 'content-type': 'application/json' });
-    res.end('<html>this is not json</html>');
+    res.end(malformedBody(scenario));
     return true;
   }
   return false;
 }
 
-async function writeEvents(res, record, scenario, frames) {
+async function writeEvents(res, record, scenario, frames, errorFrame) {
   res.writeHead(200, { 'content-type': 'text/event-stream' });
+  const errorAt = Math.min(2, frames.length - 1);
   for (const frame of frames) {
     if (res.destroyed) return;
+    if (errorFrame && record.eventsSent === errorAt) return res.end(errorFrame);
     if (scenario.cut_after !== undefined && record.eventsSent >= scenario.cut_after) {
       res.write('data: {"candidates":[{"conte');
       await sleep(20, res);
       return res.socket?.destroy();
     }
-    res.write(frame);
+    await write(res, frame);
     record.eventsSent++;
     if (scenario.chunk_delay_ms) await sleep(scenario.chunk_delay_ms, res);
   }
@@ -211,7 +270,7 @@ async function handleGemini(req, res, record, scenario, body, model, stream) {
   if (scenario.blocked) {
     return sendJson(res, 200, { promptFeedback: { blockReason: scenario.blocked }, usageMetadata });
   }
-  const content = scenario.tool_calls ? (scenario.content ?? '') : (scenario.content ?? DEFAULT_CONTENT);
+  const content = scenario.tool_calls ? (scenario.content ?? '') : contentFor(scenario);
   const callParts = (scenario.tool_calls || []).map((c) => ({ functionCall: { name: c.function.name, args: JSON.parse(c.function.arguments) } }));
   const thought = scenario.reasoning_content ? [{ text: scenario.reasoning_content, thought: true }] : [];
   const finishReason = scenario.finish_reason || 'STOP';
@@ -221,9 +280,12 @@ async function handleGemini(req, res, record, scenario, body, model, stream) {
   }
   const events = [];
   if (thought.length) events.push({ candidates: [{ content: { role: 'model', parts: thought }, index: 0 }] });
-  for (const text of pieces(content, scenario.chunk_chars || 6)) events.push({ candidates: [{ content: { role: 'model', parts: [{ text }] }, index: 0 }] });
+  for (const text of contentPieces(content, scenario, 6)) events.push({ candidates: [{ content: { role: 'model', parts: [{ text }] }, index: 0 }] });
   events.push({ candidates: [{ content: { role: 'model', parts: callParts.length ? callParts : [{ text: '' }] }, finishReason, index: 0 }], usageMetadata, modelVersion: model, responseId: 'gemini-resp-1' });
-  return writeEvents(res, record, scenario, events.map((e) => `data: ${JSON.stringify(e)}\r\n\r\n`));
+  const errorFrame = scenario.stream_error_event !== undefined
+    ? `data: ${JSON.stringify({ error: { code: 500, message: scenario.stream_error_event, status: 'INTERNAL' } })}\r\n\r\n`
+    : null;
+  return writeEvents(res, record, scenario, events.map((e) => `data: ${JSON.stringify(e)}\r\n\r\n`), errorFrame);
 }
 
 async function handleDashScope(req, res, record, scenario, body) {
@@ -235,7 +297,7 @@ async function handleDashScope(req, res, record, scenario, body) {
   const multimodal = record.path.includes('multimodal');
   const usage = scenario.usage || { input_tokens: 9, output_tokens: 14, total_tokens: 23 };
   const requestId = 'ds-req-1';
-  const content = scenario.tool_calls ? (scenario.content ?? '') : (scenario.content ?? DEFAULT_CONTENT);
+  const content = scenario.tool_calls ? (scenario.content ?? '') : contentFor(scenario);
   const wrap = (text) => (multimodal ? [{ text }] : text);
   const finish = scenario.finish_reason || (scenario.tool_calls ? 'tool_calls' : 'stop');
   if (req.headers['x-dashscope-sse'] !== 'enable') {
@@ -251,14 +313,75 @@ async function handleDashScope(req, res, record, scenario, body) {
   }
   const events = [];
   if (scenario.reasoning_content) events.push({ message: { role: 'assistant', content: wrap(''), reasoning_content: scenario.reasoning_content }, finish_reason: 'null' });
-  for (const text of pieces(content, scenario.chunk_chars || 4)) events.push({ message: { role: 'assistant', content: wrap(text) }, finish_reason: 'null' });
+  for (const text of contentPieces(content, scenario, 4)) events.push({ message: { role: 'assistant', content: wrap(text) }, finish_reason: 'null' });
   (scenario.tool_calls || []).forEach((c, index) => {
     events.push({ message: { role: 'assistant', content: wrap(''), tool_calls: [{ index, id: c.id, type: 'function', function: { name: c.function.name, arguments: '' } }] }, finish_reason: 'null' });
     events.push({ message: { role: 'assistant', content: wrap(''), tool_calls: [{ index, id: '', type: 'function', function: { arguments: c.function.arguments } }] }, finish_reason: 'null' });
   });
   events.push({ message: { role: 'assistant', content: wrap('') }, finish_reason: finish });
   const frames = events.map((choice, i) => `id:${i + 1}\nevent:result\n:HTTP_STATUS/200\ndata:${JSON.stringify({ output: { choices: [choice] }, usage, request_id: requestId })}\n\n`);
-  return writeEvents(res, record, scenario, frames);
+  const errorFrame = scenario.stream_error_event !== undefined
+    ? `id:${frames.length + 1}\nevent:error\n:HTTP_STATUS/500\ndata:${JSON.stringify({ code: 'InternalError', message: scenario.stream_error_event, request_id: requestId })}\n\n`
+    : null;
+  return writeEvents(res, record, scenario, frames, errorFrame);
+}
+
+/** The credential a request carries: Bearer token, else x-goog-api-key, else `key` query param. */
+function credential(req, url) {
+  return bearer(req) || req.headers['x-goog-api-key'] || url.searchParams.get('key') || '';
+}
+
+/** With echo_key, the scenario's texts with {{KEY}} / {{KEY_URL}} replaced by the received key. */
+function echoKey(scenario, key) {
+  if (!scenario.echo_key) return scenario;
+  const fill = (v) => (typeof v === 'string'
+    ? v.replaceAll('{{KEY_URL}}', encodeURIComponent(key)).replaceAll('{{KEY}}', key)
+    : v);
+  const out = { ...scenario, key };
+  for (const field of ['content', 'reasoning_content', 'error_body', 'stream_error', 'stream_error_event']) {
+    if (field in out) out[field] = fill(out[field]);
+  }
+  return out;
+}
+
+function malformedBody(scenario) {
+  return scenario.echo_key
+    ? `<html>upstream proxy error for key ${scenario.key} (${encodeURIComponent(scenario.key)})</html>`
+    : '<html>this is not json</html>';
+}
+
+/** Exactly `bytes` bytes of ASCII words. */
+export function hugeText(bytes) {
+  const unit = 'lorem ipsum ';
+  return unit.repeat(Math.ceil(bytes / unit.length)).slice(0, bytes);
+}
+
+function contentFor(scenario) {
+  if (scenario.huge_content_bytes) return hugeText(scenario.huge_content_bytes);
+  return scenario.content ?? DEFAULT_CONTENT;
+}
+
+/** Stream pieces of the content: 64 KiB slices of a huge (ASCII) answer, else chunk_chars code points. */
+function contentPieces(content, scenario, defaultSize) {
+  if (!scenario.huge_content_bytes) return pieces(content, scenario.chunk_chars || defaultSize);
+  const out = [];
+  for (let i = 0; i < content.length; i += 65536) out.push(content.slice(i, i + 65536));
+  return out;
+}
+
+function sendRedirect(res, { status = 302, location }) {
+  res.writeHead(status, { location, 'content-type': 'text/plain' });
+  res.end(`Redirecting to ${location}`);
+}
+
+/** Writes, waiting for the socket to drain (or close) when its buffer is full. */
+function write(res, chunk) {
+  if (res.write(chunk)) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => { res.off('drain', done); res.off('close', done); resolve(); };
+    res.on('drain', done);
+    res.on('close', done);
+  });
 }
 
 function sendJson(res, status, value) {
