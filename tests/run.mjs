@@ -14,6 +14,9 @@ const stateDir = path.join(root, '.wrangler', 'test');
 const artifacts = path.join(root, 'test-artifacts');
 fs.mkdirSync(stateDir, { recursive: true });
 fs.mkdirSync(artifacts, { recursive: true });
+for (const f of fs.readdirSync(artifacts)) {
+  if (/^wrangler-.*\.failed-start\.log$/.test(f)) fs.rmSync(path.join(artifacts, f));
+}
 
 /** The gateway configurations under test; each becomes one `wrangler dev`. */
 function instances(mockUrl, frontendPort) {
@@ -148,7 +151,7 @@ async function waitForHealth(url, child, logFile, timeoutMs = 180_000) {
   throw new Error(`wrangler dev at ${url} did not become healthy; see ${logFile}:\n${fs.readFileSync(logFile, 'utf8').slice(-3000)}`);
 }
 
-async function startWorker(name, vars) {
+async function startWorker(name, vars, retried = false) {
   const port = await freePort();
   const inspectorPort = await freePort();
   const envFile = path.join(stateDir, `${name}.env`);
@@ -166,7 +169,19 @@ async function startWorker(name, vars) {
     env: { ...process.env, GATEWAY_SKIP_BUILD: '1', WRANGLER_SEND_METRICS: 'false', NO_COLOR: '1' },
   });
   const url = `http://127.0.0.1:${port}`;
-  return { name, url, child, logFile, ready: waitForHealth(url, child, logFile) };
+  const worker = { name, url, child, logFile };
+  worker.ready = waitForHealth(url, child, logFile).catch(async (error) => {
+    // A port picked free can be taken by the time workerd binds it (wrangler restarts the
+    // runtime once after its custom build, and eight instances pick ports at once): start
+    // this instance again on fresh ports, once.
+    if (retried || !/Address already in use/.test(fs.readFileSync(logFile, 'utf8'))) throw error;
+    stop(child);
+    fs.copyFileSync(logFile, logFile.replace(/\.log$/, '.failed-start.log'));
+    const again = await startWorker(name, vars, true);
+    await again.ready;
+    Object.assign(worker, { url: again.url, child: again.child });
+  });
+  return worker;
 }
 
 /** Applies the D1 migrations to an instance's local state, before it starts. */
