@@ -278,6 +278,8 @@ async fn chat(
             r.stream = request.stream;
         });
     }
+    // Whitespace or control characters are refused before routing looks at the id.
+    crate::providers::validate_body_model(&request.model)?;
     let (settings, upstream_model) = config.route_model(&request.model)?;
     // A model id goes into upstream URLs and bodies: anything odd stops here.
     settings.provider().validate_model(upstream_model)?;
