@@ -80,22 +80,36 @@ impl Relay {
                         out.extend_from_slice(&sse::done());
                         continue;
                     }
-                    self.observe(&data);
+                    let upstream_error = self.observe(&data);
                     out.extend_from_slice(&sse::encode::event(
                         event.as_deref(),
                         id.as_deref(),
                         &data,
                     ));
+                    if let Some(message) = upstream_error {
+                        // The upstream's own error event ends the stream: one error, then [DONE].
+                        self.error = Some(message);
+                        self.done = true;
+                        out.extend_from_slice(&sse::done());
+                    }
                 }
             }
         }
         out
     }
 
-    fn observe(&mut self, data: &str) {
+    /// Notes content and usage; returns the message when the event is an error object.
+    fn observe(&mut self, data: &str) -> Option<String> {
         let Ok(chunk) = serde_json::from_str::<Value>(data) else {
-            return;
+            return None;
         };
+        if let Some(error) = chunk.get("error").filter(|e| e.is_object()) {
+            let message = error
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("the upstream sent an error event");
+            return Some(format!("upstream error event: {message}"));
+        }
         if let Some(text) = chunk
             .pointer("/choices/0/delta/content")
             .and_then(Value::as_str)
@@ -105,6 +119,7 @@ impl Relay {
         if let Some(usage) = chunk.get("usage").filter(|u| u.is_object()) {
             self.usage = Some(usage.clone());
         }
+        None
     }
 }
 
@@ -150,6 +165,20 @@ mod tests {
         let mut relay = Relay::new();
         relay.push(b"data: {\"choices\":[]}\n\ndata: [DONE]");
         assert_eq!(relay.finish(None), b"data: [DONE]\n\n");
+    }
+
+    #[test]
+    fn an_upstream_error_event_ends_the_stream_once() {
+        let mut relay = Relay::new();
+        let out = relay.push(b"data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\ndata: {\"error\":{\"message\":\"boom\"}}\n\n");
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.ends_with("data: {\"error\":{\"message\":\"boom\"}}\n\ndata: [DONE]\n\n"),
+            "{text}"
+        );
+        assert!(relay.is_done());
+        assert!(relay.finish(None).is_empty(), "no second error event");
+        assert!(relay.error.as_deref().unwrap().contains("boom"));
     }
 
     #[test]

@@ -2,7 +2,8 @@
 // local workerd past a fixed bound, and the stream must end with [DONE]. Before the lazy
 // replay this aborted the isolate (Rust OOM) and grew workerd to several GB.
 //
-// The bound: MEMORY_BOUND_MIB of resident memory above the instance's warmed-up baseline,
+// The bound: MEMORY_BOUND_MIB of resident memory above the instance's resident memory right
+// before each answer (after a warm-up call),
 // summed over every workerd process of the instance. Measured on the test machine
 // (wrangler 4.86): a plain passthrough of the same 20 MiB answer, which holds nothing in the
 // Worker, already grows workerd by ~270 MiB (the runtime's and wrangler's own stream buffers
@@ -111,9 +112,10 @@ test('a 20 MiB answer is fake-streamed and translated within a bounded workerd m
   // Warm up: the first call compiles the Worker and allocates its steady state.
   const warm = await scenario({ content: 'warm up' });
   await streamWhileSampling('gpt-memory', warm, pids);
-  const baseline = rssMib(pids);
-
   for (const model of ['gpt-memory', 'gemini-memory']) {
+    // Measured before each answer: memory the runtime kept from the previous one (RSS does
+    // not shrink after a collection) is reused, not grown again.
+    const baseline = rssMib(pids);
     const tag = await scenario({ huge_content_bytes: ANSWER_BYTES });
     const { peak, contentBytes, last, errors } = await streamWhileSampling(model, tag, pids);
     t.diagnostic(`${model}: baseline ${baseline.toFixed(0)} MiB, peak ${peak.toFixed(0)} MiB`);

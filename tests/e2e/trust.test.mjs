@@ -105,6 +105,7 @@ test('scrubbing: keys echoed by the upstream never reach the client nor the requ
     assert.match(contentOf(data.slice(0, -2)), /Your key is \*\*\*/, `${model}: the content arrived, scrubbed`);
     lastError(data, `${model} stream`);
     const errors = data.slice(0, -1).map((d) => JSON.parse(d.text).error).filter(Boolean);
+    assert.equal(errors.length, 1, `${model}: exactly one error event: ${JSON.stringify(errors)}`);
     assert.ok(errors.some((e) => /upstream failed for key \*\*\*/.test(e.message)),
       `${model}: the upstream's error event is relayed, scrubbed: ${JSON.stringify(errors)}`);
     assert.equal((await received(tag)).length, 1);
