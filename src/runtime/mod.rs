@@ -36,13 +36,14 @@ fn start() {
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
-    let config = Config::from_lookup(|name| env.var(name).ok().map(|v| v.to_string()));
+    let config = isolate_config(&env);
+    let config: &Result<Config, GatewayError> = &config;
     let origin = header(&req, "Origin");
     let requested_headers = header(&req, "Access-Control-Request-Headers");
     let request_id = new_request_id();
     let scrubber = Rc::new(request_scrubber(&req, config.as_ref().ok()));
     let route = route(req.method().as_ref(), &req.path());
-    let tap = match (&route, &config) {
+    let tap = match (&route, config) {
         (Ok(Route::Chat), Ok(config)) if config.log.enabled => {
             start_log(&req, &env, &ctx, config, &request_id, &scrubber)
         }
@@ -51,7 +52,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
 
     let call = Call {
         env: &env,
-        config: &config,
+        config,
         request_id: &request_id,
         tap: tap.as_ref(),
         scrubber: &scrubber,
@@ -100,6 +101,24 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
         // A streaming response holds its own tap; the record is written when it ends.
     }
     Ok(response)
+}
+
+thread_local! {
+    /// The settings, parsed and validated once per isolate: vars and secrets cannot change
+    /// while an isolate lives (a new deployment or secret starts new isolates).
+    static CONFIG: std::cell::OnceCell<Rc<Result<Config, GatewayError>>> =
+        const { std::cell::OnceCell::new() };
+}
+
+fn isolate_config(env: &Env) -> Rc<Result<Config, GatewayError>> {
+    CONFIG.with(|cell| {
+        cell.get_or_init(|| {
+            Rc::new(Config::from_lookup(|name| {
+                env.var(name).ok().map(|v| v.to_string())
+            }))
+        })
+        .clone()
+    })
 }
 
 /// What one request's handlers share.
