@@ -60,25 +60,24 @@ struct AbortOnDrop {
 }
 
 impl AbortOnDrop {
-    fn new(client_signal: Option<&web_sys::AbortSignal>) -> Result<AbortOnDrop, GatewayError> {
+    /// An armed guard and the signal to fetch with.
+    fn new(
+        client_signal: Option<&web_sys::AbortSignal>,
+    ) -> Result<(AbortOnDrop, AbortSignal), GatewayError> {
         let controller = web_sys::AbortController::new()
             .map_err(|_| GatewayError::Internal("could not create an AbortController".into()))?;
+        let signal = AbortSignal::from(controller.signal());
         let client = client_signal.map(|signal| {
             let on_abort = controller.clone();
             let closure = Closure::<dyn FnMut()>::new(move || on_abort.abort());
             signal.set_onabort(Some(closure.as_ref().unchecked_ref()));
             (signal.clone(), closure)
         });
-        Ok(AbortOnDrop {
+        let guard = AbortOnDrop {
             controller: Some(controller),
             client,
-        })
-    }
-
-    fn signal(&self) -> Option<AbortSignal> {
-        self.controller
-            .as_ref()
-            .map(|c| AbortSignal::from(c.signal()))
+        };
+        Ok((guard, signal))
     }
 
     fn release_client(&mut self) {
@@ -623,10 +622,7 @@ async fn send_request(
     let js_request = Request::new_with_init(&request.url, &init).map_err(|_| {
         GatewayError::Config("a base URL setting gives an invalid upstream URL".into())
     })?;
-    let guard = AbortOnDrop::new(client_signal)?;
-    let signal = guard
-        .signal()
-        .ok_or_else(|| GatewayError::Internal("no abort signal".into()))?;
+    let (guard, signal) = AbortOnDrop::new(client_signal)?;
     let fetch = Fetch::Request(js_request);
     match within(timeout_ms, fetch.send_with_signal(&signal)).await {
         None => Err(GatewayError::UpstreamTimeout {
