@@ -1,11 +1,13 @@
 //! Who may call the gateway, and which key goes upstream.
 //!
 //! - `AUTH_TOKEN` set: clients must present it (`Authorization: Bearer`, or `X-Api-Key`);
-//!   the server key is used upstream.
-//! - `AUTH_TOKEN` unset, server key set: the server key is used.
-//! - Neither set (public-service mode): the client's own key is forwarded.
+//!   the upstream's key pool is used.
+//! - `AUTH_TOKEN` unset, the upstream has keys: its keys are used.
+//! - Neither (public-service mode): the client's own key is forwarded — never to an
+//!   upstream whose `keys` secret is named but unset.
 
 use crate::error::GatewayError;
+use crate::upstreams::Upstream;
 use sha2::{Digest, Sha256};
 
 /// The credential a client presented: `Authorization: Bearer X`, else `X-Api-Key: X`.
@@ -69,51 +71,45 @@ pub fn admin_enabled(admin_token: Option<&str>) -> Result<&str, GatewayError> {
     })
 }
 
-/// Names used in messages when no key is available for a call.
-#[derive(Debug, Clone, Copy)]
-pub struct KeyTarget<'a> {
-    pub provider: &'a str,
-    pub key_var: &'a str,
-    pub model: &'a str,
-}
-
-impl KeyTarget<'_> {
-    fn missing_server_key(&self) -> GatewayError {
-        GatewayError::Unauthorized {
+/// Whether a call to `upstream`, which has no pooled keys, may use the client's own key
+/// (public mode), or the 401 that names what to set. The access token is checked before.
+pub fn client_key_allowed(
+    auth_token: Option<&str>,
+    upstream: &Upstream,
+    presented: Option<&str>,
+    model: &str,
+) -> Result<(), GatewayError> {
+    let name = &upstream.name;
+    if upstream.keys_required {
+        let secret = upstream.keys_secret.as_deref().unwrap_or("its keys");
+        return Err(GatewayError::Unauthorized {
             message: format!(
-                "No API key is configured for provider `{}`, which serves model `{}` (set the {} secret)",
-                self.provider, self.model, self.key_var
+                "Upstream `{name}`, which serves model `{model}`, has no keys: the secret `{secret}` named by its `keys` is not set"
             ),
             code: "missing_server_key",
-        }
+        });
     }
-}
-
-/// Decides the upstream key for a request, or refuses it.
-pub fn upstream_key(
-    auth_token: Option<&str>,
-    server_key: Option<&str>,
-    presented: Option<&str>,
-    target: KeyTarget,
-) -> Result<String, GatewayError> {
     if auth_token.is_some() {
-        check_access(auth_token, presented)?;
-        return server_key
-            .map(str::to_string)
-            .ok_or_else(|| target.missing_server_key());
-    }
-    if let Some(key) = server_key {
-        return Ok(key.to_string());
-    }
-    presented
-        .map(str::to_string)
-        .ok_or_else(|| GatewayError::Unauthorized {
+        let set = match &upstream.keys_secret {
+            Some(secret) => format!("set the {secret} secret"),
+            None => "give it a `keys` secret in UPSTREAMS".to_string(),
+        };
+        return Err(GatewayError::Unauthorized {
             message: format!(
-                "Missing API key: send your `{}` key for model `{}` as `Authorization: Bearer <key>`",
-                target.provider, target.model
+                "No API key is configured for upstream `{name}`, which serves model `{model}` ({set})"
+            ),
+            code: "missing_server_key",
+        });
+    }
+    match presented {
+        Some(_) => Ok(()),
+        None => Err(GatewayError::Unauthorized {
+            message: format!(
+                "Missing API key: send your `{name}` key for model `{model}` as `Authorization: Bearer <key>`"
             ),
             code: "missing_api_key",
-        })
+        }),
+    }
 }
 
 /// Compares without an early exit, so the time taken does not reveal how much matched.
@@ -157,53 +153,42 @@ mod tests {
         assert_eq!(client_credential(Some("Bearer "), None), None);
     }
 
-    const T: KeyTarget = KeyTarget {
-        provider: "openai",
-        key_var: "OPENAI_API_KEY",
-        model: "gpt-x",
-    };
+    fn upstream(keys_secret: Option<&str>, keys_required: bool) -> Upstream {
+        let mut problems = Vec::new();
+        let mut u = crate::upstreams::legacy_upstreams(&|_| None, &mut problems).remove(2);
+        u.keys_secret = keys_secret.map(str::to_string);
+        u.keys_required = keys_required;
+        u
+    }
 
     #[test]
-    fn token_mode() {
-        assert_eq!(
-            upstream_key(Some("t"), Some("server"), Some("t"), T).unwrap(),
-            "server"
-        );
-        let missing = upstream_key(Some("t"), Some("server"), None, T).unwrap_err();
+    fn client_keys_only_in_public_mode() {
+        let legacy = upstream(Some("OPENAI_API_KEY"), false);
+        assert!(client_key_allowed(None, &legacy, Some("sk-client"), "gpt-x").is_ok());
+        let none = client_key_allowed(None, &legacy, None, "gpt-x").unwrap_err();
+        assert_eq!(none.to_body()["error"]["code"], "missing_api_key");
+        let token = client_key_allowed(Some("t"), &legacy, Some("t"), "gpt-x").unwrap_err();
+        assert_eq!(token.status(), 401);
+        assert_eq!(token.to_body()["error"]["code"], "missing_server_key");
+        assert!(token.to_string().contains("OPENAI_API_KEY"));
+        // `keys` names a secret that is unset: never the client's key, the secret is named.
+        let unset = upstream(Some("DEEPSEEK_KEYS"), true);
+        let err = client_key_allowed(None, &unset, Some("sk-client"), "m").unwrap_err();
+        assert_eq!(err.to_body()["error"]["code"], "missing_server_key");
+        assert!(err.to_string().contains("DEEPSEEK_KEYS"));
+        assert!(!err.to_body().to_string().contains("sk-client"));
+    }
+
+    #[test]
+    fn token_check() {
+        assert!(check_access(Some("t"), Some("t")).is_ok());
+        assert!(check_access(None, None).is_ok());
+        let missing = check_access(Some("t"), None).unwrap_err();
         assert_eq!(missing.status(), 401);
-        let wrong = upstream_key(Some("t"), Some("server"), Some("x"), T).unwrap_err();
+        let wrong = check_access(Some("secret-token"), Some("sk-guess")).unwrap_err();
         assert_eq!(wrong.to_body()["error"]["code"], "invalid_api_key");
-        let no_server_key = upstream_key(Some("t"), None, Some("t"), T).unwrap_err();
-        assert_eq!(no_server_key.status(), 401);
-        assert_eq!(
-            no_server_key.to_body()["error"]["code"],
-            "missing_server_key"
-        );
-    }
-
-    #[test]
-    fn server_key_mode_and_public_mode() {
-        assert_eq!(
-            upstream_key(None, Some("server"), Some("client"), T).unwrap(),
-            "server"
-        );
-        assert_eq!(
-            upstream_key(None, None, Some("client"), T).unwrap(),
-            "client"
-        );
-        assert_eq!(upstream_key(None, None, None, T).unwrap_err().status(), 401);
-    }
-
-    #[test]
-    fn errors_never_contain_keys() {
-        let err =
-            upstream_key(Some("secret-token"), Some("sk-server"), Some("sk-guess"), T).unwrap_err();
-        let text = err.to_body().to_string();
-        assert!(
-            !text.contains("secret-token")
-                && !text.contains("sk-server")
-                && !text.contains("sk-guess")
-        );
+        let text = wrong.to_body().to_string();
+        assert!(!text.contains("secret-token") && !text.contains("sk-guess"));
     }
 
     #[test]

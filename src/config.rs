@@ -1,10 +1,10 @@
 //! Settings from Worker vars and secrets, parsed and validated in one place.
 //! `Config::from_lookup` takes any `name -> value` function so it is tested natively.
 
+use crate::adapters::ProviderOptions;
 use crate::error::GatewayError;
-use crate::providers::{
-    provider_by_id, strip_base_suffixes, Provider, ProviderOptions, ProviderSpec, PROVIDERS,
-};
+pub use crate::upstreams::{glob_match, normalize_base_url, split_list, FakeStreamMode};
+use crate::upstreams::{legacy_upstreams, parse_routes, parse_upstreams, ModelRoute, Upstream};
 
 pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 3000;
 pub const DEFAULT_UPSTREAM_TIMEOUT_MS: u64 = 300_000;
@@ -12,49 +12,6 @@ pub const DEFAULT_MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
 /// The largest upstream answer the gateway reads; an isolate has 128 MB in all.
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
 pub const DEFAULT_FAKE_STREAM_CHUNK_CHARS: usize = 12;
-
-/// When a `stream: true` request is served by a non-streaming upstream call.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FakeStreamMode {
-    Off,
-    Always,
-    /// Model patterns (`*` matches any run of characters), compared case-insensitively.
-    Models(Vec<String>),
-}
-
-impl FakeStreamMode {
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        let trimmed = raw.trim();
-        match trimmed.to_ascii_lowercase().as_str() {
-            "off" | "false" | "no" | "0" | "none" => return Ok(FakeStreamMode::Off),
-            "always" | "on" | "true" | "yes" | "1" | "*" => return Ok(FakeStreamMode::Always),
-            _ => {}
-        }
-        let patterns: Vec<String> = split_list(trimmed);
-        if patterns.is_empty() {
-            return Err(
-                "expected `off`, `always`, or a comma-separated list of model patterns".into(),
-            );
-        }
-        Ok(FakeStreamMode::Models(patterns))
-    }
-
-    pub fn applies_to(&self, model: &str) -> bool {
-        match self {
-            FakeStreamMode::Off => false,
-            FakeStreamMode::Always => true,
-            FakeStreamMode::Models(patterns) => patterns.iter().any(|p| glob_match(p, model)),
-        }
-    }
-
-    pub fn describe(&self) -> String {
-        match self {
-            FakeStreamMode::Off => "off".into(),
-            FakeStreamMode::Always => "always".into(),
-            FakeStreamMode::Models(patterns) => patterns.join(","),
-        }
-    }
-}
 
 /// Which browser origins may call the gateway.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,33 +54,17 @@ impl AllowedOrigins {
     }
 }
 
-/// One provider's settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProviderSettings {
-    pub spec: &'static ProviderSpec,
-    /// Base URL without a trailing slash or version suffix.
-    pub base_url: String,
-    /// Server-side key (`<PREFIX>_API_KEY` secret).
-    pub api_key: Option<String>,
-    /// Models listed by `/v1/models` even when the upstream has no list.
-    pub models: Vec<String>,
-    /// Which model names this provider serves.
-    pub patterns: Vec<String>,
-}
-
-impl ProviderSettings {
-    pub fn provider(&self) -> &'static dyn Provider {
-        // Settings are only ever built from PROVIDERS, so the id is always found.
-        provider_by_id(self.spec.id).unwrap_or(PROVIDERS[PROVIDERS.len() - 1])
-    }
-
-    pub fn serves(&self, model: &str) -> bool {
-        self.patterns.iter().any(|p| glob_match(p, model))
-    }
-
-    pub fn key_var(&self) -> String {
-        format!("{}_API_KEY", self.spec.env_prefix)
-    }
+/// How hard a call tries before the client gets its error (see `crate::router`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetrySettings {
+    /// `MAX_ATTEMPTS` (default 3): upstream requests per call, over keys and targets.
+    pub max_attempts: u32,
+    /// `KEY_COOLDOWN_MS` (default 60000): a 429 without `retry-after` rests its key this long.
+    pub key_cooldown_ms: u64,
+    /// `KEY_DISABLE_MS` (default 600000): a key answered with 401/403 is skipped this long.
+    pub key_disable_ms: u64,
+    /// `RETRY_MAX_WAIT_MS` (default 10000): the longest wait before retrying the same key.
+    pub retry_max_wait_ms: u64,
 }
 
 /// The request log (D1 binding `DB`).
@@ -144,8 +85,12 @@ pub struct LogSettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub log: LogSettings,
-    /// In routing priority order, as in `PROVIDERS`.
-    pub providers: Vec<ProviderSettings>,
+    /// In routing priority order: the first whose patterns match a model serves it.
+    pub upstreams: Vec<Upstream>,
+    pub routes: Vec<ModelRoute>,
+    pub retry: RetrySettings,
+    /// Whether the upstreams come from `UPSTREAMS` (else from the legacy variables).
+    pub upstreams_configured: bool,
     pub provider_options: ProviderOptions,
     pub heartbeat_interval_ms: u64,
     pub fake_stream: FakeStreamMode,
@@ -170,32 +115,17 @@ impl Config {
         };
         let mut problems: Vec<String> = Vec::new();
 
-        let mut providers = Vec::with_capacity(PROVIDERS.len());
-        for provider in PROVIDERS {
-            let spec = provider.spec();
-            let base_url = match get(spec.base_url_var) {
-                None => spec.default_base_url.to_string(),
-                Some(raw) => match normalize_base_url(&raw) {
-                    Ok(url) => strip_base_suffixes(&url, spec.base_url_suffixes),
-                    Err(why) => {
-                        problems.push(format!("{}: {why}", spec.base_url_var));
-                        String::new()
-                    }
-                },
-            };
-            let list = |suffix: &str, default: &[&str]| {
-                get(&format!("{}_{suffix}", spec.env_prefix))
-                    .map(|raw| split_list(&raw))
-                    .unwrap_or_else(|| default.iter().map(|s| s.to_string()).collect())
-            };
-            providers.push(ProviderSettings {
-                spec,
-                base_url,
-                api_key: get(&format!("{}_API_KEY", spec.env_prefix)),
-                models: list("MODELS", spec.default_models),
-                patterns: list("MODEL_PATTERNS", spec.default_patterns),
-            });
-        }
+        let (upstreams, upstreams_configured) = match get("UPSTREAMS") {
+            Some(raw) => (
+                parse_upstreams(&raw, &|name| get(name), &mut problems),
+                true,
+            ),
+            None => (legacy_upstreams(&|name| get(name), &mut problems), false),
+        };
+        let routes = match get("ROUTES") {
+            Some(raw) => parse_routes(&raw, &upstreams, &mut problems),
+            None => Vec::new(),
+        };
 
         let mut number = |name: &str, default: u64, min: u64, max: u64| -> u64 {
             match get(name) {
@@ -242,6 +172,12 @@ impl Config {
             10_000,
         ) as usize;
         let fake_stream_chunk_delay_ms = number("FAKE_STREAM_CHUNK_DELAY_MS", 0, 0, 10_000);
+        let retry = RetrySettings {
+            max_attempts: number("MAX_ATTEMPTS", 3, 1, 10) as u32,
+            key_cooldown_ms: number("KEY_COOLDOWN_MS", 60_000, 0, 86_400_000),
+            key_disable_ms: number("KEY_DISABLE_MS", 600_000, 0, 86_400_000),
+            retry_max_wait_ms: number("RETRY_MAX_WAIT_MS", 10_000, 0, 600_000),
+        };
 
         let log_max_body_bytes = number("LOG_MAX_BODY_BYTES", 65_536, 256, 1_000_000) as usize;
         let max_rows = number("MAX_REQUESTS_HISTORY", 1000, 1, 1_000_000) as i64;
@@ -284,7 +220,10 @@ impl Config {
                 admin_token: get("ADMIN_TOKEN"),
                 ..log
             },
-            providers,
+            upstreams,
+            routes,
+            retry,
+            upstreams_configured,
             provider_options: ProviderOptions {
                 gemini_safety_threshold: get("GEMINI_SAFETY_THRESHOLD")
                     .unwrap_or_else(|| "auto".into()),
@@ -301,102 +240,18 @@ impl Config {
         })
     }
 
-    pub fn provider(&self, id: &str) -> Option<&ProviderSettings> {
-        self.providers.iter().find(|p| p.spec.id == id)
+    pub fn upstream(&self, name: &str) -> Option<&Upstream> {
+        self.upstreams.iter().find(|u| u.name == name)
     }
 
-    /// Which provider serves `model`, and the model name it knows: an explicit
-    /// `provider/model` prefix wins, else the first provider whose patterns match.
-    pub fn route_model<'a>(
-        &self,
-        model: &'a str,
-    ) -> Result<(&ProviderSettings, &'a str), GatewayError> {
-        if let Some((prefix, rest)) = model.split_once('/') {
-            if let Some(settings) = self
-                .providers
-                .iter()
-                .find(|p| p.spec.id.eq_ignore_ascii_case(prefix))
-            {
-                if rest.trim().is_empty() {
-                    return Err(GatewayError::InvalidRequest {
-                        message: format!("The model `{model}` names the provider but no model"),
-                        param: Some("model".into()),
-                        code: Some("model_not_found"),
-                    });
-                }
-                return Ok((settings, rest));
-            }
-        }
-        self.providers
+    /// Every configured key, for the scrubber.
+    pub fn secrets(&self) -> impl Iterator<Item = &str> {
+        self.upstreams
             .iter()
-            .find(|p| p.serves(model))
-            .map(|p| (p, model))
-            .ok_or_else(|| GatewayError::InvalidRequest {
-                message: format!(
-                    "The model `{model}` is not served by this gateway: no provider's model patterns match it (use a `provider/model` prefix or set <PROVIDER>_MODEL_PATTERNS)"
-                ),
-                param: Some("model".into()),
-                code: Some("model_not_found"),
-            })
+            .flat_map(|u| u.keys.iter().map(String::as_str))
+            .chain(self.auth_token.as_deref())
+            .chain(self.log.admin_token.as_deref())
     }
-}
-
-/// Checks a base URL and removes trailing slashes; each provider then removes the
-/// version suffixes users often include (`/v1`, `/v1beta`, `/api/v1`).
-pub fn normalize_base_url(raw: &str) -> Result<String, String> {
-    let lower = raw.to_ascii_lowercase();
-    if !(lower.starts_with("http://") || lower.starts_with("https://")) {
-        return Err(format!("`{raw}` must start with http:// or https://"));
-    }
-    if raw.contains(char::is_whitespace) || raw.contains('?') || raw.contains('#') {
-        return Err(format!(
-            "`{raw}` must be a plain base URL (no spaces, query or fragment)"
-        ));
-    }
-    let host_part = raw.split_once("://").map(|(_, rest)| rest).unwrap_or("");
-    if host_part.is_empty() || host_part.starts_with('/') {
-        return Err(format!("`{raw}` has no host"));
-    }
-    Ok(raw.trim_end_matches('/').to_string())
-}
-
-/// Splits a comma- (or whitespace-) separated list, dropping empty entries.
-pub fn split_list(raw: &str) -> Vec<String> {
-    raw.split(|c: char| c == ',' || c.is_whitespace())
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
-/// Case-insensitive glob match where `*` matches any run of characters (including none).
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let pattern: Vec<char> = pattern.to_lowercase().chars().collect();
-    let text: Vec<char> = text.to_lowercase().chars().collect();
-    // Iterative matcher with backtracking to the last star: linear in practice, no recursion.
-    let (mut p, mut t) = (0usize, 0usize);
-    let mut star: Option<usize> = None;
-    let mut star_text = 0usize;
-    while t < text.len() {
-        if p < pattern.len() && pattern[p] != '*' && pattern[p] == text[t] {
-            p += 1;
-            t += 1;
-        } else if p < pattern.len() && pattern[p] == '*' {
-            star = Some(p);
-            star_text = t;
-            p += 1;
-        } else if let Some(s) = star {
-            p = s + 1;
-            star_text += 1;
-            t = star_text;
-        } else {
-            return false;
-        }
-    }
-    while p < pattern.len() && pattern[p] == '*' {
-        p += 1;
-    }
-    p == pattern.len()
 }
 
 #[cfg(test)]
@@ -416,59 +271,89 @@ mod tests {
     fn defaults() {
         let c = config(&[]).unwrap();
         assert_eq!(
-            c.provider("openai").unwrap().base_url,
-            "https://api.openai.com"
+            c.upstream("openai").unwrap().base_url,
+            "https://api.openai.com/v1"
         );
         assert_eq!(
-            c.provider("gemini").unwrap().base_url,
+            c.upstream("gemini").unwrap().base_url,
             "https://generativelanguage.googleapis.com"
         );
         assert_eq!(
-            c.provider("dashscope").unwrap().base_url,
+            c.upstream("dashscope").unwrap().base_url,
             "https://dashscope.aliyuncs.com"
+        );
+        assert!(!c.upstreams_configured && c.routes.is_empty());
+        assert_eq!(
+            c.retry,
+            RetrySettings {
+                max_attempts: 3,
+                key_cooldown_ms: 60_000,
+                key_disable_ms: 600_000,
+                retry_max_wait_ms: 10_000
+            }
         );
         assert_eq!(c.heartbeat_interval_ms, 3000);
         assert_eq!(c.fake_stream, FakeStreamMode::Always);
         assert_eq!(c.allowed_origins, AllowedOrigins::Any);
         assert_eq!(c.auth_token, None);
-        assert!(c.providers.iter().all(|p| p.api_key.is_none()));
+        assert!(c.upstreams.iter().all(|u| u.keys.is_empty()));
     }
 
     #[test]
     fn empty_values_count_as_unset() {
         let c = config(&[("OPENAI_API_KEY", "  "), ("AUTH_TOKEN", "")]).unwrap();
-        assert_eq!(c.provider("openai").unwrap().api_key, None);
+        assert!(c.upstream("openai").unwrap().keys.is_empty());
         assert_eq!(c.auth_token, None);
     }
 
     #[test]
     fn base_url_forms() {
         for (raw, want) in [
-            ("https://api.example.com", "https://api.example.com"),
-            ("https://api.example.com/", "https://api.example.com"),
-            ("https://api.example.com/v1", "https://api.example.com"),
-            ("https://api.example.com/v1/", "https://api.example.com"),
+            ("https://api.example.com", "https://api.example.com/v1"),
+            ("https://api.example.com/", "https://api.example.com/v1"),
+            ("https://api.example.com/v1", "https://api.example.com/v1"),
+            ("https://api.example.com/v1/", "https://api.example.com/v1"),
             (
                 "http://127.0.0.1:9000/openai/v1",
-                "http://127.0.0.1:9000/openai",
+                "http://127.0.0.1:9000/openai/v1",
             ),
         ] {
             let c = config(&[("SOURCE_API_URL", raw)]).unwrap();
-            assert_eq!(c.provider("openai").unwrap().base_url, want, "{raw}");
+            assert_eq!(c.upstream("openai").unwrap().base_url, want, "{raw}");
         }
-        assert_eq!(
-            normalize_base_url("https://x.dev/api/v1/").unwrap(),
-            "https://x.dev/api/v1"
+    }
+
+    #[test]
+    fn upstreams_replace_the_legacy_variables() {
+        let c = config(&[
+            (
+                "UPSTREAMS",
+                r#"[{"name":"deepseek","kind":"openai","base_url":"https://api.deepseek.com/v1","keys":"DEEPSEEK_KEYS"}]"#,
+            ),
+            ("ROUTES", r#"{"chat":["deepseek/deepseek-chat"]}"#),
+            ("DEEPSEEK_KEYS", "sk-1,sk-2"),
+            ("OPENAI_API_KEY", "sk-legacy"),
+            ("MAX_ATTEMPTS", "5"),
+            ("AUTH_TOKEN", "tok"),
+        ])
+        .unwrap();
+        assert!(c.upstreams_configured);
+        assert_eq!(c.upstreams.len(), 1);
+        assert_eq!(c.routes[0].name, "chat");
+        assert_eq!(c.retry.max_attempts, 5);
+        let secrets: Vec<&str> = c.secrets().collect();
+        assert_eq!(secrets, vec!["sk-1", "sk-2", "tok"]);
+        let err = config(&[
+            ("ROUTES", r#"{"chat":["nobody/x"]}"#),
+            ("MAX_ATTEMPTS", "0"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("ROUTES `chat`: target `nobody/x` names no upstream"),
+            "{err}"
         );
-        for bad in [
-            "ftp://x",
-            "api.openai.com",
-            "https://",
-            "https://a b",
-            "https://x?y=1",
-        ] {
-            assert!(normalize_base_url(bad).is_err(), "{bad}");
-        }
+        assert!(err.contains("MAX_ATTEMPTS"), "{err}");
     }
 
     #[test]
@@ -522,39 +407,6 @@ mod tests {
                 .heartbeat_interval_ms,
             200
         );
-    }
-
-    #[test]
-    fn fake_stream_modes() {
-        assert_eq!(FakeStreamMode::parse("off").unwrap(), FakeStreamMode::Off);
-        assert_eq!(
-            FakeStreamMode::parse("ALWAYS").unwrap(),
-            FakeStreamMode::Always
-        );
-        let mode = FakeStreamMode::parse("o1*, gemini-2.5-pro").unwrap();
-        assert!(mode.applies_to("o1-preview"));
-        assert!(mode.applies_to("O1"));
-        assert!(mode.applies_to("gemini-2.5-pro"));
-        assert!(!mode.applies_to("gemini-2.5-pro-exp"));
-        assert!(!mode.applies_to("gpt-4o"));
-        assert!(!FakeStreamMode::Off.applies_to("o1"));
-        assert!(FakeStreamMode::Always.applies_to("anything"));
-        assert!(FakeStreamMode::parse(" , ").is_err());
-    }
-
-    #[test]
-    fn glob() {
-        assert!(glob_match("*", ""));
-        assert!(glob_match("gpt-*", "gpt-4o"));
-        assert!(glob_match("*mini*", "gpt-4o-mini-2024"));
-        assert!(glob_match("a*b*c", "axxbyyc"));
-        assert!(!glob_match("a*b*c", "axxbyy"));
-        assert!(glob_match(
-            "https://*.example.com",
-            "https://app.example.com"
-        ));
-        assert!(!glob_match("https://*.example.com", "https://example.org"));
-        assert!(glob_match("模型*", "模型一"));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! Everything but `runtime` is pure Rust and tested natively with `cargo test`;
 //! `runtime` (wasm32 only) binds it to the Workers runtime: routing, env, fetch, streams.
 
+pub mod adapters;
 pub mod auth;
 pub mod config;
 pub mod cors;
@@ -10,13 +11,14 @@ pub mod error;
 pub mod log;
 pub mod models;
 pub mod openai;
-pub mod providers;
 pub mod proxy;
 pub mod route;
+pub mod router;
 pub mod scrub;
 pub mod sse;
 pub mod status;
 pub mod stream;
+pub mod upstreams;
 
 #[cfg(target_arch = "wasm32")]
 mod runtime;

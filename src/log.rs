@@ -62,6 +62,35 @@ pub struct LogRecord {
     pub request_body: Option<String>,
     pub response_body: Option<String>,
     pub error: Option<String>,
+    /// The upstream of the last attempt.
+    pub upstream: Option<String>,
+    /// Upstream requests made for this call.
+    pub attempts: i64,
+    /// JSON array of `AttemptEntry`, one per attempt, in order.
+    pub attempt_log: Option<String>,
+}
+
+/// One upstream attempt of a call, as the log keeps it: never the key, only a hash prefix.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptEntry {
+    pub upstream: String,
+    /// The model name the upstream was asked for.
+    pub model: String,
+    /// `sha256:` and the first 8 hex digits of the key's hash.
+    pub key: Option<String>,
+    /// The upstream's HTTP status, if it answered.
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    pub ms: i64,
+}
+
+/// The short key label of an attempt: enough to tell keys of a pool apart, nothing more.
+pub fn key_label(key: &str) -> String {
+    let fingerprint = crate::auth::key_fingerprint(key);
+    fingerprint["sha256:".len()..]
+        .get(..8)
+        .map(|hex| format!("sha256:{hex}"))
+        .unwrap_or(fingerprint)
 }
 
 const COLUMNS: &[&str] = &[
@@ -88,6 +117,9 @@ const COLUMNS: &[&str] = &[
     "request_body",
     "response_body",
     "error",
+    "upstream",
+    "attempts",
+    "attempt_log",
 ];
 
 impl LogRecord {
@@ -123,6 +155,9 @@ impl LogRecord {
                 self.request_body.clone().into(),
                 self.response_body.clone().into(),
                 self.error.clone().into(),
+                self.upstream.clone().into(),
+                SqlValue::Int(self.attempts),
+                self.attempt_log.clone().into(),
             ],
         }
     }
@@ -146,6 +181,7 @@ impl LogRecord {
             &mut self.request_body,
             &mut self.response_body,
             &mut self.error,
+            &mut self.attempt_log,
         ]
         .into_iter()
         .flatten()
@@ -259,6 +295,7 @@ pub struct ListQuery {
     pub search: Option<String>,
     pub status: Option<StatusFilter>,
     pub model: Option<String>,
+    pub upstream: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -329,6 +366,7 @@ impl ListQuery {
             search: get("search"),
             status,
             model: get("model"),
+            upstream: get("upstream"),
         })
     }
 
@@ -345,6 +383,10 @@ impl ListQuery {
         if let Some(model) = &self.model {
             params.push(SqlValue::Text(model.clone()));
             clauses.push(format!("model = ?{}", params.len()));
+        }
+        if let Some(upstream) = &self.upstream {
+            params.push(SqlValue::Text(upstream.clone()));
+            clauses.push(format!("upstream = ?{}", params.len()));
         }
         match self.status {
             None => {}
@@ -402,7 +444,7 @@ fn escape_like(text: &str) -> String {
         .replace('_', "\\_")
 }
 
-pub const SUMMARY_COLUMNS: &str = "id, request_id, created_at, created_ms, method, path, provider, model, stream, fake_stream, status, first_byte_ms, total_ms, prompt_tokens, completion_tokens, total_tokens, error";
+pub const SUMMARY_COLUMNS: &str = "id, request_id, created_at, created_ms, method, path, provider, model, stream, fake_stream, status, first_byte_ms, total_ms, prompt_tokens, completion_tokens, total_tokens, error, upstream, attempts";
 
 /// One row of the list.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -424,6 +466,8 @@ pub struct SummaryRow {
     pub completion_tokens: Option<i64>,
     pub total_tokens: Option<i64>,
     pub error: Option<String>,
+    pub upstream: Option<String>,
+    pub attempts: Option<i64>,
 }
 
 pub fn list_body(query: &ListQuery, total: i64, rows: Vec<SummaryRow>) -> Value {
@@ -454,7 +498,7 @@ pub fn detail_statement(id: &str) -> Statement {
 /// A full row: stored JSON header maps become objects, and a JSON body is parsed so the
 /// dashboard can pretty-print it (the raw text stays in `*_body`).
 pub fn detail_body(mut row: Map<String, Value>) -> Value {
-    for key in ["request_headers", "response_headers"] {
+    for key in ["request_headers", "response_headers", "attempt_log"] {
         if let Some(Value::String(text)) = row.get(key) {
             if let Ok(parsed) = serde_json::from_str::<Value>(text) {
                 row.insert(key.into(), parsed);

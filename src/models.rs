@@ -1,34 +1,56 @@
-//! `/v1/models`: every usable provider's models in OpenAI's list shape.
+//! `/v1/models`: the routes, then every usable upstream's models, in OpenAI's list shape.
 
-use crate::config::{Config, ProviderSettings};
+use crate::config::Config;
+use crate::router;
+use crate::upstreams::Upstream;
 use serde_json::{json, Value};
 
-/// Providers a client can reach: those with a server key, and all of them when clients
-/// bring their own keys (no `AUTH_TOKEN`).
-pub fn listed_providers(config: &Config) -> Vec<&ProviderSettings> {
+/// Upstreams a client can reach: those with keys, and those that forward the client's own
+/// key (no `AUTH_TOKEN`, no unset `keys` secret).
+pub fn listed_upstreams(config: &Config) -> Vec<&Upstream> {
     config
-        .providers
+        .upstreams
         .iter()
-        .filter(|p| p.api_key.is_some() || config.auth_token.is_none())
+        .filter(|u| !u.keys.is_empty() || (config.auth_token.is_none() && !u.keys_required))
         .collect()
 }
 
-/// The id a client should send so the model reaches `provider`: the plain name when
-/// routing already sends it there, else `provider/name`.
-pub fn client_model_id(config: &Config, provider: &ProviderSettings, model: &str) -> String {
-    match config.route_model(model) {
-        Ok((p, name)) if p.spec.id == provider.spec.id && name == model => model.to_string(),
-        _ => format!("{}/{model}", provider.spec.id),
+/// The id a client should send so the model reaches `upstream`: the plain name when
+/// routing already sends it there, else `upstream/name`.
+pub fn client_model_id(config: &Config, upstream: &Upstream, model: &str) -> String {
+    let is_route = config
+        .routes
+        .iter()
+        .any(|r| r.name.eq_ignore_ascii_case(model));
+    let plain = !is_route
+        && router::candidates(config, model, &mut || 0.0).is_ok_and(|list| {
+            list.first()
+                .is_some_and(|c| config.upstreams[c.upstream].name == upstream.name)
+        });
+    if plain {
+        model.to_string()
+    } else {
+        format!("{}/{model}", upstream.name)
     }
 }
 
-/// Merges configured and upstream-listed models, provider by provider, without duplicates.
-pub fn model_list(config: &Config, fetched: &[(&ProviderSettings, Vec<String>)]) -> Value {
+/// The routes, then configured and upstream-listed models, upstream by upstream, without
+/// duplicates.
+pub fn model_list(config: &Config, fetched: &[(&Upstream, Vec<String>)]) -> Value {
     let mut seen: Vec<String> = Vec::new();
     let mut data = Vec::new();
-    for (provider, upstream) in fetched {
-        for model in provider.models.iter().chain(upstream.iter()) {
-            let id = client_model_id(config, provider, model);
+    for route in &config.routes {
+        seen.push(route.name.clone());
+        data.push(json!({
+            "id": route.name,
+            "object": "model",
+            "created": 0,
+            "owned_by": "gateway",
+        }));
+    }
+    for (upstream, listed) in fetched {
+        for model in upstream.list_models.iter().chain(listed.iter()) {
+            let id = client_model_id(config, upstream, model);
             if seen.contains(&id) {
                 continue;
             }
@@ -37,7 +59,7 @@ pub fn model_list(config: &Config, fetched: &[(&ProviderSettings, Vec<String>)])
                 "id": id,
                 "object": "model",
                 "created": 0,
-                "owned_by": provider.spec.owned_by,
+                "owned_by": upstream.kind.owned_by,
             }));
         }
     }
@@ -57,12 +79,51 @@ mod tests {
     }
 
     #[test]
-    fn token_mode_lists_only_providers_with_keys() {
+    fn token_mode_lists_only_upstreams_with_keys() {
         let c = config(&[("AUTH_TOKEN", "t"), ("GEMINI_API_KEY", "g")]);
-        let ids: Vec<&str> = listed_providers(&c).iter().map(|p| p.spec.id).collect();
+        let ids: Vec<&str> = listed_upstreams(&c)
+            .iter()
+            .map(|u| u.name.as_str())
+            .collect();
         assert_eq!(ids, vec!["gemini"]);
         let open = config(&[]);
-        assert_eq!(listed_providers(&open).len(), 3);
+        assert_eq!(listed_upstreams(&open).len(), 3);
+        // An upstream whose keys secret is unset is never listed: it cannot answer.
+        let c = config(&[(
+            "UPSTREAMS",
+            r#"[{"name":"a","kind":"openai","keys":"UNSET"},{"name":"b","kind":"openai"}]"#,
+        )]);
+        let ids: Vec<&str> = listed_upstreams(&c)
+            .iter()
+            .map(|u| u.name.as_str())
+            .collect();
+        assert_eq!(ids, vec!["b"]);
+    }
+
+    #[test]
+    fn routes_come_first() {
+        let c = config(&[
+            (
+                "UPSTREAMS",
+                r#"[{"name":"ds","kind":"openai","keys":"K","models":["deepseek-*"],"list_models":["deepseek-chat","chat"]}]"#,
+            ),
+            ("K", "k1"),
+            ("ROUTES", r#"{"chat":["ds/deepseek-chat"]}"#),
+        ]);
+        let ups = listed_upstreams(&c);
+        let list = model_list(&c, &[(ups[0], vec!["deepseek-coder".into()])]);
+        let ids: Vec<&str> = list["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap())
+            .collect();
+        // `chat` the upstream model is reachable only with its prefix: the route has the name.
+        assert_eq!(
+            ids,
+            vec!["chat", "deepseek-chat", "ds/chat", "deepseek-coder"]
+        );
+        assert_eq!(list["data"][0]["owned_by"], "gateway");
     }
 
     #[test]
@@ -71,9 +132,9 @@ mod tests {
             ("GEMINI_MODELS", "gemini-2.5-pro"),
             ("DASHSCOPE_MODELS", "qwen-max,deepseek-v3"),
         ]);
-        let gemini = c.provider("gemini").unwrap();
-        let dashscope = c.provider("dashscope").unwrap();
-        let openai = c.provider("openai").unwrap();
+        let gemini = c.upstream("gemini").unwrap();
+        let dashscope = c.upstream("dashscope").unwrap();
+        let openai = c.upstream("openai").unwrap();
         let list = model_list(
             &c,
             &[

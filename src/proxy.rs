@@ -1,7 +1,7 @@
 //! How one chat call is answered: the response mode, the fake-stream decision, and which
 //! upstream response headers are passed back. Pure; the runtime carries it out.
 
-use crate::config::Config;
+use crate::config::FakeStreamMode;
 use crate::openai::ChatRequest;
 
 /// How the gateway answers the client.
@@ -25,13 +25,11 @@ impl ResponseMode {
     }
 }
 
-/// Request header a client may send to force fake streaming on (`true`) or off (`false`)
-/// for one call, whatever `FAKE_STREAM` says.
-pub const FAKE_STREAM_HEADER: &str = "x-fake-stream";
+pub use crate::adapters::FAKE_STREAM_HEADER;
 
 /// Whether this call is fake-streamed.
 pub fn wants_fake_stream(
-    config: &Config,
+    mode: &FakeStreamMode,
     request: &ChatRequest,
     override_header: Option<&str>,
 ) -> bool {
@@ -41,7 +39,7 @@ pub fn wants_fake_stream(
     match override_header.map(|v| v.trim().to_ascii_lowercase()) {
         Some(v) if matches!(v.as_str(), "1" | "true" | "on" | "yes" | "always") => true,
         Some(v) if matches!(v.as_str(), "0" | "false" | "off" | "no" | "never") => false,
-        _ => config.fake_stream.applies_to(&request.model),
+        _ => mode.applies_to(&request.model),
     }
 }
 
@@ -102,8 +100,8 @@ mod tests {
     use super::*;
     use serde_json::{json, Value};
 
-    fn config(fake: &str) -> Config {
-        Config::from_lookup(|name| match name {
+    fn config(fake: &str) -> crate::config::Config {
+        crate::config::Config::from_lookup(|name| match name {
             "FAKE_STREAM" => Some(fake.to_string()),
             "SOURCE_API_URL" => Some("http://127.0.0.1:9/v1".into()),
             _ => None,
@@ -121,14 +119,22 @@ mod tests {
         let (stream_req, _) =
             request(json!({"model":"o1-mini","messages":[{"role":"user"}],"stream":true}));
         let (plain_req, _) = request(json!({"model":"o1-mini","messages":[{"role":"user"}]}));
-        let c = config("o1*");
+        let c = config("o1*").fake_stream;
         assert!(wants_fake_stream(&c, &stream_req, None));
         assert!(!wants_fake_stream(&c, &plain_req, Some("true")));
         assert!(!wants_fake_stream(&c, &stream_req, Some("false")));
-        assert!(wants_fake_stream(&config("off"), &stream_req, Some("true")));
-        assert!(!wants_fake_stream(&config("gpt*"), &stream_req, None));
+        assert!(wants_fake_stream(
+            &config("off").fake_stream,
+            &stream_req,
+            Some("true")
+        ));
         assert!(!wants_fake_stream(
-            &config("off"),
+            &config("gpt*").fake_stream,
+            &stream_req,
+            None
+        ));
+        assert!(!wants_fake_stream(
+            &config("off").fake_stream,
             &stream_req,
             Some("maybe")
         ));

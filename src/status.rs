@@ -1,14 +1,21 @@
 //! The `/health` and `/api/status` bodies. Never includes a key, only whether one is set.
 
 use crate::config::{AllowedOrigins, Config};
+use crate::upstreams::Upstream;
 use serde_json::{json, Value};
 
 pub fn health(timestamp: &str) -> Value {
     json!({ "status": "ok", "timestamp": timestamp })
 }
 
-pub fn status(config: &Config, timestamp: &str) -> Value {
-    let openai = config.provider("openai");
+/// `key_health` tells, per upstream, how many of its keys are cooling down and disabled
+/// right now (per-isolate state).
+pub fn status(
+    config: &Config,
+    timestamp: &str,
+    key_health: &dyn Fn(&Upstream) -> (usize, usize),
+) -> Value {
+    let openai = config.upstream("openai");
     json!({
         "status": "ok",
         "message": "edge-llm-gateway is running",
@@ -28,22 +35,50 @@ pub fn status(config: &Config, timestamp: &str) -> Value {
             "access_token_required": config.auth_token.is_some(),
         },
         "environment": {
-            "has_api_key": openai.is_some_and(|p| p.api_key.is_some()),
-            "source_api_url": openai.map(|p| p.base_url.as_str()),
-            "key_mode": match (config.auth_token.is_some(), openai.is_some_and(|p| p.api_key.is_some())) {
+            "has_api_key": openai.is_some_and(|u| !u.keys.is_empty()),
+            "source_api_url": openai.map(|u| u.base_url.as_str()),
+            "key_mode": match (config.auth_token.is_some(), openai.is_some_and(|u| !u.keys.is_empty())) {
                 (true, _) => "access-token",
                 (false, true) => "server-key",
                 (false, false) => "client-key-passthrough",
             },
-            "providers": config.providers.iter().map(|p| json!({
-                "id": p.spec.id,
-                "base_url": p.base_url,
-                "has_api_key": p.api_key.is_some(),
-                "model_patterns": p.patterns,
+            "providers": config.upstreams.iter().map(|u| json!({
+                "id": u.name,
+                "base_url": u.base_url,
+                "has_api_key": !u.keys.is_empty(),
+                "model_patterns": u.patterns,
             })).collect::<Vec<_>>(),
             "upstream_timeout_ms": config.upstream_timeout_ms,
             "max_request_bytes": config.max_request_bytes,
             "max_response_bytes": config.max_response_bytes,
+        },
+        "upstreams_from": if config.upstreams_configured { "UPSTREAMS" } else { "legacy variables" },
+        "upstreams": config.upstreams.iter().map(|u| {
+            let (cooling, disabled) = key_health(u);
+            json!({
+                "name": u.name,
+                "kind": u.kind.id,
+                "host": u.host(),
+                "keys": u.keys.len(),
+                "keys_secret": u.keys_secret,
+                "keys_cooling": cooling,
+                "keys_disabled": disabled,
+                "model_patterns": u.patterns,
+                "model_map": u.model_map.iter().map(|(a, b)| (a.clone(), json!(b))).collect::<serde_json::Map<_, _>>(),
+                "timeout_ms": u.timeout_ms.unwrap_or(config.upstream_timeout_ms),
+                "weight": u.weight,
+            })
+        }).collect::<Vec<_>>(),
+        "routes": config.routes.iter().map(|r| json!({
+            "name": r.name,
+            "strategy": r.strategy.as_str(),
+            "targets": r.targets.iter().map(|t| format!("{}/{}", config.upstreams[t.upstream].name, t.model)).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "retry": {
+            "max_attempts": config.retry.max_attempts,
+            "key_cooldown_ms": config.retry.key_cooldown_ms,
+            "key_disable_ms": config.retry.key_disable_ms,
+            "retry_max_wait_ms": config.retry.retry_max_wait_ms,
         },
     })
 }
@@ -61,7 +96,9 @@ mod tests {
             _ => None,
         })
         .unwrap();
-        let body = status(&config, "2026-01-01T00:00:00Z");
+        let body = status(&config, "2026-01-01T00:00:00Z", &|u| {
+            (usize::from(u.name == "openai"), 0)
+        });
         let text = body.to_string();
         assert!(!text.contains("very-secret") && !text.contains("tok-secret"));
         assert_eq!(body["environment"]["providers"][0]["id"], "gemini");
@@ -71,6 +108,12 @@ mod tests {
         assert_eq!(body["environment"]["key_mode"], "access-token");
         assert_eq!(body["features"]["fake_stream"], "always");
         assert_eq!(body["status"], "ok");
+        assert_eq!(body["upstreams"][2]["name"], "openai");
+        assert_eq!(body["upstreams"][2]["host"], "api.openai.com");
+        assert_eq!(body["upstreams"][2]["keys"], 1);
+        assert_eq!(body["upstreams"][2]["keys_cooling"], 1);
+        assert_eq!(body["upstreams"][2]["keys_secret"], "OPENAI_API_KEY");
+        assert_eq!(body["retry"]["max_attempts"], 3);
         assert_eq!(health("t")["status"], "ok");
     }
 }

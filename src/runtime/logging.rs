@@ -4,6 +4,7 @@
 
 use super::now_ms;
 use crate::config::LogSettings;
+use crate::log::AttemptEntry;
 use crate::log::{self, LogRecord, SqlValue, Statement};
 use crate::scrub::Scrubber;
 use futures::channel::oneshot;
@@ -142,6 +143,23 @@ impl LogTap {
 
     pub fn error(&self, message: String) {
         self.update(|r| r.error = Some(message));
+    }
+
+    /// One upstream attempt, appended to the call's attempt log; the call's upstream and
+    /// provider kind become those of this (latest) attempt.
+    pub fn attempt(&self, entry: AttemptEntry, kind: &str) {
+        self.update(|r| {
+            let mut entries: Vec<AttemptEntry> = r
+                .attempt_log
+                .as_deref()
+                .and_then(|text| serde_json::from_str(text).ok())
+                .unwrap_or_default();
+            r.upstream = Some(entry.upstream.clone());
+            r.provider = Some(kind.to_string());
+            entries.push(entry);
+            r.attempts = entries.len() as i64;
+            r.attempt_log = serde_json::to_string(&entries).ok();
+        });
     }
 
     /// A stream ended: its text, usage and error, and the total time.

@@ -13,6 +13,7 @@ use crate::models;
 use crate::openai::ChatRequest;
 use crate::proxy::{self, ResponseMode};
 use crate::route::{request_detail_id, route, Route};
+use crate::router;
 use crate::scrub::Scrubber;
 use crate::status;
 use logging::LogTap;
@@ -56,6 +57,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
         request_id: &request_id,
         tap: tap.as_ref(),
         scrubber: &scrubber,
+        gateway_headers: Default::default(),
     };
     let (response, preflight) = match handle(req, route, &call).await {
         Ok(outcome) => outcome,
@@ -83,6 +85,9 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
         requested_headers.as_deref(),
     ) {
         let _ = headers.set(name, &value);
+    }
+    for (name, value) in call.gateway_headers.borrow().iter() {
+        let _ = headers.set(name, value);
     }
     let _ = headers.set("X-Request-Id", &request_id);
     let _ = headers.set("X-Gateway-Version", crate::VERSION);
@@ -112,13 +117,30 @@ thread_local! {
 
 fn isolate_config(env: &Env) -> Rc<Result<Config, GatewayError>> {
     CONFIG.with(|cell| {
-        cell.get_or_init(|| {
-            Rc::new(Config::from_lookup(|name| {
-                env.var(name).ok().map(|v| v.to_string())
-            }))
-        })
-        .clone()
+        cell.get_or_init(|| Rc::new(Config::from_lookup(|name| env_text(env, name))))
+            .clone()
     })
+}
+
+/// A var or secret as text: strings as they are; a TOML array or table in `[vars]`
+/// (`UPSTREAMS`, `ROUTES`) arrives as an object and is read as its JSON.
+fn env_text(env: &Env, name: &str) -> Option<String> {
+    let value = js_sys::Reflect::get(env.as_ref(), &wasm_bindgen::JsValue::from_str(name)).ok()?;
+    if value.is_undefined() || value.is_null() {
+        return None;
+    }
+    if let Some(text) = value.as_string() {
+        return Some(text);
+    }
+    if let Some(flag) = value.as_bool() {
+        return Some(flag.to_string());
+    }
+    if let Some(number) = value.as_f64() {
+        return Some(number.to_string());
+    }
+    js_sys::JSON::stringify(&value)
+        .ok()
+        .and_then(|text| text.as_string())
 }
 
 /// What one request's handlers share.
@@ -128,6 +150,8 @@ struct Call<'a> {
     request_id: &'a str,
     tap: Option<&'a LogTap>,
     scrubber: &'a Rc<Scrubber>,
+    /// Headers the gateway adds to this call's response, answer or error.
+    gateway_headers: std::cell::RefCell<Vec<(String, String)>>,
 }
 
 /// Every secret in play for this request: the configured keys and tokens, and whatever
@@ -141,14 +165,7 @@ fn request_scrubber(req: &Request, config: Option<&Config>) -> Scrubber {
             _ => value,
         })
         .collect();
-    let configured = config.into_iter().flat_map(|config| {
-        config
-            .providers
-            .iter()
-            .filter_map(|p| p.api_key.as_deref())
-            .chain(config.auth_token.as_deref())
-            .chain(config.log.admin_token.as_deref())
-    });
+    let configured = config.into_iter().flat_map(Config::secrets);
     Scrubber::new(configured.chain(presented.iter().map(String::as_str)))
 }
 
@@ -226,7 +243,13 @@ async fn handle(
             return Ok((with_status(Response::empty().map_err(internal)?, 204), true))
         }
         Route::Health => json_response(&status::health(&timestamp), 200)?,
-        Route::Status => json_response(&status::status(config_ok(config)?, &timestamp), 200)?,
+        Route::Status => {
+            let config = config_ok(config)?;
+            let key_health = |u: &crate::upstreams::Upstream| {
+                upstream::key_book(|book| book.counts(&u.name, u.keys.len(), now_ms()))
+            };
+            json_response(&status::status(config, &timestamp, &key_health), 200)?
+        }
         Route::Page => page_response(INDEX_HTML)?,
         Route::Chat => chat(&mut req, config_ok(config)?, call).await?,
         Route::Models => models(&req, config_ok(config)?).await?,
@@ -298,60 +321,87 @@ async fn chat(
         });
     }
     // Whitespace or control characters are refused before routing looks at the id.
-    crate::providers::validate_body_model(&request.model)?;
-    let (settings, upstream_model) = config.route_model(&request.model)?;
-    // A model id goes into upstream URLs and bodies: anything odd stops here.
-    settings.provider().validate_model(upstream_model)?;
-    let key = auth::upstream_key(
-        config.auth_token.as_deref(),
-        settings.api_key.as_deref(),
-        presented.as_deref(),
-        auth::KeyTarget {
-            provider: settings.spec.id,
-            key_var: &settings.key_var(),
-            model: &request.model,
-        },
-    )?;
+    crate::adapters::validate_body_model(&request.model)?;
+    let candidates = router::candidates(config, &request.model, &mut || js_sys::Math::random())?;
+    let mut targets = Vec::with_capacity(candidates.len());
+    let mut sources = Vec::with_capacity(candidates.len());
+    for candidate in &candidates {
+        let upstream = &config.upstreams[candidate.upstream];
+        // A model id goes into upstream URLs and bodies: anything odd stops here.
+        upstream.adapter().validate_model(&candidate.model)?;
+        sources.push(router::key_source(
+            config,
+            upstream,
+            presented.as_deref(),
+            &request.model,
+        ));
+        targets.push(upstream::Target {
+            upstream: upstream.name.clone(),
+            adapter: upstream.adapter(),
+            base_url: upstream.base_url.clone(),
+            model: candidate.model.clone(),
+            keys: upstream.keys.clone(),
+            timeout_ms: upstream.timeout_ms.unwrap_or(config.upstream_timeout_ms),
+            headers: upstream.headers.clone(),
+        });
+    }
+    let names = targets.iter().map(|t| t.upstream.clone()).collect();
+    let (planner, first) = upstream::key_book(|book| {
+        router::Planner::start(names, sources, config.retry, book, now_ms())
+    })?;
+    // The first candidate's upstream decides the response mode of the whole call.
+    let first_upstream = &config.upstreams[candidates[0].upstream];
     let fake = proxy::wants_fake_stream(
-        config,
+        first_upstream
+            .fake_stream
+            .as_ref()
+            .unwrap_or(&config.fake_stream),
         &request,
         header(req, proxy::FAKE_STREAM_HEADER).as_deref(),
     );
     let mode = ResponseMode::for_request(request.stream, fake);
     if let Some(tap) = tap {
         tap.update(|r| {
-            r.provider = Some(settings.spec.id.to_string());
+            r.provider = Some(first_upstream.kind.id.to_string());
+            r.upstream = Some(first_upstream.name.clone());
             r.fake_stream = mode == ResponseMode::FakeStream;
         });
     }
     let exchange = upstream::Exchange {
         log: tap.cloned(),
-        provider: settings.provider(),
-        base_url: settings.base_url.clone(),
-        upstream_model: upstream_model.to_string(),
+        targets,
+        planner: std::cell::RefCell::new(planner),
+        client_key: presented,
         options: config.provider_options.clone(),
         client_headers: req.headers().entries().collect(),
         raw_body,
-        timeout_ms: config.upstream_timeout_ms,
         heartbeat_ms: config.heartbeat_interval_ms,
         chunk_chars: config.fake_stream_chunk_chars,
         chunk_delay_ms: config.fake_stream_chunk_delay_ms,
-        key,
         request,
         request_id: request_id.to_string(),
         scrubber: call.scrubber.clone(),
         max_response_bytes: config.max_response_bytes,
         client_signal: Some(req.inner().signal()),
     };
-    let mut response = match mode {
-        ResponseMode::Json => exchange.json().await?,
-        ResponseMode::Passthrough => exchange.passthrough().await?,
-        ResponseMode::FakeStream => exchange.fake_stream()?,
+    let (result, served) = match mode {
+        ResponseMode::Json => exchange.json(first).await,
+        ResponseMode::Passthrough => exchange.passthrough(first).await,
+        ResponseMode::FakeStream => {
+            let mut response = exchange.fake_stream(first)?;
+            let _ = response.headers_mut().set("X-Gateway-Fake-Stream", "true");
+            return Ok(response);
+        }
     };
-    if mode == ResponseMode::FakeStream {
-        let _ = response.headers_mut().set("X-Gateway-Fake-Stream", "true");
-    }
-    Ok(response)
+    // Which upstream answered (or failed last), also on errors.
+    call.gateway_headers.borrow_mut().extend([
+        ("X-Gateway-Upstream".to_string(), served.upstream),
+        (
+            "X-Gateway-Attempts".to_string(),
+            served.attempts.to_string(),
+        ),
+    ]);
+    result
 }
 
 /// `GET/POST /v1/models`: configured models of every usable provider, merged with what
@@ -359,19 +409,33 @@ async fn chat(
 async fn models(req: &Request, config: &Config) -> Result<Response, GatewayError> {
     let presented = presented_credential(req);
     auth::check_access(config.auth_token.as_deref(), presented.as_deref())?;
-    let listed = models::listed_providers(config);
-    let fetches = listed.iter().map(|settings| {
-        // A client's own key is only ever sent where its chat calls would go by default.
-        let key = settings.api_key.clone().or_else(|| {
-            (config.auth_token.is_none() && settings.spec.id == "openai")
+    let listed = models::listed_upstreams(config);
+    // A client's own key goes only to the catch-all upstream its chat calls would reach.
+    let catch_all = listed
+        .iter()
+        .find(|u| u.keys.is_empty() && u.patterns.iter().any(|p| p == "*"))
+        .map(|u| u.name.clone());
+    let fetches = listed.iter().map(|upstream| {
+        let key = if upstream.keys.is_empty() {
+            (config.auth_token.is_none() && catch_all.as_deref() == Some(upstream.name.as_str()))
                 .then(|| presented.clone())
                 .flatten()
+        } else {
+            let index = upstream::key_book(|book| {
+                book.pick(&upstream.name, upstream.keys.len(), now_ms(), &[], true)
+            });
+            index.map(|i| upstream.keys[i].clone())
+        };
+        let request = key.and_then(|key| {
+            let mut request = upstream
+                .adapter()
+                .models_request(&upstream.base_url, &key)?;
+            request.headers.extend(upstream.headers.iter().cloned());
+            Some(request)
         });
-        let request =
-            key.and_then(|key| settings.provider().models_request(&settings.base_url, &key));
         async move {
             match request {
-                Some(request) => upstream::fetch_model_ids(settings.provider(), &request).await,
+                Some(request) => upstream::fetch_model_ids(upstream.adapter(), &request).await,
                 None => Ok(Vec::new()),
             }
         }

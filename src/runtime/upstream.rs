@@ -3,10 +3,12 @@
 
 use super::logging::LogTap;
 use super::{internal, now_ms, now_seconds};
+use crate::adapters::{CallContext, HttpRequest, Provider, ProviderOptions};
 use crate::error::{excerpt, GatewayError};
+use crate::log::{key_label, AttemptEntry};
 use crate::openai::{ChatCompletion, ChatRequest};
-use crate::providers::{CallContext, HttpRequest, Provider, ProviderOptions};
 use crate::proxy;
+use crate::router::{Attempt, KeyBook, Planner};
 use crate::scrub::Scrubber;
 use crate::stream::aggregate::looks_like_sse;
 use crate::stream::fake;
@@ -15,6 +17,7 @@ use crate::stream::translate::{StreamAdapter, Translated};
 use futures::future::{select, Either};
 use futures::{Stream, StreamExt};
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::future::Future;
 use std::pin::{pin, Pin};
 use std::rc::Rc;
@@ -27,21 +30,35 @@ use worker::{
     Response,
 };
 
+/// One configured upstream as a call's candidate: where to send, with which keys.
+pub struct Target {
+    pub upstream: String,
+    pub adapter: &'static dyn Provider,
+    pub base_url: String,
+    /// The model name this upstream knows.
+    pub model: String,
+    /// The upstream's key pool (empty: the client's own key).
+    pub keys: Vec<String>,
+    pub timeout_ms: u64,
+    /// Static extra request headers from the upstream's settings.
+    pub headers: Vec<(String, String)>,
+}
+
+/// One chat call: what all its attempts share, the candidate targets, and the planner
+/// deciding each next attempt.
 pub struct Exchange {
     /// The call's request-log record, when logging is on.
     pub log: Option<LogTap>,
-    pub provider: &'static dyn Provider,
-    pub base_url: String,
-    pub upstream_model: String,
+    pub targets: Vec<Target>,
+    pub planner: RefCell<Planner>,
+    /// The client's own key, for targets without a pool (public mode).
+    pub client_key: Option<String>,
     pub options: ProviderOptions,
     pub client_headers: Vec<(String, String)>,
     pub raw_body: Vec<u8>,
-    pub timeout_ms: u64,
     pub heartbeat_ms: u64,
     pub chunk_chars: usize,
     pub chunk_delay_ms: u64,
-    /// The key sent upstream.
-    pub key: String,
     pub request: ChatRequest,
     pub request_id: String,
     /// Every secret in play for this request; applied to everything that goes out.
@@ -49,6 +66,23 @@ pub struct Exchange {
     pub max_response_bytes: usize,
     /// The client request's signal: it fires when the client goes away.
     pub client_signal: Option<web_sys::AbortSignal>,
+}
+
+/// Which upstream finally served (or last failed) a call, after how many attempts.
+#[derive(Debug, Clone)]
+pub struct Served {
+    pub upstream: String,
+    pub attempts: u32,
+}
+
+thread_local! {
+    /// Key health per isolate (best effort: each isolate learns on its own).
+    static KEYS: RefCell<KeyBook> = RefCell::new(KeyBook::default());
+}
+
+/// Runs `f` on this isolate's key book.
+pub fn key_book<R>(f: impl FnOnce(&mut KeyBook) -> R) -> R {
+    KEYS.with(|book| f(&mut book.borrow_mut()))
 }
 
 /// Aborts the upstream fetch when dropped while armed: a client that goes away drops the
@@ -114,13 +148,25 @@ async fn within<T>(ms: u64, future: impl Future<Output = T>) -> Option<T> {
 }
 
 impl Exchange {
-    fn context(&self, stream: bool) -> CallContext<'_> {
+    fn target(&self, attempt: Attempt) -> &Target {
+        &self.targets[attempt.candidate]
+    }
+
+    fn key(&self, attempt: Attempt) -> &str {
+        match attempt.key {
+            Some(index) => &self.target(attempt).keys[index],
+            None => self.client_key.as_deref().unwrap_or_default(),
+        }
+    }
+
+    fn context(&self, attempt: Attempt, stream: bool) -> CallContext<'_> {
+        let target = self.target(attempt);
         CallContext {
             request: &self.request,
             raw_body: &self.raw_body,
-            upstream_model: &self.upstream_model,
-            base_url: &self.base_url,
-            key: &self.key,
+            upstream_model: &target.model,
+            base_url: &target.base_url,
+            key: self.key(attempt),
             stream,
             request_id: &self.request_id,
             now_seconds: now_seconds(),
@@ -131,48 +177,160 @@ impl Exchange {
 
     /// Builds the native request and sends it; returns the upstream response (any status
     /// but a redirect) and the armed abort guard.
-    async fn send(&self, stream: bool) -> Result<(Response, AbortOnDrop), GatewayError> {
-        let request = self.provider.chat_request(&self.context(stream))?;
-        send_request(&request, self.timeout_ms, self.client_signal.as_ref()).await
+    async fn send(
+        &self,
+        attempt: Attempt,
+        stream: bool,
+    ) -> Result<(Response, AbortOnDrop), GatewayError> {
+        let target = self.target(attempt);
+        let mut request = target
+            .adapter
+            .chat_request(&self.context(attempt, stream))?;
+        request.headers.extend(target.headers.iter().cloned());
+        send_request(&request, target.timeout_ms, self.client_signal.as_ref()).await
     }
 
     /// Reads the whole body within the timeout and `MAX_RESPONSE_BYTES`.
-    async fn read_body(&self, response: &mut Response) -> Result<Vec<u8>, GatewayError> {
-        read_limited(response, self.timeout_ms, self.max_response_bytes).await
+    async fn read_body(
+        &self,
+        attempt: Attempt,
+        response: &mut Response,
+    ) -> Result<Vec<u8>, GatewayError> {
+        read_limited(
+            response,
+            self.target(attempt).timeout_ms,
+            self.max_response_bytes,
+        )
+        .await
     }
 
     /// An upstream error status becomes an OpenAI error with the same status and the
     /// upstream headers worth passing back (`retry-after`, rate limits, request id).
-    async fn check_status(&self, response: &mut Response) -> Result<(), GatewayError> {
+    async fn check_status(
+        &self,
+        attempt: Attempt,
+        response: &mut Response,
+    ) -> Result<(), GatewayError> {
         let status = response.status_code();
         if (200..300).contains(&status) {
             return Ok(());
         }
         let headers = proxy::forwarded_headers(response.headers().entries());
         // An error body is short; a huge one is cut rather than read whole.
-        let body = read_limited(response, self.timeout_ms, ERROR_BODY_LIMIT)
+        let body = read_limited(response, self.target(attempt).timeout_ms, ERROR_BODY_LIMIT)
             .await
             .unwrap_or_default();
         Err(self
-            .provider
+            .target(attempt)
+            .adapter
             .parse_error(status, &body)
             .with_headers(headers))
     }
 
-    /// Non-streaming: the upstream JSON as it is (OpenAI-compatible upstreams) or
-    /// translated from the native answer.
-    pub async fn json(&self) -> Result<Response, GatewayError> {
-        let (mut upstream, mut guard) = self.send(false).await?;
+    /// Makes attempts until one succeeds or the planner gives up: each failure is logged
+    /// and the planner picks the next key or target, and how long to wait.
+    async fn with_retries<'a, T, F, Fut>(
+        &'a self,
+        first: Attempt,
+        mut run: F,
+    ) -> (Result<T, GatewayError>, Served)
+    where
+        F: FnMut(Attempt) -> Fut,
+        Fut: Future<Output = Result<T, GatewayError>> + 'a,
+    {
+        let mut attempt = first;
+        loop {
+            if attempt.wait_ms > 0 {
+                Delay::from(Duration::from_millis(attempt.wait_ms)).await;
+            }
+            let started = now_ms();
+            let result = run(attempt).await;
+            self.record(attempt, result.as_ref().err(), started);
+            let served = Served {
+                upstream: self.target(attempt).upstream.clone(),
+                attempts: self.planner.borrow().attempts(),
+            };
+            let error = match result {
+                Ok(value) => return (Ok(value), served),
+                Err(error) => error,
+            };
+            let next = key_book(|book| {
+                self.planner.borrow_mut().after_failure(
+                    &error,
+                    book,
+                    now_ms(),
+                    js_sys::Math::random(),
+                )
+            });
+            match next {
+                Some(next) => {
+                    worker::console_log!(
+                        "{}",
+                        self.scrubber.text(&format!(
+                            "request {}: attempt {} on `{}` failed ({}); next: `{}` in {} ms",
+                            self.request_id,
+                            served.attempts,
+                            served.upstream,
+                            error,
+                            self.target(next).upstream,
+                            next.wait_ms
+                        ))
+                    );
+                    attempt = next;
+                }
+                None => return (Err(error), served),
+            }
+        }
+    }
+
+    /// One attempt in the request log: upstream, model, key hash prefix, outcome, time.
+    fn record(&self, attempt: Attempt, error: Option<&GatewayError>, started: f64) {
+        let Some(log) = &self.log else {
+            return;
+        };
+        let target = self.target(attempt);
+        let key = self.key(attempt);
+        let (status, error) = match error {
+            None => (Some(200), None),
+            Some(error @ GatewayError::Upstream { status, .. }) => {
+                (Some(*status), Some(error.to_string()))
+            }
+            Some(error) => (None, Some(error.to_string())),
+        };
+        log.attempt(
+            AttemptEntry {
+                upstream: target.upstream.clone(),
+                model: target.model.clone(),
+                key: (!key.is_empty()).then(|| key_label(key)),
+                status,
+                error,
+                ms: (now_ms() - started) as i64,
+            },
+            target.adapter.spec().id,
+        );
+    }
+
+    /// Non-streaming: retried until an answer is read whole.
+    pub async fn json(&self, first: Attempt) -> (Result<Response, GatewayError>, Served) {
+        self.with_retries(first, |attempt| self.json_attempt(attempt))
+            .await
+    }
+
+    /// One non-streaming attempt: the upstream JSON as it is (OpenAI-compatible upstreams)
+    /// or translated from the native answer.
+    async fn json_attempt(&self, attempt: Attempt) -> Result<Response, GatewayError> {
+        let adapter = self.target(attempt).adapter;
+        let (mut upstream, mut guard) = self.send(attempt, false).await?;
         if let Some(log) = &self.log {
             log.first_byte();
         }
-        self.check_status(&mut upstream).await?;
-        let body = self.read_body(&mut upstream).await?;
+        self.check_status(attempt, &mut upstream).await?;
+        let body = self.read_body(attempt, &mut upstream).await?;
         guard.disarm();
         let headers = forwarded_headers(upstream.headers());
         let _ = headers.set("Content-Type", "application/json");
         // An upstream that streamed anyway is folded into one completion below.
-        let (body, usage) = if self.provider.passes_json_through() && !looks_like_sse(&body) {
+        let (body, usage) = if adapter.passes_json_through() && !looks_like_sse(&body) {
             // Only `usage` is decoded; the answer itself is passed on as it came.
             #[derive(serde::Deserialize)]
             struct UsageOnly {
@@ -187,9 +345,7 @@ impl Exchange {
             };
             (body, parsed.usage)
         } else {
-            let completion = self
-                .provider
-                .parse_completion(&body, &self.context(false))?;
+            let completion = adapter.parse_completion(&body, &self.context(attempt, false))?;
             drop(body);
             let usage = completion.usage.clone();
             let body = serde_json::to_vec(&completion)
@@ -210,10 +366,54 @@ impl Exchange {
             .with_headers(headers))
     }
 
-    /// Streaming passthrough: complete events are relayed as they arrive.
-    pub async fn passthrough(self) -> Result<Response, GatewayError> {
-        let (mut upstream, guard) = self.send(true).await?;
-        self.check_status(&mut upstream).await?;
+    /// Streaming passthrough: complete events are relayed as they arrive. Attempts are
+    /// retried until the first upstream event is in hand; once an event has gone to the
+    /// client, the stream is never retried.
+    pub async fn passthrough(self, first: Attempt) -> (Result<Response, GatewayError>, Served) {
+        let (opened, served) = self
+            .with_retries(first, |attempt| self.open_stream(attempt))
+            .await;
+        let response = match opened {
+            Err(error) => Err(error),
+            Ok(Opened::Replay { frames, headers }) => sse_response(
+                replay_stream(frames, self.log.clone()),
+                headers,
+                self.scrubber.clone(),
+            ),
+            Ok(Opened::Live {
+                body,
+                adapter,
+                guard,
+                headers,
+                first,
+                bytes_read,
+                ended,
+                idle_timeout_ms,
+            }) => {
+                let limits = RelayLimits {
+                    idle_timeout_ms,
+                    heartbeat_ms: self.heartbeat_ms,
+                    max_bytes: self.max_response_bytes,
+                };
+                let start = RelayStart {
+                    first,
+                    bytes_read,
+                    ended,
+                };
+                let stream = relay_stream(body, adapter, guard, limits, start, self.log.clone());
+                sse_response(stream, headers, self.scrubber.clone())
+            }
+        };
+        (response, served)
+    }
+
+    /// One streaming attempt up to its first event. Within one heartbeat interval the
+    /// gateway waits for that event before answering, so a stream that fails at once is
+    /// still retried; after that the stream is committed (heartbeats keep it alive).
+    async fn open_stream(&self, attempt: Attempt) -> Result<Opened, GatewayError> {
+        let target = self.target(attempt);
+        let (mut upstream, guard) = self.send(attempt, true).await?;
+        self.check_status(attempt, &mut upstream).await?;
         let headers = forwarded_headers(upstream.headers());
         let content_type = upstream
             .headers()
@@ -226,48 +426,94 @@ impl Exchange {
             .contains("text/event-stream")
         {
             // The upstream ignored `stream: true` and answered in one piece: replay it.
-            let body = self.read_body(&mut upstream).await?;
+            let body = self.read_body(attempt, &mut upstream).await?;
             let scrubbed = self.scrubber.known(&body);
-            let frames = self.replay(
-                self.provider
-                    .parse_completion(&scrubbed, &self.context(false)),
-            );
-            let scrubber = self.scrubber.clone();
-            return sse_response(replay_stream(frames, self.log.clone()), headers, scrubber);
+            let completion = target
+                .adapter
+                .parse_completion(&scrubbed, &self.context(attempt, false))?;
+            let frames = self.replay(Ok(completion));
+            return Ok(Opened::Replay { frames, headers });
         }
-        let adapter: Box<dyn StreamAdapter> =
-            match self.provider.stream_translator(&self.context(true)) {
-                Some(translator) => Box::new(Translated::new(translator)),
-                None => Box::new(Relay::new()),
-            };
-        let body = upstream.stream().map_err(internal)?;
-        let limits = RelayLimits {
-            idle_timeout_ms: self.timeout_ms,
-            heartbeat_ms: self.heartbeat_ms,
-            max_bytes: self.max_response_bytes,
+        let mut adapter: Box<dyn StreamAdapter> = match target
+            .adapter
+            .stream_translator(&self.context(attempt, true))
+        {
+            Some(translator) => Box::new(Translated::new(translator)),
+            None => Box::new(Relay::new()),
         };
-        let stream = relay_stream(body, adapter, guard, limits, self.log.clone());
-        sse_response(stream, headers, self.scrubber.clone())
+        let mut body = upstream.stream().map_err(internal)?;
+        let commit_at = now_ms() + self.heartbeat_ms as f64;
+        let mut bytes_read = 0usize;
+        let mut first = Vec::new();
+        let mut ended = false;
+        loop {
+            let left = (commit_at - now_ms()).max(0.0) as u64;
+            if left == 0 {
+                break;
+            }
+            let Some(read) = within(left, body.next()).await else {
+                // Dropping the pending read keeps its data: the stream holds the read.
+                break;
+            };
+            match read {
+                Some(Ok(bytes)) => {
+                    bytes_read += bytes.len();
+                    if bytes_read > self.max_response_bytes {
+                        return Err(GatewayError::ResponseTooLarge {
+                            limit: self.max_response_bytes,
+                        });
+                    }
+                    first = adapter.push(&bytes);
+                }
+                Some(Err(e)) => {
+                    return Err(GatewayError::UpstreamUnreachable(format!(
+                        "the upstream stream broke before its first event ({e})"
+                    )))
+                }
+                None => {
+                    ended = true;
+                    first = adapter.finish(None);
+                    if adapter.content().is_empty() && adapter.error().is_none() {
+                        return Err(GatewayError::UpstreamUnreachable(
+                            "the upstream stream ended before its first event".into(),
+                        ));
+                    }
+                }
+            }
+            if let (true, Some(message)) = (adapter.is_done(), adapter.error()) {
+                // The first thing the upstream said was an error: nothing went out yet.
+                return Err(GatewayError::UpstreamUnreachable(format!(
+                    "the upstream stream failed before its first event: {message}"
+                )));
+            }
+            if !first.is_empty() || adapter.is_done() {
+                break;
+            }
+        }
+        Ok(Opened::Live {
+            body,
+            adapter,
+            guard,
+            headers,
+            first,
+            bytes_read,
+            ended,
+            idle_timeout_ms: target.timeout_ms,
+        })
     }
 
     /// Fake streaming: the 200 goes out at once, heartbeats flow while the non-streaming
-    /// upstream call runs, then the answer is replayed as chunks, made one at a time.
-    pub fn fake_stream(self) -> Result<Response, GatewayError> {
+    /// upstream attempts run (retries included), then the answer is replayed as chunks,
+    /// made one at a time.
+    pub fn fake_stream(self, first: Attempt) -> Result<Response, GatewayError> {
         let heartbeat = Duration::from_millis(self.heartbeat_ms);
         let chunk_delay = self.chunk_delay_ms;
         let log = self.log.clone();
         let scrubber = self.scrubber.clone();
         let pending: Pin<Box<dyn Future<Output = Frames>>> = Box::pin(async move {
-            let result = async {
-                let (mut upstream, mut guard) = self.send(false).await?;
-                self.check_status(&mut upstream).await?;
-                let body = self.read_body(&mut upstream).await?;
-                guard.disarm();
-                // Secrets go before the answer is cut into chunks that could split them.
-                let body = self.scrubber.known(&body);
-                self.provider.parse_completion(&body, &self.context(false))
-            }
-            .await;
+            let (result, _) = self
+                .with_retries(first, |attempt| self.fake_attempt(attempt))
+                .await;
             self.replay(result)
         });
         let state = FakeState::Waiting {
@@ -338,6 +584,19 @@ impl Exchange {
         sse_response(Box::pin(stream), Headers::new(), scrubber)
     }
 
+    /// One attempt of a fake stream: the whole non-streaming answer.
+    async fn fake_attempt(&self, attempt: Attempt) -> Result<ChatCompletion, GatewayError> {
+        let (mut upstream, mut guard) = self.send(attempt, false).await?;
+        self.check_status(attempt, &mut upstream).await?;
+        let body = self.read_body(attempt, &mut upstream).await?;
+        guard.disarm();
+        // Secrets go before the answer is cut into chunks that could split them.
+        let body = self.scrubber.known(&body);
+        self.target(attempt)
+            .adapter
+            .parse_completion(&body, &self.context(attempt, false))
+    }
+
     /// The frames that replay a completion, or report its failure; made lazily.
     fn replay(&self, result: Result<ChatCompletion, GatewayError>) -> Frames {
         if let Some(log) = &self.log {
@@ -376,12 +635,37 @@ const COALESCE_BYTES: usize = 16 * 1024;
 /// How much of an upstream error body is read.
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
+/// A streaming attempt that reached its first event (or its commit time).
+enum Opened {
+    /// The upstream answered in one piece; replayed as a stream.
+    Replay { frames: Frames, headers: Headers },
+    Live {
+        body: ByteStream,
+        adapter: Box<dyn StreamAdapter>,
+        guard: AbortOnDrop,
+        headers: Headers,
+        /// The relayed output so far (the first event), not yet sent.
+        first: Vec<u8>,
+        bytes_read: usize,
+        ended: bool,
+        idle_timeout_ms: u64,
+    },
+}
+
 enum FakeState {
     Waiting {
         pending: Pin<Box<dyn Future<Output = Frames>>>,
         first: bool,
     },
     Replaying(Frames),
+}
+
+/// Where a relay starts: what was read while waiting for the first event.
+struct RelayStart {
+    first: Vec<u8>,
+    bytes_read: usize,
+    /// The upstream stream already ended.
+    ended: bool,
 }
 
 struct RelayLimits {
@@ -399,12 +683,16 @@ fn relay_stream(
     adapter: Box<dyn StreamAdapter>,
     guard: AbortOnDrop,
     limits: RelayLimits,
+    start: RelayStart,
     log: Option<LogTap>,
 ) -> BoxedBytes {
     struct RelayState {
         body: ByteStream,
         relay: Box<dyn StreamAdapter>,
         guard: AbortOnDrop,
+        /// Output made before the response started (the first event), sent first.
+        first: Option<Vec<u8>>,
+        ended: bool,
         finished: bool,
         log: Option<LogTap>,
         /// When the upstream last sent bytes.
@@ -420,64 +708,75 @@ fn relay_stream(
         body,
         relay: adapter,
         guard,
+        first: Some(start.first),
+        ended: start.ended,
         finished: false,
         log,
         last_read_ms: now_ms(),
-        bytes_read: 0,
+        bytes_read: start.bytes_read,
     };
     let stream = futures::stream::unfold(state, move |mut state| async move {
         loop {
             if state.finished {
                 return None;
             }
-            let read = {
-                let next = pin!(state.body.next());
-                let tick = Delay::from(Duration::from_millis(heartbeat_ms));
-                match select(next, tick).await {
-                    Either::Left((item, _)) => Some(item),
-                    Either::Right(_) => None,
-                }
-            };
-            let next = match read {
-                Some(item) => {
-                    state.last_read_ms = now_ms();
-                    Some(item)
-                }
-                None if now_ms() - state.last_read_ms < idle_timeout_ms as f64 => {
-                    // Dropping the pending read keeps its data: the stream holds the read.
-                    return Some((Ok(fake::heartbeat()), state));
-                }
-                None => None,
-            };
-            let out = match next {
-                Some(Some(Ok(bytes))) if state.bytes_read + bytes.len() > max_bytes => {
-                    state.finished = true;
-                    state
-                        .relay
-                        .finish(Some(GatewayError::ResponseTooLarge { limit: max_bytes }))
-                }
-                Some(Some(Ok(bytes))) => {
-                    state.bytes_read += bytes.len();
-                    state.relay.push(&bytes)
-                }
-                Some(None) => {
+            let out = if let Some(first) = state.first.take() {
+                if state.ended {
+                    // The upstream ended within the first read: the relay is complete.
                     state.finished = true;
                     state.guard.disarm();
-                    state.relay.finish(None)
                 }
-                Some(Some(Err(e))) => {
-                    state.finished = true;
-                    state
-                        .relay
-                        .finish(Some(GatewayError::UpstreamUnreachable(format!(
-                            "the upstream stream broke ({e})"
-                        ))))
-                }
-                None => {
-                    state.finished = true;
-                    state.relay.finish(Some(GatewayError::UpstreamTimeout {
-                        after_ms: idle_timeout_ms,
-                    }))
+                first
+            } else {
+                let read = {
+                    let next = pin!(state.body.next());
+                    let tick = Delay::from(Duration::from_millis(heartbeat_ms));
+                    match select(next, tick).await {
+                        Either::Left((item, _)) => Some(item),
+                        Either::Right(_) => None,
+                    }
+                };
+                let next = match read {
+                    Some(item) => {
+                        state.last_read_ms = now_ms();
+                        Some(item)
+                    }
+                    None if now_ms() - state.last_read_ms < idle_timeout_ms as f64 => {
+                        // Dropping the pending read keeps its data: the stream holds the read.
+                        return Some((Ok(fake::heartbeat()), state));
+                    }
+                    None => None,
+                };
+                match next {
+                    Some(Some(Ok(bytes))) if state.bytes_read + bytes.len() > max_bytes => {
+                        state.finished = true;
+                        state
+                            .relay
+                            .finish(Some(GatewayError::ResponseTooLarge { limit: max_bytes }))
+                    }
+                    Some(Some(Ok(bytes))) => {
+                        state.bytes_read += bytes.len();
+                        state.relay.push(&bytes)
+                    }
+                    Some(None) => {
+                        state.finished = true;
+                        state.guard.disarm();
+                        state.relay.finish(None)
+                    }
+                    Some(Some(Err(e))) => {
+                        state.finished = true;
+                        state
+                            .relay
+                            .finish(Some(GatewayError::UpstreamUnreachable(format!(
+                                "the upstream stream broke ({e})"
+                            ))))
+                    }
+                    None => {
+                        state.finished = true;
+                        state.relay.finish(Some(GatewayError::UpstreamTimeout {
+                            after_ms: idle_timeout_ms,
+                        }))
+                    }
                 }
             };
             if state.relay.is_done() && !state.finished {

@@ -130,7 +130,13 @@ test('health and status report the gateway without revealing keys', async () => 
   assert.equal(status.status, 'ok');
   assert.equal(status.environment.has_api_key, true);
   assert.equal(status.environment.key_mode, 'access-token');
-  assert.match(status.environment.source_api_url, /^http:\/\/127\.0\.0\.1:\d+$/);
+  // The OpenAI upstream's SDK-style base: SOURCE_API_URL plus /v1.
+  assert.match(status.environment.source_api_url, /^http:\/\/127\.0\.0\.1:\d+\/v1$/);
+  const openai = status.upstreams.find((u) => u.name === 'openai');
+  assert.equal(openai.kind, 'openai');
+  assert.equal(openai.keys, 1);
+  assert.match(openai.host, /^127\.0\.0\.1:\d+$/);
+  assert.deepEqual(openai.model_patterns, ['gpt-*', 'fake-*', 'o1*']);
   assert.equal(status.features.fake_stream, 'fake-*,o1*,gemini-fake-*');
   assert.equal(status.features.heartbeat_interval_ms, 200);
   assert.ok(status.version && status.timestamp && status.git_revision);

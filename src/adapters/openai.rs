@@ -18,6 +18,8 @@ pub static SPEC: ProviderSpec = ProviderSpec {
     default_patterns: &["*"],
     default_models: &[],
     base_url_suffixes: &["/v1"],
+    base_url_as_written: true,
+    legacy_base_path: "/v1",
     owned_by: "openai",
 };
 
@@ -44,7 +46,7 @@ const NOT_FORWARDED: &[&str] = &[
     "forwarded",
     "x-real-ip",
     "true-client-ip",
-    crate::proxy::FAKE_STREAM_HEADER,
+    super::FAKE_STREAM_HEADER,
 ];
 
 pub fn forwarded_request_header(name: &str) -> bool {
@@ -94,7 +96,7 @@ impl Provider for OpenAi {
         headers.push(("Accept".into(), accept.into()));
         Ok(HttpRequest {
             method: "POST",
-            url: format!("{}/v1/chat/completions", ctx.base_url),
+            url: format!("{}/chat/completions", ctx.base_url),
             headers,
             body: Some(body),
         })
@@ -123,7 +125,7 @@ impl Provider for OpenAi {
     fn models_request(&self, base_url: &str, key: &str) -> Option<HttpRequest> {
         Some(HttpRequest {
             method: "GET",
-            url: format!("{base_url}/v1/models"),
+            url: format!("{base_url}/models"),
             headers: vec![("Authorization".into(), format!("Bearer {key}"))],
             body: None,
         })
@@ -149,8 +151,8 @@ impl Provider for OpenAi {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapters::ProviderOptions;
     use crate::openai::ChatRequest;
-    use crate::providers::ProviderOptions;
     use serde_json::json;
 
     fn ctx<'a>(
@@ -165,7 +167,7 @@ mod tests {
             request: req,
             raw_body: raw,
             upstream_model: model,
-            base_url: "http://up",
+            base_url: "http://up/v1",
             key: "sk-up",
             stream,
             request_id: "r1",

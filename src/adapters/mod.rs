@@ -1,9 +1,10 @@
-//! Upstream providers. Each provider is one file: it turns an OpenAI request into its
-//! native request and its native answers (JSON, stream events, errors) back into OpenAI
-//! shapes. All of it is pure; the runtime only moves bytes.
+//! Adapters: pure wire translation, one file per upstream kind. An adapter turns an OpenAI
+//! request into its kind's native request and the native answers (JSON, stream events,
+//! errors) back into OpenAI shapes; the runtime only moves bytes.
 //!
-//! Adding a provider: write `providers/<name>.rs` implementing `Provider`, add one line to
-//! `PROVIDERS`. Its settings (`<PREFIX>_API_KEY`, `<PREFIX>_BASE_URL`, `<PREFIX>_MODELS`,
+//! Adding a kind: write `adapters/<kind>.rs` implementing `Provider`, add one line to
+//! `PROVIDERS`. Configured instances of a kind are upstreams (`crate::upstreams`); the
+//! legacy variables (`<PREFIX>_API_KEY`, `<PREFIX>_BASE_URL`, `<PREFIX>_MODELS`,
 //! `<PREFIX>_MODEL_PATTERNS`) come from its `ProviderSpec`.
 
 pub mod dashscope;
@@ -35,9 +36,18 @@ pub struct ProviderSpec {
     pub default_models: &'static [&'static str],
     /// Path suffixes users often include in a base URL; removed so paths are added once.
     pub base_url_suffixes: &'static [&'static str],
+    /// Whether an `UPSTREAMS` base URL is used as written (SDK-style, as in OpenAI's SDKs:
+    /// `https://api.deepseek.com/v1`), rather than reduced to its host.
+    pub base_url_as_written: bool,
+    /// Appended to the legacy `<base_url_var>` once its suffixes are removed.
+    pub legacy_base_path: &'static str,
     /// Shown in `/v1/models` as `owned_by`.
     pub owned_by: &'static str,
 }
+
+/// Request header a client may send to force fake streaming on (`true`) or off (`false`)
+/// for one call; never forwarded upstream.
+pub const FAKE_STREAM_HEADER: &str = "x-fake-stream";
 
 /// One HTTP request to send upstream.
 #[derive(Debug, Clone, PartialEq)]

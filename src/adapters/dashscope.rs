@@ -30,6 +30,8 @@ pub static SPEC: ProviderSpec = ProviderSpec {
         "farui-plus",
     ],
     base_url_suffixes: &["/api/v1", "/compatible-mode/v1"],
+    base_url_as_written: false,
+    legacy_base_path: "",
     owned_by: "alibaba",
 };
 
@@ -534,7 +536,7 @@ impl EventTranslator for DashScopeStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::test_support::{request, run_stream, translated, with_ctx};
+    use crate::adapters::test_support::{request, run_stream, translated, with_ctx};
     use crate::stream::translate::StreamAdapter;
 
     #[test]

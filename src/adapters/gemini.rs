@@ -26,6 +26,8 @@ pub static SPEC: ProviderSpec = ProviderSpec {
         "gemini-2.0-flash",
     ],
     base_url_suffixes: &["/v1beta", "/v1"],
+    base_url_as_written: false,
+    legacy_base_path: "",
     owned_by: "google",
 };
 
@@ -819,7 +821,7 @@ impl EventTranslator for GeminiStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::test_support::{request, run_stream, translated, with_ctx};
+    use crate::adapters::test_support::{request, run_stream, translated, with_ctx};
     use crate::stream::translate::StreamAdapter;
 
     fn upstream_body(body: Value) -> Value {
