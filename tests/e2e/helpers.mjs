@@ -113,3 +113,35 @@ export async function logRow(requestId, { base = GATEWAY, token = ADMIN_TOKEN, t
     return res.status === 200 ? res.json() : null;
   }, { timeoutMs, stepMs: 100 });
 }
+
+// ---- router tests (tests/e2e/router.test.mjs) -------------------------------------------
+
+/** Many upstreams, key pools, retries and fallbacks; UPSTREAMS/ROUTES as JSON strings. */
+export const ROUTER_GATEWAY = process.env.ROUTER_GATEWAY_URL;
+/** UPSTREAMS as a TOML array of tables, ROUTES as a TOML table (a generated wrangler config). */
+export const TOML_GATEWAY = process.env.TOML_GATEWAY_URL;
+/** ROUTES names an upstream that does not exist. */
+export const BADCONFIG_GATEWAY = process.env.BADCONFIG_GATEWAY_URL;
+/** Two more mock upstreams (own ports, own scenarios and records) and a port nobody listens on. */
+export const MOCK_B = process.env.MOCK_B_URL;
+export const MOCK_C = process.env.MOCK_C_URL;
+export const DEAD = process.env.DEAD_URL;
+
+/**
+ * Registers one tag on several mocks, each with its own knobs — `{[mockUrl]: knobs}` — so the
+ * same call can fail on one upstream and be answered by another. Returns the tag.
+ */
+export async function scenarioOn(knobsByMock) {
+  const id = `s${randomUUID().replaceAll('-', '')}`;
+  for (const [mock, knobs] of Object.entries(knobsByMock)) {
+    const res = await fetch(`${mock}/__mock/scenario`, { method: 'POST', body: JSON.stringify({ id, ...knobs }) });
+    if (!res.ok) throw new Error(`mock scenario registration on ${mock} failed`);
+  }
+  return `mock:${id}`;
+}
+
+/** What one mock upstream received for a tag, in arrival order (each record has `key`). */
+export async function receivedOn(mock, tag) {
+  const res = await fetch(`${mock}/__mock/requests?tag=${tag.slice('mock:'.length)}`);
+  return (await res.json()).sort((a, b) => a.seq - b.seq);
+}

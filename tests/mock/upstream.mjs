@@ -1,4 +1,6 @@
-// A mock LLM upstream on a loopback port. It speaks OpenAI Chat Completions, Google Gemini
+// A mock LLM upstream on a loopback port. It speaks OpenAI Chat Completions (POST to any path
+// ending in /chat/completions, so SDK-style bases such as /api/paas/v4 work; model lists at
+// GET /v1/models and GET <any other base>/models), Google Gemini
 // (generateContent / streamGenerateContent?alt=sse / models) and Alibaba DashScope
 // (text- and multimodal-generation, X-DashScope-SSE streams) in their native wire formats,
 // and records every request it gets, so tests can assert what the gateway sent.
@@ -36,6 +38,19 @@
 //   "request_id":"ds-req-1"}`. (DashScope's older `stream_error: "<Code>"` knob sends one
 //   `partial` event, then an error with that code and a fixed message.)
 //
+// Retry knobs (for the router tests, tests/e2e/router.test.mjs):
+// - times: N — the scenario's failure knobs (status, hang, reset, delay_ms, malformed, redirect,
+//   cut_after, stream_error_event, stream_error) apply only to the first N requests carrying
+//   the tag on this mock (counted whatever their key); later ones get the normal answer
+//   (content, chunk_chars and the other answer knobs still apply).
+// - by_key: {"<credential>": {...knobs}} — knobs merged over the scenario for requests whose
+//   credential (as for echo_key: Bearer, else x-goog-api-key, else `key`) equals that key;
+//   `times` then applies to the merged knobs.
+// Every recorded request holds that credential as `key` (besides its headers), so tests can
+// assert which key was used and in which order. Several mocks can run at once (tests/run.mjs
+// starts three): each has its own scenarios and records, so one tag can fail on one mock and
+// answer on another.
+//
 // Mock-global switches and routes:
 // - POST /__mock/models_redirect {"key": K, "status": 302, "location": "..."} makes the
 //   model-list paths (GET /v1/models, GET /v1beta/models) answer that redirect, but only for
@@ -55,6 +70,8 @@ export function startMockUpstream({ port = 0, host = '127.0.0.1' } = {}) {
   const stolen = [];
   // credential (or '*' for any) -> {status, location}
   const modelsRedirects = new Map();
+  // tag -> how many requests carried it so far (for the `times` knob)
+  const tagCounts = new Map();
   let seq = 0;
 
   const server = http.createServer(async (req, res) => {
@@ -87,12 +104,15 @@ export function startMockUpstream({ port = 0, host = '127.0.0.1' } = {}) {
 
     const tagMatch = bodyText.match(/mock:([A-Za-z0-9_-]+)/);
     const tag = tagMatch ? tagMatch[1] : null;
-    const scenario = echoKey((tag && scenarios.get(tag)) || {}, credential(req, url));
+    const key = credential(req, url);
+    const nth = tag ? (tagCounts.get(tag) || 0) + 1 : 0;
+    if (tag) tagCounts.set(tag, nth);
+    const scenario = echoKey(retryKnobs((tag && scenarios.get(tag)) || {}, key, nth), key);
     let body = null;
     try { body = JSON.parse(bodyText); } catch { /* recorded as text */ }
     const record = {
       seq: ++seq, tag, method: req.method, path: url.pathname, query: url.search,
-      headers: req.headers, body, bodyText, receivedAt: Date.now(),
+      headers: req.headers, key, nth, body, bodyText, receivedAt: Date.now(),
       aborted: false, finishedAt: null, eventsSent: 0,
     };
     requests.push(record);
@@ -116,6 +136,11 @@ export function startMockUpstream({ port = 0, host = '127.0.0.1' } = {}) {
         { name: 'models/gemini-mock-pro', supportedGenerationMethods: ['generateContent', 'countTokens'] },
         { name: 'models/text-embedding-mock', supportedGenerationMethods: ['embedContent'] },
       ] });
+    }
+    // Any other OpenAI-compatible base (e.g. /api/paas/v4): GET <base>/models.
+    if (url.pathname.endsWith('/models') && !url.pathname.startsWith('/v1beta/') && req.method === 'GET') {
+      if (badKey(bearer(req))) return openaiBadKey(res);
+      return sendJson(res, 200, { object: 'list', data: [{ id: 'gpt-mock-1', object: 'model', created: 1, owned_by: 'mock' }, { id: 'gpt-mock-2', object: 'model', created: 1, owned_by: 'mock' }] });
     }
     const gemini = url.pathname.match(/^\/v1beta\/models\/([^:]+):(generateContent|streamGenerateContent)$/);
     if (gemini && req.method === 'POST') return handleGemini(req, res, record, scenario, body, gemini[1], gemini[2] === 'streamGenerateContent');
@@ -329,6 +354,19 @@ async function handleDashScope(req, res, record, scenario, body) {
 /** The credential a request carries: Bearer token, else x-goog-api-key, else `key` query param. */
 function credential(req, url) {
   return bearer(req) || req.headers['x-goog-api-key'] || url.searchParams.get('key') || '';
+}
+
+const FAILURE_KNOBS = ['status', 'hang', 'reset', 'delay_ms', 'malformed', 'redirect', 'cut_after', 'stream_error_event', 'stream_error'];
+
+/** The scenario with its `by_key` knobs for `key` merged in, and its failure knobs dropped past `times`. */
+function retryKnobs(scenario, key, nth) {
+  let out = scenario;
+  if (scenario.by_key && Object.hasOwn(scenario.by_key, key)) out = { ...scenario, ...scenario.by_key[key] };
+  if (out.times !== undefined && nth > out.times) {
+    out = { ...out };
+    for (const knob of FAILURE_KNOBS) delete out[knob];
+  }
+  return out;
 }
 
 /** With echo_key, the scenario's texts with {{KEY}} / {{KEY_URL}} replaced by the received key. */
