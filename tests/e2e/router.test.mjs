@@ -686,3 +686,56 @@ test('a route naming no upstream: every request answers 500 invalid_configuratio
     assertNoSecret(text, what);
   }
 });
+
+// ---- the dashboard: upstream and attempts per call, the upstream filter, the attempt list ----
+
+test('dashboard: upstream and attempts per call, filter by upstream, calls by upstream, each attempt of a call', async () => {
+  const { launch, ARTIFACTS } = await import('./browser.mjs');
+  const path = await import('node:path');
+  const marker = `dashroute${Date.now()}`;
+  const tag = await scenarioOn({
+    [MOCK]: { status: 503, error_body: JSON.stringify(openaiError('alpha is overloaded')) },
+    [MOCK_B]: { content: 'answer from zhipu' },
+  });
+  const res = await chat('r-fallback', `${marker} ${tag}`);
+  assert.equal(res.status, 200);
+  const requestId = res.headers.get('x-request-id');
+  await logRow(requestId, { base: ROUTER_GATEWAY, token: ADMIN });
+
+  const browser = await launch();
+  try {
+    const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    const pageErrors = [];
+    page.on('pageerror', (e) => pageErrors.push(e.message));
+    await page.goto(`${ROUTER_GATEWAY}/dashboard`);
+    await page.fill('#token', ADMIN);
+    await page.click('#login-form button[type=submit]');
+    await page.waitForFunction(() => document.getElementById('s-total').textContent !== '–');
+    assert.match(await page.textContent('#by-upstream'), /zhipu/);
+    await page.fill('#search', marker);
+    await page.fill('#upstream', 'zhipu');
+    await page.click('#filters button[type=submit]');
+    await page.waitForFunction(() => document.querySelectorAll('#rows tr.entry').length === 1);
+    assert.equal((await page.textContent('#rows tr.entry td.upstream')).trim(), 'zhipu');
+    assert.equal((await page.textContent('#rows tr.entry td.attempts')).trim(), '2');
+    // The same search under another upstream finds nothing: the filter applies.
+    await page.fill('#upstream', 'alpha');
+    await page.click('#filters button[type=submit]');
+    await page.waitForFunction(() => document.querySelectorAll('#rows tr.entry').length === 0);
+    await page.fill('#upstream', 'zhipu');
+    await page.click('#filters button[type=submit]');
+    await page.waitForSelector('#rows tr.entry');
+    await page.click('#rows tr.entry');
+    await page.waitForSelector('#d-attempts li');
+    const attempts = await page.$$eval('#d-attempts li', (items) => items.map((li) => li.textContent));
+    assert.equal(attempts.length, 2, attempts.join(' | '));
+    assert.match(attempts[0], /^alpha · alpha-fb · key sha256:[0-9a-f]{8} · 503/);
+    assert.match(attempts[1], /^zhipu · glm-fb · key sha256:[0-9a-f]{8} · 200/);
+    const shown = await page.textContent('body');
+    assertNoSecret(shown, 'dashboard page');
+    await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-attempts.png') });
+    assert.deepEqual(pageErrors, []);
+  } finally {
+    await browser.close();
+  }
+});
