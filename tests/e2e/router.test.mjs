@@ -31,6 +31,7 @@ const KEYS = {
   pool429: ['sk-pool429-one', 'sk-pool429-two'],
   solo429: 'sk-solo429-only',
   solo429b: 'sk-solo429b-only',
+  fakeup: 'sk-fakeup-key-1',
 };
 const ALL_SECRETS = [ACCESS, ADMIN, ...Object.values(KEYS).flat(), 'zk-toml-b-key', 'sk-toml-c-key', 'toml-access-token', 'toml-admin-token', 'sk-badconfig-only-key', 'badconfig-access-token'];
 const MAX_ATTEMPTS = 3;
@@ -595,6 +596,7 @@ test('/api/status lists every upstream and route, never a key; /v1/models lists 
     pool429: { kind: 'openai', base: MOCK_B, keys: 2, model_patterns: ['p429-*'] },
     solo429: { kind: 'openai', base: MOCK, keys: 1, model_patterns: ['s429-*'] },
     solo429b: { kind: 'openai', base: MOCK, keys: 1, model_patterns: ['s429b-*'] },
+    fakeup: { kind: 'openai', base: MOCK_C, keys: 1, model_patterns: ['fakeup-*'] },
     nokeys: { kind: 'openai', base: MOCK, keys: 0, model_patterns: ['nokeys-*'] },
   };
   assert.deepEqual(Object.keys(byName).sort(), Object.keys(expected).sort());
@@ -738,4 +740,20 @@ test('dashboard: upstream and attempts per call, filter by upstream, calls by up
   } finally {
     await browser.close();
   }
+});
+
+test('an upstream\'s fake_stream replaces FAKE_STREAM for calls routed to it; X-Fake-Stream still overrides per call', async () => {
+  const tag = await scenarioOn({ [MOCK_C]: { content: 'fake-streamed by its upstream', delay_ms: 350 } });
+  const res = await chat('fakeup-model', tag, { stream: true });
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get('x-gateway-fake-stream'), 'true');
+  const items = await readSse(res);
+  assert.ok(items.filter((i) => i.kind === 'comment').length >= 2, 'heartbeats while the upstream works');
+  assert.equal(contentOf(items), 'fake-streamed by its upstream');
+  // FAKE_STREAM of this instance does not match `fakeup-*`: only the upstream setting did it.
+  const forced = await chat('fakeup-model', tag, { stream: true, headers: { 'x-fake-stream': 'false' } });
+  assert.equal(forced.headers.get('x-gateway-fake-stream'), null);
+  assert.equal(contentOf(await readSse(forced)), 'fake-streamed by its upstream');
+  const received = await receivedOn(MOCK_C, tag);
+  assert.deepEqual(received.map((r) => [r.key, r.body.stream]), [[KEYS.fakeup, false], [KEYS.fakeup, true]]);
 });
