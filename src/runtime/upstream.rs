@@ -480,6 +480,10 @@ impl Exchange {
                 }
             }
             let failed_at_once = adapter.is_done() && adapter.content().is_empty();
+            if let (true, Some(failure)) = (failed_at_once, adapter.failure()) {
+                // A native error event came first: it is retried (or not) as what it is.
+                return Err(failure.clone());
+            }
             if let (true, Some(message)) = (failed_at_once, adapter.error()) {
                 // The upstream failed before saying anything: nothing went out yet.
                 return Err(GatewayError::UpstreamUnreachable(format!(
