@@ -407,9 +407,9 @@ impl Exchange {
         (response, served)
     }
 
-    /// One streaming attempt up to its first event. Within one heartbeat interval the
-    /// gateway waits for that event before answering, so a stream that fails at once is
-    /// still retried; after that the stream is committed (heartbeats keep it alive).
+    /// One streaming attempt up to its first event. The response waits for that event (the
+    /// idle timeout applies, counted from the last bytes read), so every failure before it is
+    /// still retried; once an event is in hand the stream is committed.
     async fn open_stream(&self, attempt: Attempt) -> Result<Opened, GatewayError> {
         let target = self.target(attempt);
         let (mut upstream, guard) = self.send(attempt, true).await?;
@@ -442,18 +442,13 @@ impl Exchange {
             None => Box::new(Relay::new()),
         };
         let mut body = upstream.stream().map_err(internal)?;
-        let commit_at = now_ms() + self.heartbeat_ms as f64;
+        let idle_ms = target.timeout_ms;
         let mut bytes_read = 0usize;
-        let mut first = Vec::new();
+        let mut first: Vec<u8>;
         let mut ended = false;
         loop {
-            let left = (commit_at - now_ms()).max(0.0) as u64;
-            if left == 0 {
-                break;
-            }
-            let Some(read) = within(left, body.next()).await else {
-                // Dropping the pending read keeps its data: the stream holds the read.
-                break;
+            let Some(read) = within(idle_ms, body.next()).await else {
+                return Err(GatewayError::UpstreamTimeout { after_ms: idle_ms });
             };
             match read {
                 Some(Ok(bytes)) => {
