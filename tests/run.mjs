@@ -42,6 +42,8 @@ function routerUpstreams({ mock, mockB, mockC, dead }) {
     { name: 'pool429', kind: 'openai', base_url: `${mockB}/api/paas/v4`, keys: 'POOL429_KEYS', models: ['p429-*'] },
     { name: 'solo429', kind: 'openai', base_url: `${mock}/v1`, keys: 'SOLO429_KEYS', models: ['s429-*'] },
     { name: 'solo429b', kind: 'openai', base_url: `${mock}/v1`, keys: 'SOLO429B_KEYS', models: ['s429b-*'] },
+    // Fake streaming by upstream (`fake_stream`), not by FAKE_STREAM.
+    { name: 'fakeup', kind: 'openai', base_url: `${mockC}/v1`, keys: 'FAKEUP_KEYS', models: ['fakeup-*'], fake_stream: 'always' },
     // `keys` names a secret that is not set.
     { name: 'nokeys', kind: 'openai', base_url: `${mock}/v1`, keys: 'UNSET_POOL_KEYS', models: ['nokeys-*'] },
   ];
@@ -169,6 +171,7 @@ function instances(mockUrl, frontendPort, { mockB, mockC, dead }) {
       POOL429_KEYS: 'sk-pool429-one\nsk-pool429-two',
       SOLO429_KEYS: 'sk-solo429-only',
       SOLO429B_KEYS: 'sk-solo429b-only',
+      FAKEUP_KEYS: 'sk-fakeup-key-1',
       MAX_ATTEMPTS: '3',
       RETRY_MAX_WAIT_MS: '3000',
       FAKE_STREAM: 'fake-*,*-fake',

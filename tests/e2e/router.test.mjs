@@ -31,6 +31,7 @@ const KEYS = {
   pool429: ['sk-pool429-one', 'sk-pool429-two'],
   solo429: 'sk-solo429-only',
   solo429b: 'sk-solo429b-only',
+  fakeup: 'sk-fakeup-key-1',
 };
 const ALL_SECRETS = [ACCESS, ADMIN, ...Object.values(KEYS).flat(), 'zk-toml-b-key', 'sk-toml-c-key', 'toml-access-token', 'toml-admin-token', 'sk-badconfig-only-key', 'badconfig-access-token'];
 const MAX_ATTEMPTS = 3;
@@ -462,6 +463,21 @@ test('passthrough stream: a connection cut before the first event (cut_after 0, 
   assert.equal(row.attempt_log[1].status, 200);
 });
 
+test('passthrough stream: an upstream silent past the heartbeat interval, then cut before its first event, is still retried', async () => {
+  // HEARTBEAT_INTERVAL_MS is 100: the gateway may have answered 200 and sent heartbeats by the
+  // time the cut comes, but no upstream event has been relayed yet, so the call is retried.
+  const tag = await scenarioOn({ [MOCK]: { first_event_delay_ms: 600, cut_after: 0, times: 1, content: 'after a silent cut', chunk_chars: 6 } });
+  const res = await chat('r-single', tag, { stream: true });
+  const { content, errors, parsed } = await sse(res, 'silent, then cut before the first event');
+  assert.equal(errors.length, 0, `no error event: nothing had been relayed when the first attempt failed: ${JSON.stringify(parsed.filter((p) => p.error))}`);
+  assert.equal(content, 'after a silent cut');
+  const a = await receivedOn(MOCK, tag);
+  assert.equal(a.length, 2, 'retried once');
+  assert.equal(a[0].eventsSent, 0);
+  const row = await logOf(res);
+  assert.equal(Number(row.attempts), 2);
+});
+
 for (const [what, knobs, expectedContent] of [
   ['an error event after the first events', { stream_error_event: 'boom after start' }, 'partial answer h'],
   ['a connection cut after the first events (cut_after 2)', { cut_after: 2 }, 'partial '],
@@ -523,6 +539,18 @@ test('fake stream: every attempt fails; one final error event, no content', asyn
   const b = await receivedOn(MOCK_B, tag);
   assert.equal(a.length + b.length, MAX_ATTEMPTS);
   assert.equal(a[0].key, KEYS.alpha);
+});
+
+test('an upstream with fake_stream: a streaming call is served by a non-streaming upstream call', async () => {
+  const tag = await scenarioOn({ [MOCK_C]: { content: 'faked by the upstream setting', delay_ms: 300 } });
+  const res = await chat('fakeup-model', tag, { stream: true });
+  assert.equal(res.headers.get('x-gateway-fake-stream'), 'true');
+  const { items, content, errors } = await sse(res, 'fakeup');
+  assert.equal(content, 'faked by the upstream setting');
+  assert.equal(errors.length, 0);
+  assert.ok(items.some((i) => i.kind === 'comment'), 'heartbeats while waiting');
+  const c = await receivedOn(MOCK_C, tag);
+  assert.deepEqual(c.map((r) => [r.key, r.body.model, r.body.stream]), [[KEYS.fakeup, 'fakeup-model', false]]);
 });
 
 // ---- what upstreams receive ------------------------------------------------------------------
@@ -595,6 +623,7 @@ test('/api/status lists every upstream and route, never a key; /v1/models lists 
     pool429: { kind: 'openai', base: MOCK_B, keys: 2, model_patterns: ['p429-*'] },
     solo429: { kind: 'openai', base: MOCK, keys: 1, model_patterns: ['s429-*'] },
     solo429b: { kind: 'openai', base: MOCK, keys: 1, model_patterns: ['s429b-*'] },
+    fakeup: { kind: 'openai', base: MOCK_C, keys: 1, model_patterns: ['fakeup-*'] },
     nokeys: { kind: 'openai', base: MOCK, keys: 0, model_patterns: ['nokeys-*'] },
   };
   assert.deepEqual(Object.keys(byName).sort(), Object.keys(expected).sort());
@@ -602,7 +631,7 @@ test('/api/status lists every upstream and route, never a key; /v1/models lists 
     const got = byName[name];
     const what = `${name}: ${JSON.stringify(got)}`;
     assert.equal(got.kind, want.kind, what);
-    assert.ok([new URL(want.base).host, new URL(want.base).hostname].includes(got.host), `${what}: base URL host`);
+    assert.equal(got.host, new URL(want.base).host, `${what}: base URL host (with its port)`);
     assert.equal(got.keys, want.keys, what);
     assert.ok(Number.isInteger(got.keys_cooling) && Number.isInteger(got.keys_disabled), what);
     assert.deepEqual(got.model_patterns, want.model_patterns, what);
