@@ -38,6 +38,8 @@ pub enum GatewayError {
     UpstreamUnreachable(String),
     /// The upstream answered with something that is not what the protocol promises (502).
     UpstreamMalformed(String),
+    /// The upstream finished without anything usable: no text, no tool call (502).
+    EmptyResponse(String),
     /// The upstream did not answer in time (504).
     UpstreamTimeout { after_ms: u64 },
     /// The upstream answered with a redirect, which the gateway never follows: it could
@@ -83,6 +85,7 @@ impl GatewayError {
             GatewayError::Config(_) | GatewayError::Internal(_) => 500,
             GatewayError::UpstreamUnreachable(_)
             | GatewayError::UpstreamMalformed(_)
+            | GatewayError::EmptyResponse(_)
             | GatewayError::UpstreamRedirect { .. }
             | GatewayError::ResponseTooLarge { .. } => 502,
             GatewayError::UpstreamTimeout { .. } => 504,
@@ -164,6 +167,12 @@ impl GatewayError {
                 "upstream_error",
                 None,
                 Some("upstream_malformed_response"),
+            ),
+            GatewayError::EmptyResponse(message) => (
+                message.clone(),
+                "upstream_error",
+                None,
+                Some("empty_response"),
             ),
             GatewayError::UpstreamTimeout { after_ms } => (
                 format!("Upstream did not answer within {after_ms} ms"),

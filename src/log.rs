@@ -520,6 +520,8 @@ pub fn detail_body(mut row: Map<String, Value>) -> Value {
 pub struct StatRow {
     pub created_ms: i64,
     pub provider: Option<String>,
+    #[serde(default)]
+    pub upstream: Option<String>,
     pub model: Option<String>,
     pub status: i64,
     pub total_ms: Option<i64>,
@@ -558,7 +560,7 @@ pub fn parse_window(raw: Option<&str>) -> Result<(String, Option<i64>), GatewayE
 
 pub fn stats_statement(since_ms: Option<i64>) -> Statement {
     Statement {
-        sql: "SELECT created_ms, provider, model, status, total_ms, first_byte_ms, total_tokens, error FROM requests WHERE created_ms >= ?1 ORDER BY created_ms".into(),
+        sql: "SELECT created_ms, provider, upstream, model, status, total_ms, first_byte_ms, total_tokens, error FROM requests WHERE created_ms >= ?1 ORDER BY created_ms".into(),
         params: vec![SqlValue::Int(since_ms.unwrap_or(0))],
     }
 }
@@ -655,6 +657,7 @@ pub fn stats_body(
         "refused": refused,
         "by_model": group_counts(rows, |r| r.model.as_ref()),
         "by_provider": group_counts(rows, |r| r.provider.as_ref()),
+        "by_upstream": group_counts(rows, |r| r.upstream.as_ref()),
         "timeline": timeline,
     })
 }
@@ -781,6 +784,39 @@ mod tests {
     }
 
     #[test]
+    fn upstream_filter_and_attempt_entries() {
+        let q = ListQuery::parse(&pairs(&[("upstream", "deepseek"), ("model", "chat")])).unwrap();
+        let (count, list) = q.statements();
+        assert!(
+            count.sql.contains("model = ?1 AND upstream = ?2"),
+            "{}",
+            count.sql
+        );
+        assert_eq!(count.params[1], SqlValue::Text("deepseek".into()));
+        assert!(list.sql.contains("upstream, attempts"), "{}", list.sql);
+        let label = key_label("sk-pool-key-1");
+        assert!(label.starts_with("sha256:") && label.len() == "sha256:".len() + 8);
+        assert!(crate::auth::key_fingerprint("sk-pool-key-1").starts_with(&label));
+        assert_ne!(label, key_label("sk-pool-key-2"));
+        let entry = AttemptEntry {
+            upstream: "deepseek".into(),
+            model: "deepseek-chat".into(),
+            key: Some(label),
+            status: Some(503),
+            error: Some("mock error".into()),
+            ms: 12,
+        };
+        let mut row = Map::new();
+        row.insert(
+            "attempt_log".into(),
+            Value::String(serde_json::to_string(&vec![entry]).unwrap()),
+        );
+        let detail = detail_body(row);
+        assert_eq!(detail["attempt_log"][0]["status"], 503);
+        assert_eq!(detail["attempt_log"][0]["upstream"], "deepseek");
+    }
+
+    #[test]
     fn list_query_and_sql() {
         let q = ListQuery::parse(&pairs(&[
             ("page", "3"),
@@ -866,6 +902,7 @@ mod tests {
         let row = |ms: i64, model: &str, status: i64, total: i64, error: Option<&str>| StatRow {
             created_ms: ms,
             provider: Some("openai".into()),
+            upstream: Some(if status < 400 { "main" } else { "backup" }.into()),
             model: Some(model.into()),
             status,
             total_ms: Some(total),
@@ -891,6 +928,9 @@ mod tests {
         assert_eq!(body["by_model"][0]["name"], "a");
         assert_eq!(body["by_model"][1]["errors"], 2);
         assert_eq!(body["by_provider"][0]["count"], 4);
+        assert_eq!(body["by_upstream"][0]["name"], "main");
+        assert_eq!(body["by_upstream"][0]["count"], 3);
+        assert_eq!(body["by_upstream"][1]["errors"], 1);
         let timeline = body["timeline"].as_array().unwrap();
         assert_eq!(timeline.len() as i64, TIMELINE_BUCKETS);
         assert_eq!(

@@ -42,8 +42,8 @@ function routerUpstreams({ mock, mockB, mockC, dead }) {
     { name: 'pool429', kind: 'openai', base_url: `${mockB}/api/paas/v4`, keys: 'POOL429_KEYS', models: ['p429-*'] },
     { name: 'solo429', kind: 'openai', base_url: `${mock}/v1`, keys: 'SOLO429_KEYS', models: ['s429-*'] },
     { name: 'solo429b', kind: 'openai', base_url: `${mock}/v1`, keys: 'SOLO429B_KEYS', models: ['s429b-*'] },
-    // Fake streaming by upstream (`fake_stream`), not by FAKE_STREAM.
-    { name: 'fakeup', kind: 'openai', base_url: `${mockC}/v1`, keys: 'FAKEUP_KEYS', models: ['fakeup-*'], fake_stream: 'always' },
+    // `fake_stream: true` replaces FAKE_STREAM for calls routed here.
+    { name: 'fakeup', kind: 'openai', base_url: `${mockC}/v1`, keys: 'FAKEUP_KEYS', models: ['fakeup-*'], fake_stream: true },
     // `keys` names a secret that is not set.
     { name: 'nokeys', kind: 'openai', base_url: `${mock}/v1`, keys: 'UNSET_POOL_KEYS', models: ['nokeys-*'] },
   ];

@@ -85,26 +85,10 @@ struct Candidate {
     #[serde(default)]
     content: Option<Content>,
     #[serde(default)]
-    finish_reason: Option<FinishReason>,
+    /// Kept as text: Google adds values, and every one is mapped deliberately below.
+    finish_reason: Option<String>,
     #[serde(default)]
     index: Option<u32>,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-enum FinishReason {
-    Stop,
-    MaxTokens,
-    Safety,
-    Recitation,
-    Blocklist,
-    ProhibitedContent,
-    Spii,
-    ImageSafety,
-    MalformedFunctionCall,
-    /// Values added later by Google must not break parsing.
-    #[serde(other)]
-    Other,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -462,17 +446,40 @@ fn safety_settings(setting: &str, model: &str) -> Vec<Value> {
 
 // ---- response ---------------------------------------------------------------------------
 
-fn finish_reason(reason: &FinishReason, has_tool_calls: bool) -> &'static str {
+/// Finish reasons that mean a block: the answer was withheld for its content.
+const BLOCKED: &[&str] = &[
+    "SAFETY",
+    "RECITATION",
+    "BLOCKLIST",
+    "PROHIBITED_CONTENT",
+    "SPII",
+    "IMAGE_SAFETY",
+    "IMAGE_PROHIBITED_CONTENT",
+    "IMAGE_RECITATION",
+];
+
+/// The OpenAI finish reason of a candidate, or the `empty_response` error when it ended
+/// with nothing usable for a reason that is not a normal stop: `MALFORMED_FUNCTION_CALL`,
+/// `UNEXPECTED_TOOL_CALL`, `TOO_MANY_TOOL_CALLS`, `LANGUAGE`, `NO_IMAGE`, `OTHER`, any value
+/// Google adds later, or no finish reason and no parts at all.
+fn finish_reason(
+    reason: Option<&str>,
+    has_output: bool,
+    has_tool_calls: bool,
+) -> Result<&'static str, GatewayError> {
+    let normal = if has_tool_calls { "tool_calls" } else { "stop" };
     match reason {
-        FinishReason::MaxTokens => "length",
-        FinishReason::Safety
-        | FinishReason::Recitation
-        | FinishReason::Blocklist
-        | FinishReason::ProhibitedContent
-        | FinishReason::Spii
-        | FinishReason::ImageSafety => "content_filter",
-        _ if has_tool_calls => "tool_calls",
-        _ => "stop",
+        Some("MAX_TOKENS") => Ok("length"),
+        Some(blocked) if BLOCKED.contains(&blocked) => Ok("content_filter"),
+        Some("STOP") => Ok(normal),
+        _ if has_output || has_tool_calls => Ok(normal),
+        None => Err(GatewayError::EmptyResponse(
+            "Gemini answered with no content and no finish reason".into(),
+        )),
+        Some(other) => Err(GatewayError::EmptyResponse(format!(
+            "Gemini finished without a usable answer (finish reason {})",
+            crate::error::excerpt(other, 60)
+        ))),
     }
 }
 
@@ -579,7 +586,10 @@ impl Provider for Gemini {
                     }
                 }
                 let has_calls = !tool_calls.is_empty();
-                Choice {
+                let has_output = !text.is_empty() || !thoughts.is_empty();
+                let finish =
+                    finish_reason(candidate.finish_reason.as_deref(), has_output, has_calls)?;
+                Ok(Choice {
                     index: candidate.index.unwrap_or(i as u32),
                     message: AssistantMessage {
                         content: Some(if text.is_empty() && has_calls {
@@ -591,21 +601,12 @@ impl Provider for Gemini {
                         tool_calls: has_calls.then_some(tool_calls),
                         ..AssistantMessage::default()
                     },
-                    finish_reason: Some(
-                        finish_reason(
-                            candidate
-                                .finish_reason
-                                .as_ref()
-                                .unwrap_or(&FinishReason::Stop),
-                            has_calls,
-                        )
-                        .into(),
-                    ),
+                    finish_reason: Some(finish.into()),
                     logprobs: None,
                     extra: Map::new(),
-                }
+                })
             })
-            .collect();
+            .collect::<Result<Vec<_>, GatewayError>>()?;
         Ok(ChatCompletion {
             id: format!(
                 "chatcmpl-{}",
@@ -636,6 +637,7 @@ impl Provider for Gemini {
             state: ChunkState::new(ctx.chunk_meta(None)),
             request_id: ctx.request_id.to_string(),
             calls_seen: 0,
+            emitted: Vec::new(),
         }))
     }
 
@@ -749,6 +751,8 @@ struct GeminiStream {
     state: ChunkState,
     request_id: String,
     calls_seen: usize,
+    /// Candidates that sent any text or thought so far.
+    emitted: Vec<u32>,
 }
 
 impl EventTranslator for GeminiStream {
@@ -774,6 +778,9 @@ impl EventTranslator for GeminiStream {
                     } else {
                         "content"
                     };
+                    if !text.is_empty() && !self.emitted.contains(&index) {
+                        self.emitted.push(index);
+                    }
                     self.state.text(index, field, text, &mut out);
                 } else if let Some(call) = part.get("functionCall") {
                     let tool_index = self.state.next_tool_index(index);
@@ -798,8 +805,12 @@ impl EventTranslator for GeminiStream {
                     ));
                 }
             }
-            if let Some(reason) = &candidate.finish_reason {
-                let mapped = finish_reason(reason, self.state.has_tool_calls(index));
+            if let Some(reason) = candidate.finish_reason.as_deref() {
+                let mapped = finish_reason(
+                    Some(reason),
+                    self.emitted.contains(&index),
+                    self.state.has_tool_calls(index),
+                )?;
                 self.state.set_finish(index, mapped.into());
             }
         }
@@ -1082,7 +1093,11 @@ mod tests {
             ("BLOCKLIST", "content_filter"),
             ("PROHIBITED_CONTENT", "content_filter"),
             ("SPII", "content_filter"),
+            ("IMAGE_SAFETY", "content_filter"),
+            ("IMAGE_PROHIBITED_CONTENT", "content_filter"),
+            // With text, any other ending is a normal stop.
             ("OTHER", "stop"),
+            ("MALFORMED_FUNCTION_CALL", "stop"),
             ("SOMETHING_NEW", "stop"),
         ];
         let req = request(json!({"model": "g", "messages": [{"role": "user", "content": "x"}]}));
@@ -1099,6 +1114,89 @@ mod tests {
                 "{native}"
             );
         }
+    }
+
+    #[test]
+    fn empty_answers_are_errors_unless_a_normal_stop_or_a_block() {
+        let req = request(json!({"model": "g", "messages": [{"role": "user", "content": "x"}]}));
+        let parse = |body: Value| {
+            with_ctx(&req, false, |ctx| {
+                Gemini.parse_completion(body.to_string().as_bytes(), ctx)
+            })
+        };
+        for reason in [
+            "MALFORMED_FUNCTION_CALL",
+            "UNEXPECTED_TOOL_CALL",
+            "TOO_MANY_TOOL_CALLS",
+            "LANGUAGE",
+            "NO_IMAGE",
+            "OTHER",
+            "SOMETHING_NEW",
+        ] {
+            let error = parse(
+                json!({"candidates": [{"content": {"role": "model"}, "finishReason": reason}]}),
+            )
+            .unwrap_err();
+            assert_eq!(error.status(), 502, "{reason}");
+            assert_eq!(
+                error.to_body()["error"]["code"],
+                "empty_response",
+                "{reason}"
+            );
+            assert!(error.to_string().contains(reason), "{reason}");
+        }
+        let none = parse(json!({"candidates": [{"index": 0}]})).unwrap_err();
+        assert_eq!(none.to_body()["error"]["code"], "empty_response");
+        // An empty block is content_filter; an empty STOP or MAX_TOKENS is an honest empty answer.
+        for (reason, want) in [
+            ("SAFETY", "content_filter"),
+            ("STOP", "stop"),
+            ("MAX_TOKENS", "length"),
+        ] {
+            let completion = parse(json!({"candidates": [{"finishReason": reason}]})).unwrap();
+            assert_eq!(
+                completion.choices[0].finish_reason.as_deref(),
+                Some(want),
+                "{reason}"
+            );
+        }
+        // A tool call with a later odd reason still counts as output.
+        let calls = parse(json!({"candidates": [{"content": {"parts": [{"functionCall": {"name": "f", "args": {}}}]}, "finishReason": "OTHER"}]})).unwrap();
+        assert_eq!(
+            calls.choices[0].finish_reason.as_deref(),
+            Some("tool_calls")
+        );
+    }
+
+    #[test]
+    fn a_stream_ending_with_nothing_usable_ends_with_empty_response() {
+        let req = request(
+            json!({"model": "g", "messages": [{"role": "user", "content": "x"}], "stream": true}),
+        );
+        let empty = "data: {\"candidates\":[{\"content\":{\"role\":\"model\"},\"finishReason\":\"MALFORMED_FUNCTION_CALL\"}]}\r\n\r\n";
+        let (chunks, _) = run_stream(&Gemini, &req, empty.as_bytes());
+        let last = chunks.last().unwrap();
+        assert_eq!(last["error"]["code"], "empty_response", "{chunks:?}");
+        assert!(!chunks
+            .iter()
+            .any(|c| c["choices"][0]["finish_reason"] == "stop"));
+        // Text first, then the odd reason: a normal end.
+        let late = concat!(
+            "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"hi\"}]}}]}\r\n\r\n",
+            "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"\"}]},\"finishReason\":\"OTHER\"}]}\r\n\r\n"
+        );
+        let (chunks, text) = run_stream(&Gemini, &req, late.as_bytes());
+        assert_eq!(text, "hi");
+        assert!(
+            !chunks.iter().any(|c| c.get("error").is_some()),
+            "{chunks:?}"
+        );
+        assert!(
+            chunks
+                .iter()
+                .any(|c| c["choices"][0]["finish_reason"] == "stop"),
+            "{chunks:?}"
+        );
     }
 
     #[test]

@@ -457,12 +457,16 @@ impl Exchange {
             };
             match read {
                 Some(Ok(bytes)) => {
-                    bytes_read += bytes.len();
-                    if bytes_read > self.max_response_bytes {
-                        return Err(GatewayError::ResponseTooLarge {
+                    if bytes_read + bytes.len() > self.max_response_bytes {
+                        // Never retried (the answer would be as large again): the stream
+                        // starts and ends with the error event, as any stream would.
+                        ended = true;
+                        first = adapter.finish(Some(GatewayError::ResponseTooLarge {
                             limit: self.max_response_bytes,
-                        });
+                        }));
+                        break;
                     }
+                    bytes_read += bytes.len();
                     first = adapter.push(&bytes);
                 }
                 Some(Err(e)) => {
@@ -473,15 +477,15 @@ impl Exchange {
                 None => {
                     ended = true;
                     first = adapter.finish(None);
-                    if adapter.content().is_empty() && adapter.error().is_none() {
-                        return Err(GatewayError::UpstreamUnreachable(
-                            "the upstream stream ended before its first event".into(),
-                        ));
-                    }
                 }
             }
-            if let (true, Some(message)) = (adapter.is_done(), adapter.error()) {
-                // The first thing the upstream said was an error: nothing went out yet.
+            let failed_at_once = adapter.is_done() && adapter.content().is_empty();
+            if let (true, Some(failure)) = (failed_at_once, adapter.failure()) {
+                // A native error event came first: it is retried (or not) as what it is.
+                return Err(failure.clone());
+            }
+            if let (true, Some(message)) = (failed_at_once, adapter.error()) {
+                // The upstream failed before saying anything: nothing went out yet.
                 return Err(GatewayError::UpstreamUnreachable(format!(
                     "the upstream stream failed before its first event: {message}"
                 )));
@@ -722,9 +726,12 @@ fn relay_stream(
             }
             let out = if let Some(first) = state.first.take() {
                 if state.ended {
-                    // The upstream ended within the first read: the relay is complete.
+                    // The upstream ended within the first read: the relay is complete. A
+                    // failed one (too large) stays armed, so dropping it aborts the fetch.
                     state.finished = true;
-                    state.guard.disarm();
+                    if state.relay.error().is_none() {
+                        state.guard.disarm();
+                    }
                 }
                 first
             } else {

@@ -45,6 +45,11 @@ pub trait StreamAdapter {
     fn usage(&self) -> Option<&Value>;
     /// The error the stream ended with, if it did.
     fn error(&self) -> Option<&str>;
+    /// That error as the gateway error it was, when the adapter made it (a native error
+    /// event), so a stream that fails at once keeps its status and code.
+    fn failure(&self) -> Option<&GatewayError> {
+        None
+    }
 }
 
 impl StreamAdapter for Relay {
@@ -74,6 +79,7 @@ pub struct Translated {
     translator: Box<dyn EventTranslator>,
     done: bool,
     error: Option<String>,
+    failure: Option<GatewayError>,
 }
 
 impl Translated {
@@ -83,6 +89,7 @@ impl Translated {
             translator,
             done: false,
             error: None,
+            failure: None,
         }
     }
 
@@ -105,6 +112,7 @@ impl Translated {
                 Err(error) => {
                     out.extend_from_slice(&error_frames(&error));
                     self.error = Some(error.to_string());
+                    self.failure = Some(error);
                     self.done = true;
                 }
             }
@@ -163,6 +171,10 @@ impl StreamAdapter for Translated {
 
     fn error(&self) -> Option<&str> {
         self.error.as_deref()
+    }
+
+    fn failure(&self) -> Option<&GatewayError> {
+        self.failure.as_ref()
     }
 }
 

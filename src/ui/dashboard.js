@@ -64,6 +64,7 @@ async function loadStats() {
   $('s-refused').textContent = fmtNum(s.refused ?? 0);
   fillGroups($('by-model'), s.by_model);
   fillGroups($('by-provider'), s.by_provider);
+  fillGroups($('by-upstream'), s.by_upstream);
   drawChart(s.timeline);
 }
 
@@ -115,7 +116,7 @@ function drawChart(timeline) {
 
 async function loadRows() {
   const params = new URLSearchParams({ page: state.page, page_size: 20 });
-  for (const id of ['search', 'status', 'model']) if ($(id).value.trim()) params.set(id, $(id).value.trim());
+  for (const id of ['search', 'status', 'model', 'upstream']) if ($(id).value.trim()) params.set(id, $(id).value.trim());
   const list = await api(`/api/requests?${params}`);
   state.totalPages = Math.max(1, list.total_pages);
   $('pageinfo').textContent = `page ${list.page} of ${state.totalPages} · ${list.total} ${list.total === 1 ? 'request' : 'requests'}`;
@@ -126,7 +127,8 @@ async function loadRows() {
       el('td', { class: 'muted', text: String(r.id) }),
       el('td', { text: new Date(r.created_ms).toLocaleString(), title: r.created_at }),
       el('td', {}, badge(r)),
-      el('td', { text: r.provider ?? '–' }),
+      el('td', { class: 'upstream', text: r.upstream ?? r.provider ?? '–', title: r.provider ? `kind: ${r.provider}` : '' }),
+      el('td', { class: 'num attempts', text: r.attempts ? String(r.attempts) : '–' }),
       el('td', { text: r.model ?? '–' }),
       el('td', { text: r.stream ? (r.fake_stream ? 'fake stream' : 'stream') : 'json' }),
       el('td', { text: `${r.method} ${r.path}` }),
@@ -137,7 +139,7 @@ async function loadRows() {
     tr.addEventListener('keydown', (e) => { if (e.key === 'Enter') openDetail(r.id); });
     return tr;
   });
-  if (!rows.length) rows.push(el('tr', {}, el('td', { class: 'muted', colspan: '10', text: 'No requests match.' })));
+  if (!rows.length) rows.push(el('tr', {}, el('td', { class: 'muted', colspan: '11', text: 'No requests match.' })));
   $('rows').replaceChildren(...rows);
 }
 
@@ -161,14 +163,20 @@ async function openDetail(id) {
   state.openId = id;
   const r = await api(`/api/request/${encodeURIComponent(id)}`);
   $('d-title').textContent = `Request #${r.id} · ${r.request_id}`;
-  const meta = [['Time', r.created_at], ['Status', String(r.status)], ['Provider', r.provider ?? '–'], ['Model', r.model ?? '–'],
+  const meta = [['Time', r.created_at], ['Status', String(r.status)], ['Upstream', r.upstream ?? '–'], ['Provider', r.provider ?? '–'],
+    ['Attempts', r.attempts ? String(r.attempts) : '–'], ['Model', r.model ?? '–'],
     ['Mode', r.stream ? (r.fake_stream ? 'fake stream' : 'stream') : 'json'], ['Path', `${r.method} ${r.path}`],
     ['First byte', fmtMs(r.first_byte_ms)], ['Total', fmtMs(r.total_ms)],
     ['Tokens', `${fmtNum(r.prompt_tokens)} prompt · ${fmtNum(r.completion_tokens)} completion · ${fmtNum(r.total_tokens)} total`],
     ['Client', `${r.client_ip ?? '–'} ${r.origin ? `· ${r.origin}` : ''}`], ['User agent', r.user_agent ?? '–']];
   if (r.error) meta.push(['Error', r.error]);
   $('d-meta').replaceChildren(...meta.flatMap(([k, v]) => [el('dt', { text: k }), el('dd', { text: v })]));
+  const attempts = Array.isArray(r.attempt_log) ? r.attempt_log : [];
+  const attemptList = el('ol', { class: 'attempts', id: 'd-attempts' }, ...attempts.map((a) => el('li', {
+    text: `${a.upstream} · ${a.model} · key ${a.key ?? '(client key)'} · ${a.status ?? 'no answer'}${a.error ? ` · ${a.error}` : ''} · ${fmtMs(a.ms)}`,
+  })));
   $('d-sections').replaceChildren(
+    ...(attempts.length ? [el('div', { class: 'section' }, el('h3', {}, el('span', { text: `Attempts (${attempts.length})` })), attemptList)] : []),
     section('Request headers', pretty(r.request_headers)),
     section('Request body', pretty(r.request_body)),
     section('Response headers', pretty(r.response_headers)),

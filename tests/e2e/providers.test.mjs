@@ -157,6 +157,31 @@ test('Gemini: safety stops become content_filter; a blocked prompt is a 400', as
   );
 });
 
+test('Gemini: an answer with nothing usable (MALFORMED_FUNCTION_CALL, no parts) is a 502 empty_response, also fake-streamed', async () => {
+  const tag = await scenario({ content: '', finish_reason: 'MALFORMED_FUNCTION_CALL' });
+  await assert.rejects(
+    guarded.chat.completions.create({ model: 'gemini-2.5-flash', messages: [{ role: 'user', content: tag }] }),
+    (err) => err instanceof OpenAI.InternalServerError && err.status === 502 && err.code === 'empty_response' && /MALFORMED_FUNCTION_CALL/.test(err.message),
+  );
+  const res = await post('/v1/chat/completions', { model: 'gemini-2.5-flash', messages: [{ role: 'user', content: tag }], stream: true }, { headers: { 'x-fake-stream': 'true' } });
+  assert.equal(res.status, 200);
+  const data = (await readSse(res)).filter((i) => i.kind === 'data');
+  assert.equal(data.at(-1).text, '[DONE]');
+  assert.equal(JSON.parse(data.at(-2).text).error.code, 'empty_response');
+  assert.equal(contentOf(data), '', 'no content was made up');
+  // A native stream whose first event is that ending: nothing went out, so the client gets the
+  // same 502 (the gateway waits for a stream's first event before it answers).
+  const native = await post('/v1/chat/completions', { model: 'gemini-2.5-flash', messages: [{ role: 'user', content: tag }], stream: true }, NATIVE);
+  assert.equal(native.status, 502);
+  assert.equal((await native.json()).error.code, 'empty_response');
+  // The same finish reason after real text is a normal stop.
+  const late = await guarded.chat.completions.create({
+    model: 'gemini-2.5-flash', messages: [{ role: 'user', content: await scenario({ content: 'real text', finish_reason: 'MALFORMED_FUNCTION_CALL' }) }],
+  });
+  assert.equal(late.choices[0].message.content, 'real text');
+  assert.equal(late.choices[0].finish_reason, 'stop');
+});
+
 test('Gemini: errors keep a fitting status; client keys are forwarded in public mode', async () => {
   const quota = JSON.stringify({ error: { code: 429, message: 'Resource has been exhausted', status: 'RESOURCE_EXHAUSTED' } });
   await assert.rejects(

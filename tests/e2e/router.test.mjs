@@ -541,18 +541,6 @@ test('fake stream: every attempt fails; one final error event, no content', asyn
   assert.equal(a[0].key, KEYS.alpha);
 });
 
-test('an upstream with fake_stream: a streaming call is served by a non-streaming upstream call', async () => {
-  const tag = await scenarioOn({ [MOCK_C]: { content: 'faked by the upstream setting', delay_ms: 300 } });
-  const res = await chat('fakeup-model', tag, { stream: true });
-  assert.equal(res.headers.get('x-gateway-fake-stream'), 'true');
-  const { items, content, errors } = await sse(res, 'fakeup');
-  assert.equal(content, 'faked by the upstream setting');
-  assert.equal(errors.length, 0);
-  assert.ok(items.some((i) => i.kind === 'comment'), 'heartbeats while waiting');
-  const c = await receivedOn(MOCK_C, tag);
-  assert.deepEqual(c.map((r) => [r.key, r.body.model, r.body.stream]), [[KEYS.fakeup, 'fakeup-model', false]]);
-});
-
 // ---- what upstreams receive ------------------------------------------------------------------
 
 test('a Zhipu-like upstream at /api/paas/v4: its own key, the mapped model, never the client\'s credential', async () => {
@@ -714,4 +702,73 @@ test('a route naming no upstream: every request answers 500 invalid_configuratio
     assert.match(error.message, /missing/, `${what}: names the unknown upstream`);
     assertNoSecret(text, what);
   }
+});
+
+// ---- the dashboard: upstream and attempts per call, the upstream filter, the attempt list ----
+
+test('dashboard: upstream and attempts per call, filter by upstream, calls by upstream, each attempt of a call', async () => {
+  const { launch, ARTIFACTS } = await import('./browser.mjs');
+  const path = await import('node:path');
+  const marker = `dashroute${Date.now()}`;
+  const tag = await scenarioOn({
+    [MOCK]: { status: 503, error_body: JSON.stringify(openaiError('alpha is overloaded')) },
+    [MOCK_B]: { content: 'answer from zhipu' },
+  });
+  const res = await chat('r-fallback', `${marker} ${tag}`);
+  assert.equal(res.status, 200);
+  const requestId = res.headers.get('x-request-id');
+  await logRow(requestId, { base: ROUTER_GATEWAY, token: ADMIN });
+
+  const browser = await launch();
+  try {
+    const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    const pageErrors = [];
+    page.on('pageerror', (e) => pageErrors.push(e.message));
+    await page.goto(`${ROUTER_GATEWAY}/dashboard`);
+    await page.fill('#token', ADMIN);
+    await page.click('#login-form button[type=submit]');
+    await page.waitForFunction(() => document.getElementById('s-total').textContent !== '–');
+    assert.match(await page.textContent('#by-upstream'), /zhipu/);
+    await page.fill('#search', marker);
+    await page.fill('#upstream', 'zhipu');
+    await page.click('#filters button[type=submit]');
+    await page.waitForFunction(() => document.querySelectorAll('#rows tr.entry').length === 1);
+    assert.equal((await page.textContent('#rows tr.entry td.upstream')).trim(), 'zhipu');
+    assert.equal((await page.textContent('#rows tr.entry td.attempts')).trim(), '2');
+    // The same search under another upstream finds nothing: the filter applies.
+    await page.fill('#upstream', 'alpha');
+    await page.click('#filters button[type=submit]');
+    await page.waitForFunction(() => document.querySelectorAll('#rows tr.entry').length === 0);
+    await page.fill('#upstream', 'zhipu');
+    await page.click('#filters button[type=submit]');
+    await page.waitForSelector('#rows tr.entry');
+    await page.click('#rows tr.entry');
+    await page.waitForSelector('#d-attempts li');
+    const attempts = await page.$$eval('#d-attempts li', (items) => items.map((li) => li.textContent));
+    assert.equal(attempts.length, 2, attempts.join(' | '));
+    assert.match(attempts[0], /^alpha · alpha-fb · key sha256:[0-9a-f]{8} · 503/);
+    assert.match(attempts[1], /^zhipu · glm-fb · key sha256:[0-9a-f]{8} · 200/);
+    const shown = await page.textContent('body');
+    assertNoSecret(shown, 'dashboard page');
+    await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-attempts.png') });
+    assert.deepEqual(pageErrors, []);
+  } finally {
+    await browser.close();
+  }
+});
+
+test('an upstream\'s fake_stream replaces FAKE_STREAM for calls routed to it; X-Fake-Stream still overrides per call', async () => {
+  const tag = await scenarioOn({ [MOCK_C]: { content: 'fake-streamed by its upstream', delay_ms: 350 } });
+  const res = await chat('fakeup-model', tag, { stream: true });
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get('x-gateway-fake-stream'), 'true');
+  const items = await readSse(res);
+  assert.ok(items.filter((i) => i.kind === 'comment').length >= 2, 'heartbeats while the upstream works');
+  assert.equal(contentOf(items), 'fake-streamed by its upstream');
+  // FAKE_STREAM of this instance does not match `fakeup-*`: only the upstream setting did it.
+  const forced = await chat('fakeup-model', tag, { stream: true, headers: { 'x-fake-stream': 'false' } });
+  assert.equal(forced.headers.get('x-gateway-fake-stream'), null);
+  assert.equal(contentOf(await readSse(forced)), 'fake-streamed by its upstream');
+  const received = await receivedOn(MOCK_C, tag);
+  assert.deepEqual(received.map((r) => [r.key, r.body.stream]), [[KEYS.fakeup, false], [KEYS.fakeup, true]]);
 });
