@@ -13,7 +13,8 @@
 // Knobs: delay_ms (before the response starts), status + error_body (an error answer),
 // malformed (a 200 that is not JSON), reset (destroy the socket without answering),
 // hang (never answer), content, reasoning_content, tool_calls, finish_reason, usage,
-// chunk_delay_ms and chunk_chars (streaming cadence), cut_after (destroy the socket after N
+// chunk_delay_ms and chunk_chars (streaming cadence), first_event_delay_ms (streams: silence
+// between the 200 headers and the first event, like a model that thinks first), cut_after (destroy the socket after N
 // stream events), ignore_stream (answer JSON to a streaming request), always_stream (answer
 // SSE to a non-streaming request).
 //
@@ -201,6 +202,10 @@ function buildAnswer(body, scenario) {
 
 async function streamAnswer(res, record, answer, body, scenario) {
   res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', 'x-request-id': 'req_mock_stream' });
+  if (scenario.first_event_delay_ms) {
+    res.flushHeaders();
+    await sleep(scenario.first_event_delay_ms, res);
+  }
   const base = { id: answer.id, object: 'chat.completion.chunk', created: answer.created, model: answer.model, system_fingerprint: 'fp_mock' };
   const msg = answer.choices[0].message;
   const events = [{ ...base, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }] }];
@@ -270,6 +275,10 @@ async function preamble(res, scenario, refuse) {
 
 async function writeEvents(res, record, scenario, frames, errorFrame) {
   res.writeHead(200, { 'content-type': 'text/event-stream' });
+  if (scenario.first_event_delay_ms) {
+    res.flushHeaders();
+    await sleep(scenario.first_event_delay_ms, res);
+  }
   const errorAt = Math.min(2, frames.length - 1);
   for (const frame of frames) {
     if (res.destroyed) return;
