@@ -78,6 +78,15 @@ mod tests {
         Config::from_lookup(|n| pairs.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone())).unwrap()
     }
 
+    fn ids(list: &Value) -> Vec<&str> {
+        list["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap())
+            .collect()
+    }
+
     #[test]
     fn token_mode_lists_only_upstreams_with_keys() {
         let c = config(&[("AUTH_TOKEN", "t"), ("GEMINI_API_KEY", "g")]);
@@ -112,12 +121,7 @@ mod tests {
         ]);
         let ups = listed_upstreams(&c);
         let list = model_list(&c, &[(ups[0], vec!["deepseek-coder".into()])]);
-        let ids: Vec<&str> = list["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["id"].as_str().unwrap())
-            .collect();
+        let ids = ids(&list);
         // `chat` the upstream model is reachable only with its prefix: the route has the name.
         assert_eq!(
             ids,
@@ -146,12 +150,7 @@ mod tests {
                 (openai, vec!["gpt-4o".into(), "gemini-on-openai".into()]),
             ],
         );
-        let ids: Vec<&str> = list["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["id"].as_str().unwrap())
-            .collect();
+        let ids = ids(&list);
         assert_eq!(
             ids,
             vec![

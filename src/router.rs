@@ -233,11 +233,6 @@ impl KeyBook {
         Some(chosen)
     }
 
-    pub fn has_free(&self, upstream: &str, len: usize, now: f64, exclude: &[usize]) -> bool {
-        let pool = self.pools.get(upstream);
-        (0..len).any(|k| !exclude.contains(&k) && pool.is_none_or(|p| p.free_at(k) <= now))
-    }
-
     pub fn cool(&mut self, upstream: &str, key: usize, until: f64) {
         let pool = self.pools.entry(upstream.to_string()).or_default();
         let entry = pool.cooling.entry(key).or_insert(0.0);
@@ -378,11 +373,13 @@ impl Planner {
         let KeySource::Pool(len) = self.sources[candidate] else {
             return None;
         };
-        let name = &self.names[candidate];
-        if !book.has_free(name, len, now, &self.tried[candidate]) {
-            return None;
-        }
-        let key = book.pick(name, len, now, &self.tried[candidate], false)?;
+        let key = book.pick(
+            &self.names[candidate],
+            len,
+            now,
+            &self.tried[candidate],
+            false,
+        )?;
         Some(Attempt {
             candidate,
             key: Some(key),
