@@ -114,10 +114,17 @@ function drawChart(timeline) {
   svg.replaceChildren(...nodes);
 }
 
+// Answers can arrive out of order (an auto-refresh in flight while the filter changes):
+// only the newest request's answer may fill the table or the detail.
+let rowsSeq = 0;
+let detailSeq = 0;
+
 async function loadRows() {
+  const seq = ++rowsSeq;
   const params = new URLSearchParams({ page: state.page, page_size: 20 });
   for (const id of ['search', 'status', 'model', 'upstream']) if ($(id).value.trim()) params.set(id, $(id).value.trim());
   const list = await api(`/api/requests?${params}`);
+  if (seq !== rowsSeq) return;
   state.totalPages = Math.max(1, list.total_pages);
   $('pageinfo').textContent = `page ${list.page} of ${state.totalPages} · ${list.total} ${list.total === 1 ? 'request' : 'requests'}`;
   $('prev').disabled = state.page <= 1;
@@ -161,7 +168,9 @@ function section(title, text) {
 
 async function openDetail(id) {
   state.openId = id;
+  const seq = ++detailSeq;
   const r = await api(`/api/request/${encodeURIComponent(id)}`);
+  if (seq !== detailSeq) return;
   $('d-title').textContent = `Request #${r.id} · ${r.request_id}`;
   const meta = [['Time', r.created_at], ['Status', String(r.status)], ['Upstream', r.upstream ?? '–'], ['Provider', r.provider ?? '–'],
     ['Attempts', r.attempts ? String(r.attempts) : '–'], ['Model', r.model ?? '–'],
