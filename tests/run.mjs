@@ -46,6 +46,9 @@ function routerUpstreams({ mock, mockB, mockC, dead }) {
     { name: 'fakeup', kind: 'openai', base_url: `${mockC}/v1`, keys: 'FAKEUP_KEYS', models: ['fakeup-*'], fake_stream: true },
     // `keys` names a secret that is not set.
     { name: 'nokeys', kind: 'openai', base_url: `${mock}/v1`, keys: 'UNSET_POOL_KEYS', models: ['nokeys-*'] },
+    // Embeddings through the router (tests/e2e/embeddings.test.mjs): a revoked key first in its pool.
+    { name: 'embpool', kind: 'openai', base_url: `${mock}/v1`, keys: 'EMBPOOL_KEYS', models: ['ep-*'] },
+    { name: 'dsemb', kind: 'dashscope', base_url: mock, keys: 'DSEMB_KEYS', models: ['text-embedding-v*'] },
   ];
 }
 
@@ -67,6 +70,11 @@ const ROUTER_ROUTES = {
   'r-403-pool': ['pool403/p403-x'],
   'r-weighted': { targets: ['alpha/alpha-w', 'charlie/charlie-w'], strategy: 'weighted' },
   'r-python': ['alpha/alpha-py', 'zhipu/glm-py'],
+  'r-embed': ['dead/dead-embed', 'alpha/alpha-embed'],
+  'r-embed-503': ['alpha/alpha-embed-503', 'zhipu/glm-embed'],
+  'r-embed-gemini': ['dead/dead-ge', 'gem/gemini-embedding-001'],
+  'r-embed-pool': ['embpool/ep-embed'],
+  'r-embed-dashscope': ['dead/dead-de', 'dsemb/text-embedding-v4'],
 };
 
 /** The TOML instance's [vars] UPSTREAMS (an array of tables) and ROUTES (a table). */
@@ -91,7 +99,7 @@ function instances(mockUrl, frontendPort, { mockB, mockC, dead }) {
   const guarded = {
     SOURCE_API_URL: mockUrl,
     OPENAI_API_KEY: 'sk-server-secret-key',
-    OPENAI_MODEL_PATTERNS: 'gpt-*,fake-*,o1*',
+    OPENAI_MODEL_PATTERNS: 'gpt-*,fake-*,o1*,text-embedding-3-*',
     GEMINI_BASE_URL: `${mockUrl}/v1beta`,
     GEMINI_API_KEY: 'gm-server-secret-key',
     DASHSCOPE_BASE_URL: mockUrl,
@@ -172,6 +180,8 @@ function instances(mockUrl, frontendPort, { mockB, mockC, dead }) {
       SOLO429_KEYS: 'sk-solo429-only',
       SOLO429B_KEYS: 'sk-solo429b-only',
       FAKEUP_KEYS: 'sk-fakeup-key-1',
+      EMBPOOL_KEYS: 'bad-embpool-revoked,sk-embpool-good',
+      DSEMB_KEYS: 'ds-router-emb-key',
       MAX_ATTEMPTS: '3',
       RETRY_MAX_WAIT_MS: '3000',
       FAKE_STREAM: 'fake-*,*-fake',
