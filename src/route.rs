@@ -5,6 +5,7 @@ use crate::error::GatewayError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     Chat,
+    Embeddings,
     Models,
     Health,
     Status,
@@ -37,6 +38,11 @@ const ENDPOINTS: &[Endpoint] = &[
         paths: &["/v1/chat/completions", "/chat/completions", "/api/chat"],
         get: None,
         post: Some(Route::Chat),
+    },
+    Endpoint {
+        paths: &["/v1/embeddings", "/embeddings"],
+        get: None,
+        post: Some(Route::Embeddings),
     },
     Endpoint {
         paths: &["/v1/models", "/models"],
@@ -150,6 +156,18 @@ mod tests {
         ] {
             assert_eq!(route("POST", path).unwrap(), Route::Chat, "{path}");
         }
+    }
+
+    #[test]
+    fn embeddings_paths() {
+        for path in ["/v1/embeddings", "/embeddings", "/v1/embeddings/"] {
+            assert_eq!(route("POST", path).unwrap(), Route::Embeddings, "{path}");
+        }
+        assert_eq!(route("GET", "/v1/embeddings").unwrap_err().status(), 405);
+        assert_eq!(
+            route("OPTIONS", "/v1/embeddings").unwrap(),
+            Route::Preflight
+        );
     }
 
     #[test]

@@ -2,7 +2,11 @@
 //! `/api/v1/services/aigc/text-generation/generation`, and
 //! `/api/v1/services/aigc/multimodal-generation/generation` for vision models and images.
 
-use super::{parse_json, CallContext, HttpRequest, Provider, ProviderSpec};
+use super::{
+    check_vector_count, parse_json, CallContext, EmbeddingBatch, EmbeddingContext, HttpRequest,
+    Provider, ProviderSpec,
+};
+use crate::embeddings::Embeddings;
 use crate::error::{upstream_error, GatewayError};
 use crate::openai::{
     tool_name_for_call, usage_object, AssistantMessage, ChatCompletion, Choice, MessageContent,
@@ -19,7 +23,7 @@ pub static SPEC: ProviderSpec = ProviderSpec {
     base_url_var: "DASHSCOPE_BASE_URL",
     default_base_url: "https://dashscope.aliyuncs.com",
     env_prefix: "DASHSCOPE",
-    default_patterns: &["qwen*", "qwq*", "qvq*", "farui*"],
+    default_patterns: &["qwen*", "qwq*", "qvq*", "farui*", "text-embedding-v*"],
     default_models: &[
         "qwen-max",
         "qwen-plus",
@@ -28,6 +32,7 @@ pub static SPEC: ProviderSpec = ProviderSpec {
         "qwen-vl-max",
         "qwen-vl-plus",
         "farui-plus",
+        "text-embedding-v4",
     ],
     base_url_suffixes: &["/api/v1", "/compatible-mode/v1"],
     base_url_as_written: false,
@@ -37,6 +42,31 @@ pub static SPEC: ProviderSpec = ProviderSpec {
 
 const TEXT_PATH: &str = "/api/v1/services/aigc/text-generation/generation";
 const MULTIMODAL_PATH: &str = "/api/v1/services/aigc/multimodal-generation/generation";
+const EMBEDDING_PATH: &str = "/api/v1/services/embeddings/text-embedding/text-embedding";
+
+/// Texts per embeddings call: 10 for `text-embedding-v3`/`v4` (and any later model), 25 for
+/// the older `v1`/`v2`.
+fn embedding_batch_limit(model: &str) -> usize {
+    match model {
+        "text-embedding-v1" | "text-embedding-v2" => 25,
+        _ => 10,
+    }
+}
+
+/// DashScope's `text_type`: `query` or `document` (Gemini's retrieval names accepted).
+fn embedding_text_type(task: &str) -> Result<&'static str, GatewayError> {
+    match task.to_ascii_lowercase().as_str() {
+        "query" | "retrieval_query" => Ok("query"),
+        "document" | "retrieval_document" => Ok("document"),
+        _ => Err(GatewayError::invalid_param(
+            format!(
+                "`task_type` `{}` is not a DashScope text_type: use `query` or `document`",
+                crate::error::excerpt(task, 60)
+            ),
+            "task_type",
+        )),
+    }
+}
 
 /// Parameters DashScope takes under the same name as the client sent them.
 const SAME_NAME_PARAMETERS: &[&str] = &[
@@ -427,6 +457,106 @@ impl Provider for DashScope {
         }
     }
 
+    fn embeddings_requests(
+        &self,
+        ctx: &EmbeddingContext,
+    ) -> Result<Vec<EmbeddingBatch>, GatewayError> {
+        let texts = ctx.request.texts("DashScope")?;
+        let mut parameters = Map::new();
+        if let Some(dimensions) = ctx.request.dimensions {
+            parameters.insert("dimension".into(), json!(dimensions));
+        }
+        if let Some(task) = ctx.request.task_type.as_deref() {
+            parameters.insert("text_type".into(), json!(embedding_text_type(task)?));
+        }
+        texts
+            .chunks(embedding_batch_limit(ctx.upstream_model))
+            .map(|batch| {
+                let mut body = json!({ "model": ctx.upstream_model, "input": { "texts": batch } });
+                if !parameters.is_empty() {
+                    body["parameters"] = Value::Object(parameters.clone());
+                }
+                Ok(EmbeddingBatch {
+                    request: HttpRequest {
+                        method: "POST",
+                        url: format!("{}{EMBEDDING_PATH}", ctx.base_url),
+                        headers: vec![
+                            ("Authorization".to_string(), format!("Bearer {}", ctx.key)),
+                            ("Content-Type".to_string(), "application/json".to_string()),
+                        ],
+                        body: Some(
+                            serde_json::to_vec(&body)
+                                .map_err(|e| GatewayError::Internal(e.to_string()))?,
+                        ),
+                    },
+                    inputs: batch.len(),
+                })
+            })
+            .collect()
+    }
+
+    fn parse_embeddings(&self, body: &[u8], expected: usize) -> Result<Embeddings, GatewayError> {
+        #[derive(Deserialize)]
+        struct Item {
+            #[serde(default)]
+            text_index: usize,
+            #[serde(default)]
+            embedding: Vec<f64>,
+        }
+        #[derive(Deserialize, Default)]
+        struct Output {
+            #[serde(default)]
+            embeddings: Vec<Item>,
+        }
+        #[derive(Deserialize)]
+        struct Usage {
+            #[serde(default)]
+            total_tokens: u64,
+        }
+        #[derive(Deserialize)]
+        struct Answer {
+            #[serde(default)]
+            output: Option<Output>,
+            #[serde(default)]
+            usage: Option<Usage>,
+            #[serde(default)]
+            code: Option<String>,
+            #[serde(default)]
+            message: Option<String>,
+            #[serde(default)]
+            request_id: Option<String>,
+        }
+        let answer: Answer = parse_json(body, "a DashScope text-embedding response")?;
+        if let Some(code) = answer.code.as_deref().filter(|c| !c.is_empty()) {
+            return Err(error_from_native(
+                400,
+                code,
+                answer
+                    .message
+                    .as_deref()
+                    .unwrap_or("DashScope returned an error"),
+                answer.request_id.as_deref(),
+            ));
+        }
+        let mut items = answer.output.unwrap_or_default().embeddings;
+        check_vector_count(items.len(), expected)?;
+        // Answers carry each vector's position; order by it, and every position once.
+        items.sort_by_key(|item| item.text_index);
+        if items
+            .iter()
+            .enumerate()
+            .any(|(i, item)| item.text_index != i)
+        {
+            return Err(GatewayError::UpstreamMalformed(
+                "DashScope answered embeddings with missing or repeated text_index values".into(),
+            ));
+        }
+        Ok(Embeddings {
+            vectors: items.into_iter().map(|item| item.embedding).collect(),
+            prompt_tokens: answer.usage.map(|u| u.total_tokens),
+        })
+    }
+
     fn stream_translator(&self, ctx: &CallContext) -> Option<Box<dyn EventTranslator>> {
         Some(Box::new(DashScopeStream {
             state: ChunkState::new(ctx.chunk_meta(None)),
@@ -536,7 +666,9 @@ impl EventTranslator for DashScopeStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::adapters::test_support::{request, run_stream, translated, with_ctx};
+    use crate::adapters::test_support::{
+        embedding_batches, request, run_stream, translated, with_ctx,
+    };
     use crate::stream::translate::StreamAdapter;
 
     #[test]
@@ -746,5 +878,70 @@ mod tests {
             out.contains("DataInspectionFailed") && out.ends_with("data: [DONE]\n\n"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn embeddings_batch_to_the_documented_limit() {
+        let texts: Vec<String> = (0..23).map(|i| format!("t{i}")).collect();
+        let batches = embedding_batches(
+            &DashScope,
+            json!({"model": "text-embedding-v4", "input": texts, "dimensions": 512, "task_type": "document"}),
+            "text-embedding-v4",
+        )
+        .unwrap();
+        let sizes: Vec<usize> = batches.iter().map(|b| b.2).collect();
+        assert_eq!(sizes, vec![10, 10, 3]);
+        assert_eq!(
+            batches[0].0,
+            "https://up.test/api/v1/services/embeddings/text-embedding/text-embedding"
+        );
+        assert_eq!(
+            batches[2].1,
+            json!({"model": "text-embedding-v4",
+            "input": {"texts": ["t20", "t21", "t22"]},
+            "parameters": {"dimension": 512, "text_type": "document"}})
+        );
+        let old = embedding_batches(
+            &DashScope,
+            json!({"model": "text-embedding-v2", "input": texts}),
+            "text-embedding-v2",
+        )
+        .unwrap();
+        assert_eq!(old.len(), 1);
+        assert!(old[0].1.get("parameters").is_none());
+        for bad in [
+            json!({"model": "e", "input": [1, 2]}),
+            json!({"model": "e", "input": "x", "task_type": "CLUSTERING"}),
+        ] {
+            let error = embedding_batches(&DashScope, bad, "text-embedding-v4").unwrap_err();
+            assert_eq!(error.status(), 400);
+        }
+    }
+
+    #[test]
+    fn embeddings_answers_in_text_index_order() {
+        let body = json!({"output": {"embeddings": [
+            {"text_index": 1, "embedding": [0.3]}, {"text_index": 0, "embedding": [0.1]}]},
+            "usage": {"total_tokens": 9}, "request_id": "r1"});
+        let parsed = DashScope
+            .parse_embeddings(body.to_string().as_bytes(), 2)
+            .unwrap();
+        assert_eq!(parsed.vectors, vec![vec![0.1], vec![0.3]]);
+        assert_eq!(parsed.prompt_tokens, Some(9));
+        let repeated = json!({"output": {"embeddings": [
+            {"text_index": 0, "embedding": [0.3]}, {"text_index": 0, "embedding": [0.1]}]}});
+        assert_eq!(
+            DashScope
+                .parse_embeddings(repeated.to_string().as_bytes(), 2)
+                .unwrap_err()
+                .status(),
+            502
+        );
+        let error = json!({"code": "InvalidParameter", "message": "batch size is invalid", "request_id": "r2"});
+        let error = DashScope
+            .parse_embeddings(error.to_string().as_bytes(), 1)
+            .unwrap_err();
+        assert_eq!(error.status(), 400);
+        assert!(error.to_string().contains("batch size is invalid"));
     }
 }

@@ -1,7 +1,11 @@
 //! Google Gemini through its native API: `models/{model}:generateContent` and
 //! `:streamGenerateContent?alt=sse`.
 
-use super::{arguments_object, parse_json, CallContext, HttpRequest, Provider, ProviderSpec};
+use super::{
+    arguments_object, check_vector_count, parse_json, CallContext, EmbeddingBatch,
+    EmbeddingContext, HttpRequest, Provider, ProviderSpec,
+};
+use crate::embeddings::Embeddings;
 use crate::error::{upstream_error, GatewayError};
 use crate::openai::{
     parse_data_url, tool_name_for_call, usage_object, AssistantMessage, ChatCompletion, Choice,
@@ -24,6 +28,7 @@ pub static SPEC: ProviderSpec = ProviderSpec {
         "gemini-2.5-flash",
         "gemini-2.5-flash-lite",
         "gemini-2.0-flash",
+        "gemini-embedding-001",
     ],
     base_url_suffixes: &["/v1beta", "/v1"],
     base_url_as_written: false,
@@ -632,6 +637,75 @@ impl Provider for Gemini {
         }
     }
 
+    fn embeddings_requests(
+        &self,
+        ctx: &EmbeddingContext,
+    ) -> Result<Vec<EmbeddingBatch>, GatewayError> {
+        let model = model_path(ctx.upstream_model)?;
+        let texts = ctx.request.texts("Gemini")?;
+        let task_type = ctx
+            .request
+            .task_type
+            .as_deref()
+            .map(embedding_task_type)
+            .transpose()?;
+        texts
+            .chunks(EMBED_BATCH_LIMIT)
+            .map(|batch| {
+                let requests: Vec<Value> = batch
+                    .iter()
+                    .map(|text| {
+                        let mut one =
+                            json!({ "model": model, "content": { "parts": [{ "text": text }] } });
+                        if let Some(task) = task_type {
+                            one["taskType"] = json!(task);
+                        }
+                        if let Some(dimensions) = ctx.request.dimensions {
+                            one["outputDimensionality"] = json!(dimensions);
+                        }
+                        one
+                    })
+                    .collect();
+                let body = serde_json::to_vec(&json!({ "requests": requests }))
+                    .map_err(|e| GatewayError::Internal(e.to_string()))?;
+                Ok(EmbeddingBatch {
+                    request: HttpRequest {
+                        method: "POST",
+                        url: format!("{}/v1beta/{model}:batchEmbedContents", ctx.base_url),
+                        headers: vec![
+                            ("x-goog-api-key".into(), ctx.key.to_string()),
+                            ("Content-Type".into(), "application/json".into()),
+                        ],
+                        body: Some(body),
+                    },
+                    inputs: batch.len(),
+                })
+            })
+            .collect()
+    }
+
+    fn parse_embeddings(&self, body: &[u8], expected: usize) -> Result<Embeddings, GatewayError> {
+        #[derive(Deserialize)]
+        struct Values {
+            #[serde(default)]
+            values: Vec<f64>,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct BatchAnswer {
+            #[serde(default)]
+            embeddings: Vec<Values>,
+            #[serde(default)]
+            usage_metadata: Option<UsageMetadata>,
+        }
+        let answer: BatchAnswer = parse_json(body, "a Gemini BatchEmbedContentsResponse")?;
+        check_vector_count(answer.embeddings.len(), expected)?;
+        Ok(Embeddings {
+            vectors: answer.embeddings.into_iter().map(|e| e.values).collect(),
+            prompt_tokens: answer.usage_metadata.map(|u| u.prompt_token_count),
+        })
+    }
+
     fn stream_translator(&self, ctx: &CallContext) -> Option<Box<dyn EventTranslator>> {
         Some(Box::new(GeminiStream {
             state: ChunkState::new(ctx.chunk_meta(None)),
@@ -665,12 +739,53 @@ impl Provider for Gemini {
             .filter(|m| {
                 m["supportedGenerationMethods"]
                     .as_array()
-                    .is_none_or(|methods| methods.iter().any(|x| x == "generateContent"))
+                    .is_none_or(|methods| {
+                        methods.iter().any(|x| {
+                            x == "generateContent"
+                                || x == "embedContent"
+                                || x == "batchEmbedContents"
+                        })
+                    })
             })
             .filter_map(|m| m["name"].as_str())
             .map(|name| name.strip_prefix("models/").unwrap_or(name).to_string())
             .collect()
     }
+}
+
+/// Requests per `batchEmbedContents` call, Gemini's documented maximum.
+const EMBED_BATCH_LIMIT: usize = 100;
+
+/// Gemini's embedding task types; `query` and `document` as the short forms other
+/// providers use.
+fn embedding_task_type(task: &str) -> Result<&'static str, GatewayError> {
+    const TASKS: &[&str] = &[
+        "TASK_TYPE_UNSPECIFIED",
+        "RETRIEVAL_QUERY",
+        "RETRIEVAL_DOCUMENT",
+        "SEMANTIC_SIMILARITY",
+        "CLASSIFICATION",
+        "CLUSTERING",
+        "QUESTION_ANSWERING",
+        "FACT_VERIFICATION",
+        "CODE_RETRIEVAL_QUERY",
+    ];
+    let upper = task.to_ascii_uppercase();
+    match upper.as_str() {
+        "QUERY" => return Ok("RETRIEVAL_QUERY"),
+        "DOCUMENT" => return Ok("RETRIEVAL_DOCUMENT"),
+        _ => {}
+    }
+    TASKS.iter().copied().find(|t| *t == upper).ok_or_else(|| {
+        GatewayError::invalid_param(
+            format!(
+                "`task_type` `{}` is not a Gemini task type ({})",
+                crate::error::excerpt(task, 60),
+                TASKS[1..].join(", ")
+            ),
+            "task_type",
+        )
+    })
 }
 
 /// A Gemini error object (`{code, message, status, details}`) as an OpenAI error.
@@ -832,7 +947,9 @@ impl EventTranslator for GeminiStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::adapters::test_support::{request, run_stream, translated, with_ctx};
+    use crate::adapters::test_support::{
+        embedding_batches, request, run_stream, translated, with_ctx,
+    };
     use crate::stream::translate::StreamAdapter;
 
     fn upstream_body(body: Value) -> Value {
@@ -1277,13 +1394,93 @@ mod tests {
     }
 
     #[test]
+    fn embeddings_batch_with_task_and_dimensions() {
+        let texts: Vec<String> = (0..150).map(|i| format!("t{i}")).collect();
+        let batches = embedding_batches(
+            &Gemini,
+            json!({"model": "emb", "input": texts, "dimensions": 768, "task_type": "query"}),
+            "gemini-embedding-001",
+        )
+        .unwrap();
+        assert_eq!(batches.len(), 2, "100 requests per batch");
+        let (url, body, inputs) = &batches[0];
+        assert_eq!(
+            url,
+            "https://up.test/v1beta/models/gemini-embedding-001:batchEmbedContents"
+        );
+        assert_eq!(*inputs, 100);
+        assert_eq!(
+            body["requests"][0],
+            json!({"model": "models/gemini-embedding-001", "content": {"parts": [{"text": "t0"}]},
+                "taskType": "RETRIEVAL_QUERY", "outputDimensionality": 768})
+        );
+        assert_eq!(batches[1].2, 50);
+        assert_eq!(
+            batches[1].1["requests"][49]["content"]["parts"][0]["text"],
+            "t149"
+        );
+
+        let plain = embedding_batches(
+            &Gemini,
+            json!({"model": "e", "input": "one"}),
+            "text-embedding-004",
+        )
+        .unwrap();
+        assert_eq!(
+            plain[0].1,
+            json!({"requests": [{"model": "models/text-embedding-004", "content": {"parts": [{"text": "one"}]}}]})
+        );
+        for bad in [
+            json!({"model": "e", "input": [[1, 2]]}),
+            json!({"model": "e", "input": "x", "task_type": "SUMMARIZE"}),
+        ] {
+            let error = embedding_batches(&Gemini, bad, "gemini-embedding-001").unwrap_err();
+            assert_eq!(error.status(), 400);
+        }
+        assert_eq!(
+            embedding_batches(&Gemini, json!({"model": "e", "input": "x"}), "../x")
+                .unwrap_err()
+                .status(),
+            400
+        );
+    }
+
+    #[test]
+    fn embeddings_answers() {
+        let body = json!({"embeddings": [{"values": [0.1, -0.2]}, {"values": [0.3, 0.4]}]});
+        let parsed = Gemini
+            .parse_embeddings(body.to_string().as_bytes(), 2)
+            .unwrap();
+        assert_eq!(parsed.vectors, vec![vec![0.1, -0.2], vec![0.3, 0.4]]);
+        assert_eq!(parsed.prompt_tokens, None);
+        let with_usage =
+            json!({"embeddings": [{"values": [1.0]}], "usageMetadata": {"promptTokenCount": 7}});
+        assert_eq!(
+            Gemini
+                .parse_embeddings(with_usage.to_string().as_bytes(), 1)
+                .unwrap()
+                .prompt_tokens,
+            Some(7)
+        );
+        let short = Gemini.parse_embeddings(body.to_string().as_bytes(), 3);
+        assert_eq!(short.unwrap_err().status(), 502);
+        assert_eq!(
+            Gemini.parse_embeddings(b"<html>", 1).unwrap_err().status(),
+            502
+        );
+    }
+
+    #[test]
     fn models_list() {
         let body = json!({"models": [
             {"name": "models/gemini-2.5-pro", "supportedGenerationMethods": ["generateContent", "countTokens"]},
-            {"name": "models/text-embedding-004", "supportedGenerationMethods": ["embedContent"]}]});
+            {"name": "models/gemini-embedding-001", "supportedGenerationMethods": ["embedContent", "countTextTokens"]},
+            {"name": "models/aqa", "supportedGenerationMethods": ["generateAnswer"]},
+            {"name": "models/imagen-4.0-generate-001", "supportedGenerationMethods": ["predict"]}]});
+        // Chat and embedding models; nothing the gateway cannot call.
         assert_eq!(
             Gemini.parse_models(body.to_string().as_bytes()),
-            vec!["gemini-2.5-pro"]
+            vec!["gemini-2.5-pro", "gemini-embedding-001"]
         );
     }
 }

@@ -13,6 +13,7 @@ pub mod openai;
 #[cfg(test)]
 mod test_support;
 
+use crate::embeddings::{EmbeddingRequest, Embeddings};
 use crate::error::GatewayError;
 use crate::openai::{ChatCompletion, ChatRequest};
 use crate::stream::translate::EventTranslator;
@@ -85,6 +86,24 @@ pub struct ProviderOptions {
     pub gemini_safety_threshold: String,
 }
 
+/// One native embeddings call and how many of the inputs it carries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbeddingBatch {
+    pub request: HttpRequest,
+    pub inputs: usize,
+}
+
+/// Everything a provider needs to build an embeddings call.
+#[derive(Debug, Clone)]
+pub struct EmbeddingContext<'a> {
+    pub request: &'a EmbeddingRequest,
+    pub raw_body: &'a [u8],
+    pub upstream_model: &'a str,
+    pub base_url: &'a str,
+    pub key: &'a str,
+    pub client_headers: &'a [(String, String)],
+}
+
 impl CallContext<'_> {
     /// The envelope for chunks of a translated or replayed stream.
     pub fn chunk_meta(&self, id: Option<&str>) -> ChunkMeta {
@@ -132,9 +151,45 @@ pub trait Provider: Sync {
     /// Model ids from the upstream's model list answer.
     fn parse_models(&self, body: &[u8]) -> Vec<String>;
 
-    /// Whether a non-streaming answer can be returned byte for byte.
+    /// Whether a non-streaming answer (chat or embeddings) can be returned byte for byte.
     fn passes_json_through(&self) -> bool {
         false
+    }
+
+    /// The native embeddings calls for a request, in input order: several when the
+    /// provider takes fewer inputs per call than the client sent.
+    fn embeddings_requests(
+        &self,
+        ctx: &EmbeddingContext,
+    ) -> Result<Vec<EmbeddingBatch>, GatewayError> {
+        let _ = ctx;
+        Err(GatewayError::invalid_param(
+            format!(
+                "upstreams of kind `{}` have no embeddings API",
+                self.spec().id
+            ),
+            "model",
+        ))
+    }
+
+    /// One native embeddings answer for `expected` inputs.
+    fn parse_embeddings(&self, body: &[u8], expected: usize) -> Result<Embeddings, GatewayError> {
+        let _ = (body, expected);
+        Err(GatewayError::Internal(format!(
+            "upstreams of kind `{}` have no embeddings answer",
+            self.spec().id
+        )))
+    }
+}
+
+/// An upstream that answered a different number of vectors than inputs sent.
+pub(crate) fn check_vector_count(got: usize, expected: usize) -> Result<(), GatewayError> {
+    if got == expected {
+        Ok(())
+    } else {
+        Err(GatewayError::UpstreamMalformed(format!(
+            "the upstream answered {got} embeddings for {expected} inputs"
+        )))
     }
 }
 

@@ -1,7 +1,7 @@
 //! Any OpenAI-compatible upstream: the request is forwarded as is and the answer, stream
 //! or JSON, is already in OpenAI's shape.
 
-use super::{CallContext, HttpRequest, Provider, ProviderSpec};
+use super::{CallContext, EmbeddingBatch, EmbeddingContext, HttpRequest, Provider, ProviderSpec};
 use crate::error::GatewayError;
 use crate::openai::ChatCompletion;
 use crate::stream::aggregate;
@@ -116,6 +116,37 @@ impl Provider for OpenAi {
 
     fn parse_error(&self, status: u16, body: &[u8]) -> GatewayError {
         GatewayError::from_upstream(status, body)
+    }
+
+    fn embeddings_requests(
+        &self,
+        ctx: &EmbeddingContext,
+    ) -> Result<Vec<EmbeddingBatch>, GatewayError> {
+        let request = ctx.request;
+        let body = if ctx.upstream_model == request.model && request.task_type.is_none() {
+            ctx.raw_body.to_vec()
+        } else {
+            serde_json::to_vec(&request.upstream_body(ctx.upstream_model))
+                .map_err(|e| GatewayError::Internal(e.to_string()))?
+        };
+        let mut headers: Vec<(String, String)> = ctx
+            .client_headers
+            .iter()
+            .filter(|(name, _)| forwarded_request_header(name))
+            .cloned()
+            .collect();
+        headers.push(("Authorization".into(), format!("Bearer {}", ctx.key)));
+        headers.push(("Content-Type".into(), "application/json".into()));
+        headers.push(("Accept".into(), "application/json".into()));
+        Ok(vec![EmbeddingBatch {
+            request: HttpRequest {
+                method: "POST",
+                url: format!("{}/embeddings", ctx.base_url),
+                headers,
+                body: Some(body),
+            },
+            inputs: request.input_count(),
+        }])
     }
 
     fn stream_translator(&self, _ctx: &CallContext) -> Option<Box<dyn EventTranslator>> {

@@ -60,3 +60,30 @@ pub fn run_stream(provider: &dyn Provider, req: &ChatRequest, raw: &[u8]) -> (Ve
         .collect();
     (chunks, adapter.content().to_string())
 }
+
+/// The native embeddings batches `provider` builds for `body` (upstream model `model`,
+/// base URL `https://up.test`, key `up-key`), as (url, JSON body, inputs).
+pub fn embedding_batches(
+    provider: &dyn Provider,
+    body: Value,
+    model: &str,
+) -> Result<Vec<(String, Value, usize)>, crate::error::GatewayError> {
+    let raw = body.to_string();
+    let request = crate::embeddings::EmbeddingRequest::parse(raw.as_bytes()).unwrap();
+    let ctx = super::EmbeddingContext {
+        request: &request,
+        raw_body: raw.as_bytes(),
+        upstream_model: model,
+        base_url: "https://up.test",
+        key: "up-key",
+        client_headers: &[],
+    };
+    Ok(provider
+        .embeddings_requests(&ctx)?
+        .into_iter()
+        .map(|b| {
+            let json = serde_json::from_slice(b.request.body.as_deref().unwrap()).unwrap();
+            (b.request.url, json, b.inputs)
+        })
+        .collect())
+}

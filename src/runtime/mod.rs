@@ -45,7 +45,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
     let scrubber = Rc::new(request_scrubber(&req, config.as_ref().ok()));
     let route = route(req.method().as_ref(), &req.path());
     let tap = match (&route, config) {
-        (Ok(Route::Chat), Ok(config)) if config.log.enabled => {
+        (Ok(Route::Chat | Route::Embeddings), Ok(config)) if config.log.enabled => {
             start_log(&req, &env, &ctx, config, &request_id, &scrubber)
         }
         _ => None,
@@ -252,6 +252,7 @@ async fn handle(
         }
         Route::Page => page_response(INDEX_HTML)?,
         Route::Chat => chat(&mut req, config_ok(config)?, call).await?,
+        Route::Embeddings => embeddings(&mut req, config_ok(config)?, call).await?,
         Route::Models => models(&req, config_ok(config)?).await?,
         Route::Dashboard => {
             let config = config_ok(config)?;
@@ -283,12 +284,12 @@ fn config_ok(config: &Result<Config, GatewayError>) -> Result<&Config, GatewayEr
     config.as_ref().map_err(Clone::clone)
 }
 
-async fn chat(
+/// The client's body, read whole within `MAX_REQUEST_BYTES`, after the access check.
+async fn client_body(
     req: &mut Request,
     config: &Config,
-    call: &Call<'_>,
-) -> Result<Response, GatewayError> {
-    let (request_id, tap) = (call.request_id, call.tap);
+    tap: Option<&LogTap>,
+) -> Result<(Vec<u8>, Option<String>), GatewayError> {
     let presented = presented_credential(req);
     // A wrong access token is refused before the body is read.
     auth::check_access(config.auth_token.as_deref(), presented.as_deref())?;
@@ -313,28 +314,29 @@ async fn chat(
         let body = tap.body_text(&String::from_utf8_lossy(&raw_body));
         tap.update(|r| r.request_body = body);
     }
-    let request = ChatRequest::parse(&raw_body)?;
-    if let Some(tap) = tap {
-        tap.update(|r| {
-            r.model = Some(request.model.clone());
-            r.stream = request.stream;
-        });
-    }
+    Ok((raw_body, presented))
+}
+
+/// A call's candidates as targets, the planner over them and its first attempt.
+struct Plan {
+    targets: Vec<upstream::Target>,
+    planner: router::Planner,
+    first: router::Attempt,
+    /// Index in `config.upstreams` of the first candidate's upstream.
+    first_upstream: usize,
+}
+
+fn plan(config: &Config, model: &str, presented: Option<&str>) -> Result<Plan, GatewayError> {
     // Whitespace or control characters are refused before routing looks at the id.
-    crate::adapters::validate_body_model(&request.model)?;
-    let candidates = router::candidates(config, &request.model, &mut || js_sys::Math::random())?;
+    crate::adapters::validate_body_model(model)?;
+    let candidates = router::candidates(config, model, &mut || js_sys::Math::random())?;
     let mut targets = Vec::with_capacity(candidates.len());
     let mut sources = Vec::with_capacity(candidates.len());
     for candidate in &candidates {
         let upstream = &config.upstreams[candidate.upstream];
         // A model id goes into upstream URLs and bodies: anything odd stops here.
         upstream.adapter().validate_model(&candidate.model)?;
-        sources.push(router::key_source(
-            config,
-            upstream,
-            presented.as_deref(),
-            &request.model,
-        ));
+        sources.push(router::key_source(config, upstream, presented, model));
         targets.push(upstream::Target {
             upstream: upstream.name.clone(),
             adapter: upstream.adapter(),
@@ -349,8 +351,42 @@ async fn chat(
     let (planner, first) = upstream::key_book(|book| {
         router::Planner::start(names, sources, config.retry, book, now_ms())
     })?;
+    Ok(Plan {
+        targets,
+        planner,
+        first,
+        first_upstream: candidates[0].upstream,
+    })
+}
+
+/// Which upstream answered (or failed last), also on errors.
+fn note_served(call: &Call<'_>, served: upstream::Served) {
+    call.gateway_headers.borrow_mut().extend([
+        ("X-Gateway-Upstream".to_string(), served.upstream),
+        (
+            "X-Gateway-Attempts".to_string(),
+            served.attempts.to_string(),
+        ),
+    ]);
+}
+
+async fn chat(
+    req: &mut Request,
+    config: &Config,
+    call: &Call<'_>,
+) -> Result<Response, GatewayError> {
+    let (request_id, tap) = (call.request_id, call.tap);
+    let (raw_body, presented) = client_body(req, config, tap).await?;
+    let request = ChatRequest::parse(&raw_body)?;
+    if let Some(tap) = tap {
+        tap.update(|r| {
+            r.model = Some(request.model.clone());
+            r.stream = request.stream;
+        });
+    }
+    let plan = plan(config, &request.model, presented.as_deref())?;
     // The first candidate's upstream decides the response mode of the whole call.
-    let first_upstream = &config.upstreams[candidates[0].upstream];
+    let first_upstream = &config.upstreams[plan.first_upstream];
     let fake = proxy::wants_fake_stream(
         first_upstream
             .fake_stream
@@ -367,10 +403,11 @@ async fn chat(
             r.fake_stream = mode == ResponseMode::FakeStream;
         });
     }
+    let first = plan.first;
     let exchange = upstream::Exchange {
         log: tap.cloned(),
-        targets,
-        planner: std::cell::RefCell::new(planner),
+        targets: plan.targets,
+        planner: std::cell::RefCell::new(plan.planner),
         client_key: presented,
         options: config.provider_options.clone(),
         client_headers: req.headers().entries().collect(),
@@ -379,6 +416,7 @@ async fn chat(
         chunk_chars: config.fake_stream_chunk_chars,
         chunk_delay_ms: config.fake_stream_chunk_delay_ms,
         request,
+        embeddings: None,
         request_id: request_id.to_string(),
         scrubber: call.scrubber.clone(),
         max_response_bytes: config.max_response_bytes,
@@ -393,14 +431,56 @@ async fn chat(
             return Ok(response);
         }
     };
-    // Which upstream answered (or failed last), also on errors.
-    call.gateway_headers.borrow_mut().extend([
-        ("X-Gateway-Upstream".to_string(), served.upstream),
-        (
-            "X-Gateway-Attempts".to_string(),
-            served.attempts.to_string(),
-        ),
-    ]);
+    note_served(call, served);
+    result
+}
+
+/// `POST /v1/embeddings`: routed, key-pooled, retried and logged like a chat call.
+async fn embeddings(
+    req: &mut Request,
+    config: &Config,
+    call: &Call<'_>,
+) -> Result<Response, GatewayError> {
+    let tap = call.tap;
+    let (raw_body, presented) = client_body(req, config, tap).await?;
+    let request = crate::embeddings::EmbeddingRequest::parse(&raw_body)?;
+    if let Some(tap) = tap {
+        tap.update(|r| r.model = Some(request.model.clone()));
+    }
+    let plan = plan(config, &request.model, presented.as_deref())?;
+    let first_upstream = &config.upstreams[plan.first_upstream];
+    if let Some(tap) = tap {
+        tap.update(|r| {
+            r.provider = Some(first_upstream.kind.id.to_string());
+            r.upstream = Some(first_upstream.name.clone());
+        });
+    }
+    let first = plan.first;
+    let exchange = upstream::Exchange {
+        log: tap.cloned(),
+        targets: plan.targets,
+        planner: std::cell::RefCell::new(plan.planner),
+        client_key: presented,
+        options: config.provider_options.clone(),
+        client_headers: req.headers().entries().collect(),
+        raw_body,
+        heartbeat_ms: config.heartbeat_interval_ms,
+        chunk_chars: config.fake_stream_chunk_chars,
+        chunk_delay_ms: config.fake_stream_chunk_delay_ms,
+        request: ChatRequest {
+            body: serde_json::Map::new(),
+            model: request.model.clone(),
+            stream: false,
+            include_usage: false,
+        },
+        embeddings: Some(request),
+        request_id: call.request_id.to_string(),
+        scrubber: call.scrubber.clone(),
+        max_response_bytes: config.max_response_bytes,
+        client_signal: Some(req.inner().signal()),
+    };
+    let (result, served) = exchange.embeddings(first).await;
+    note_served(call, served);
     result
 }
 

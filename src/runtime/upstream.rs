@@ -3,7 +3,8 @@
 
 use super::logging::LogTap;
 use super::{internal, now_ms, now_seconds};
-use crate::adapters::{CallContext, HttpRequest, Provider, ProviderOptions};
+use crate::adapters::{CallContext, EmbeddingContext, HttpRequest, Provider, ProviderOptions};
+use crate::embeddings::{EmbeddingRequest, Embeddings};
 use crate::error::{excerpt, GatewayError};
 use crate::log::{key_label, AttemptEntry};
 use crate::openai::{ChatCompletion, ChatRequest};
@@ -60,6 +61,8 @@ pub struct Exchange {
     pub chunk_chars: usize,
     pub chunk_delay_ms: u64,
     pub request: ChatRequest,
+    /// The embeddings request, for `/v1/embeddings` calls (`request` then only names the model).
+    pub embeddings: Option<EmbeddingRequest>,
     pub request_id: String,
     /// Every secret in play for this request; applied to everything that goes out.
     pub scrubber: Rc<Scrubber>,
@@ -182,10 +185,20 @@ impl Exchange {
         attempt: Attempt,
         stream: bool,
     ) -> Result<(Response, AbortOnDrop), GatewayError> {
-        let target = self.target(attempt);
-        let mut request = target
+        let request = self
+            .target(attempt)
             .adapter
             .chat_request(&self.context(attempt, stream))?;
+        self.send_http(attempt, request).await
+    }
+
+    /// Sends one native request to the attempt's target, with its static headers.
+    async fn send_http(
+        &self,
+        attempt: Attempt,
+        mut request: HttpRequest,
+    ) -> Result<(Response, AbortOnDrop), GatewayError> {
+        let target = self.target(attempt);
         request.headers.extend(target.headers.iter().cloned());
         send_request(&request, target.timeout_ms, self.client_signal.as_ref()).await
     }
@@ -360,6 +373,84 @@ impl Exchange {
             log.response_body(&String::from_utf8_lossy(&body));
             log.usage(usage.as_ref());
         }
+        Ok(Response::from_bytes(body)
+            .map_err(internal)?
+            .with_status(200)
+            .with_headers(headers))
+    }
+
+    /// Embeddings: retried like a non-streaming chat call until every batch is answered.
+    pub async fn embeddings(&self, first: Attempt) -> (Result<Response, GatewayError>, Served) {
+        self.with_retries(first, |attempt| self.embeddings_attempt(attempt))
+            .await
+    }
+
+    /// One embeddings attempt: an OpenAI-compatible answer passed on as it came, or the
+    /// native batches' vectors (all with this attempt's key) as one OpenAI answer.
+    async fn embeddings_attempt(&self, attempt: Attempt) -> Result<Response, GatewayError> {
+        let Some(request) = &self.embeddings else {
+            return Err(GatewayError::Internal("no embeddings request".into()));
+        };
+        let target = self.target(attempt);
+        let adapter = target.adapter;
+        let batches = adapter.embeddings_requests(&EmbeddingContext {
+            request,
+            raw_body: &self.raw_body,
+            upstream_model: &target.model,
+            base_url: &target.base_url,
+            key: self.key(attempt),
+            client_headers: &self.client_headers,
+        })?;
+        let passthrough = adapter.passes_json_through();
+        let mut embeddings = Embeddings::default();
+        let mut headers = None;
+        let mut raw = Vec::new();
+        for batch in batches {
+            let (mut upstream, mut guard) = self.send_http(attempt, batch.request).await?;
+            if let Some(log) = &self.log {
+                log.first_byte();
+            }
+            self.check_status(attempt, &mut upstream).await?;
+            let body = self.read_body(attempt, &mut upstream).await?;
+            guard.disarm();
+            headers.get_or_insert_with(|| forwarded_headers(upstream.headers()));
+            if passthrough {
+                raw = body;
+                continue;
+            }
+            embeddings.extend(adapter.parse_embeddings(&body, batch.inputs)?);
+        }
+        let (body, usage) = if passthrough {
+            #[derive(serde::Deserialize)]
+            struct UsageOnly {
+                #[serde(default)]
+                usage: Option<serde_json::Value>,
+            }
+            let Ok(parsed) = serde_json::from_slice::<UsageOnly>(&raw) else {
+                return Err(GatewayError::UpstreamMalformed(format!(
+                    "expected an embeddings list, got: {}",
+                    excerpt(&String::from_utf8_lossy(&raw[..raw.len().min(600)]), 200)
+                )));
+            };
+            (raw, parsed.usage)
+        } else {
+            let body = embeddings.to_openai(&request.model, request.encoding);
+            let tokens = embeddings.prompt_tokens.unwrap_or(0);
+            (
+                body,
+                Some(serde_json::json!({ "prompt_tokens": tokens, "total_tokens": tokens })),
+            )
+        };
+        let body = match self.scrubber.known(&body) {
+            Cow::Borrowed(_) => body,
+            Cow::Owned(scrubbed) => scrubbed,
+        };
+        if let Some(log) = &self.log {
+            log.response_body(&String::from_utf8_lossy(&body));
+            log.usage(usage.as_ref());
+        }
+        let headers = headers.unwrap_or_default();
+        let _ = headers.set("Content-Type", "application/json");
         Ok(Response::from_bytes(body)
             .map_err(internal)?
             .with_status(200)
