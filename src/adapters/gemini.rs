@@ -255,14 +255,50 @@ fn assistant_parts(message: &RequestMessage, i: usize) -> Result<Vec<Value>, Gat
             .and_then(Value::as_str)
             .is_none_or(|t| !t.is_empty())
     });
-    for (j, call) in message.tool_calls.iter().flatten().enumerate() {
+    let calls = message.tool_calls.as_deref().unwrap_or_default();
+    // A turn's calls without any signature (another model's history, or a client that
+    // drops unknown fields) get Google's documented placeholder on the first call, so
+    // Gemini 3 accepts the history instead of answering 400.
+    let unsigned = !calls.iter().any(|c| thought_signature(c).is_some());
+    for (j, call) in calls.iter().enumerate() {
         let args = arguments_object(
             &call.function.arguments,
             &format!("messages[{i}].tool_calls[{j}].function.arguments"),
         )?;
-        parts.push(json!({ "functionCall": { "name": call.function.name, "args": args } }));
+        let mut part = json!({ "functionCall": { "name": call.function.name, "args": args } });
+        match thought_signature(call) {
+            Some(signature) => part["thoughtSignature"] = json!(signature),
+            None if unsigned && j == 0 => part["thoughtSignature"] = json!(SKIP_SIGNATURE),
+            None => {}
+        }
+        parts.push(part);
     }
     Ok(parts)
+}
+
+/// Google's placeholder for a function call whose thought signature is not known.
+const SKIP_SIGNATURE: &str = "skip_thought_signature_validator";
+
+/// A tool call's thought signature, carried as Google's OpenAI-compatible endpoint does:
+/// `extra_content.google.thought_signature`.
+fn thought_signature(call: &ToolCall) -> Option<&str> {
+    call.extra
+        .get("extra_content")?
+        .pointer("/google/thought_signature")?
+        .as_str()
+        .filter(|s| !s.is_empty())
+}
+
+/// The OpenAI-side fields carrying a part's `thoughtSignature`, if it has one.
+fn signature_extra(part: &Value) -> Map<String, Value> {
+    let mut extra = Map::new();
+    if let Some(signature) = part.get("thoughtSignature").and_then(Value::as_str) {
+        extra.insert(
+            "extra_content".into(),
+            json!({ "google": { "thought_signature": signature } }),
+        );
+    }
+    extra
 }
 
 fn tool_result_part(
@@ -585,7 +621,7 @@ impl Provider for Gemini {
                                 name: call["name"].as_str().unwrap_or_default().into(),
                                 arguments: call.get("args").unwrap_or(&json!({})).to_string(),
                             },
-                            extra: Map::new(),
+                            extra: signature_extra(part),
                         });
                         calls_seen += 1;
                     }
@@ -905,17 +941,21 @@ impl EventTranslator for GeminiStream {
                         .map(str::to_string)
                         .unwrap_or_else(|| format!("call_{}_{}", self.request_id, self.calls_seen));
                     self.calls_seen += 1;
+                    let mut tool_call = json!({
+                        "index": tool_index,
+                        "id": id,
+                        "type": "function",
+                        "function": {
+                            "name": call["name"].as_str().unwrap_or_default(),
+                            "arguments": call.get("args").unwrap_or(&json!({})).to_string(),
+                        },
+                    });
+                    for (key, value) in signature_extra(part) {
+                        tool_call[key] = value;
+                    }
                     out.push(self.state.meta.delta(
                         index,
-                        json!({ "tool_calls": [{
-                            "index": tool_index,
-                            "id": id,
-                            "type": "function",
-                            "function": {
-                                "name": call["name"].as_str().unwrap_or_default(),
-                                "arguments": call.get("args").unwrap_or(&json!({})).to_string(),
-                            },
-                        }]}),
+                        json!({ "tool_calls": [tool_call] }),
                         None,
                     ));
                 }
@@ -1001,7 +1041,8 @@ mod tests {
         assert_eq!(contents[1]["role"], "model");
         assert_eq!(
             contents[1]["parts"],
-            json!([{"functionCall": {"name": "weather", "args": {"city": "Paris"}}}])
+            json!([{"functionCall": {"name": "weather", "args": {"city": "Paris"}},
+                "thoughtSignature": "skip_thought_signature_validator"}])
         );
         assert_eq!(
             contents[2]["parts"],
@@ -1377,6 +1418,86 @@ mod tests {
         let usage = chunks.last().unwrap();
         assert_eq!(usage["choices"], json!([]));
         assert_eq!(usage["usage"]["total_tokens"], 7);
+    }
+
+    #[test]
+    fn thought_signatures_travel_with_their_calls() {
+        // Answer: parallel calls, only the first signed (Gemini 3's rule) → extra_content on
+        // that call only, non-streaming and streaming alike.
+        let answer = json!({"candidates": [{"content": {"role": "model", "parts": [
+            {"functionCall": {"name": "weather", "args": {"city": "Paris"}}, "thoughtSignature": "sig-A"},
+            {"functionCall": {"name": "weather", "args": {"city": "Tokyo"}}}]},
+            "finishReason": "STOP"}]});
+        let req = request(
+            json!({"model": "gemini-3-pro-preview", "messages": [{"role": "user", "content": "x"}]}),
+        );
+        let completion = with_ctx(&req, false, |ctx| {
+            Gemini
+                .parse_completion(answer.to_string().as_bytes(), ctx)
+                .unwrap()
+        });
+        let message = serde_json::to_value(&completion.choices[0].message).unwrap();
+        assert_eq!(
+            message["tool_calls"][0]["extra_content"],
+            json!({"google": {"thought_signature": "sig-A"}})
+        );
+        assert!(message["tool_calls"][1].get("extra_content").is_none());
+
+        let stream_req = request(json!({"model": "gemini-3-pro-preview", "stream": true,
+            "messages": [{"role": "user", "content": "x"}]}));
+        let (chunks, _) = run_stream(
+            &Gemini,
+            &stream_req,
+            format!("data: {answer}\r\n\r\n").as_bytes(),
+        );
+        let calls: Vec<&Value> = chunks
+            .iter()
+            .filter_map(|c| c["choices"].get(0)?.get("delta")?.get("tool_calls"))
+            .collect();
+        assert_eq!(
+            calls[0][0]["extra_content"]["google"]["thought_signature"],
+            "sig-A"
+        );
+        assert!(calls[1][0].get("extra_content").is_none());
+
+        // Request: signatures go back onto the same functionCall parts; an unsigned turn
+        // gets the placeholder on its first call only; a signed turn gets none added.
+        let history = |calls: Value| {
+            upstream_body(json!({"model": "gemini-3-pro-preview", "messages": [
+                {"role": "user", "content": "weather?"},
+                {"role": "assistant", "content": null, "tool_calls": calls},
+                {"role": "tool", "tool_call_id": "c1", "content": "{\"t\": 20}"},
+                {"role": "tool", "tool_call_id": "c2", "content": "{\"t\": 25}"}]}))
+        };
+        let call = |id: &str, city: &str, signature: Option<&str>| {
+            let mut call = json!({"id": id, "type": "function",
+                "function": {"name": "weather", "arguments": format!("{{\"city\":\"{city}\"}}")}});
+            if let Some(sig) = signature {
+                call["extra_content"] = json!({"google": {"thought_signature": sig}});
+            }
+            call
+        };
+        let signed = history(json!([
+            call("c1", "Paris", Some("sig-A")),
+            call("c2", "Tokyo", None)
+        ]));
+        let parts = &signed["contents"][1]["parts"];
+        assert_eq!(parts[0]["thoughtSignature"], "sig-A");
+        assert_eq!(parts[0]["functionCall"]["args"], json!({"city": "Paris"}));
+        assert!(parts[1].get("thoughtSignature").is_none());
+
+        let unsigned = history(json!([
+            call("c1", "Paris", None),
+            call("c2", "Tokyo", None)
+        ]));
+        let parts = &unsigned["contents"][1]["parts"];
+        assert_eq!(parts[0]["thoughtSignature"], SKIP_SIGNATURE);
+        assert!(parts[1].get("thoughtSignature").is_none());
+        // The tool results answer the right calls.
+        assert_eq!(
+            unsigned["contents"][2]["parts"][0]["functionResponse"]["name"],
+            "weather"
+        );
     }
 
     #[test]

@@ -223,12 +223,18 @@ impl Replay {
             if !choice.call_head_sent {
                 choice.call_head_sent = true;
                 // OpenAI's shape: id, type and name first with empty arguments, then pieces.
-                let delta = json!({ "tool_calls": [{
+                let mut head = json!({
                     "index": call_index,
                     "id": call.id,
                     "type": call.kind,
                     "function": { "name": call.function.name, "arguments": "" },
-                }]});
+                });
+                // Fields beyond OpenAI's (Gemini's `extra_content` thought signature) stay
+                // with their call.
+                for (key, value) in &call.extra {
+                    head[key] = value.clone();
+                }
+                let delta = json!({ "tool_calls": [head] });
                 return Some(sse::json_data(&self.meta.delta(choice.index, delta, None)));
             }
             let arguments = &call.function.arguments;
@@ -493,6 +499,30 @@ mod tests {
             "tool_calls"
         );
         assert!(chunks.iter().all(|c| c.get("usage").is_none()));
+    }
+
+    #[test]
+    fn extra_tool_call_fields_stay_with_their_call() {
+        let c = completion(
+            json!({"choices":[{"index":0,"message":{"role":"assistant","content":null,
+            "tool_calls":[
+                {"id":"c1","type":"function","function":{"name":"f","arguments":"{}"},
+                 "extra_content":{"google":{"thought_signature":"sig-A"}}},
+                {"id":"c2","type":"function","function":{"name":"g","arguments":"{}"}}]},
+            "finish_reason":"tool_calls"}]}),
+        );
+        let chunks = completion_chunks(&c, &meta(false), 100);
+        let heads: Vec<&Value> = chunks
+            .iter()
+            .filter_map(|c| c["choices"].get(0)?.pointer("/delta/tool_calls/0"))
+            .filter(|call| call.get("id").is_some())
+            .collect();
+        assert_eq!(heads.len(), 2);
+        assert_eq!(
+            heads[0]["extra_content"]["google"]["thought_signature"],
+            "sig-A"
+        );
+        assert!(heads[1].get("extra_content").is_none());
     }
 
     #[test]

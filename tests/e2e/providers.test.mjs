@@ -128,7 +128,11 @@ test('Gemini: tools and tool results map both ways, streamed with indexes', asyn
   assert.equal(answer.choices[0].message.content, 'It is sunny.');
   const [second] = await received(tag2);
   assert.deepEqual(second.body.contents.map((c) => c.role), ['user', 'model', 'user']);
-  assert.deepEqual(second.body.contents[1].parts[0], { functionCall: { name: 'get_weather', args: { city: 'Zürich' } } });
+  // No thought signature in this history: Google's placeholder goes on the turn's first call.
+  assert.deepEqual(second.body.contents[1].parts[0], {
+    functionCall: { name: 'get_weather', args: { city: 'Zürich' } }, thoughtSignature: 'skip_thought_signature_validator',
+  });
+  assert.deepEqual(second.body.contents[1].parts[1], { functionCall: { name: 'get_time', args: { tz: 'CET' } } });
   assert.deepEqual(second.body.contents[2].parts, [
     { functionResponse: { name: 'get_weather', response: { temp: 21 } } },
     { functionResponse: { name: 'get_time', response: { content: '12:00' } } },
@@ -140,6 +144,48 @@ test('Gemini: tools and tool results map both ways, streamed with indexes', asyn
   }));
   assert.equal(streamed.finish, 'tool_calls');
   assert.deepEqual(streamed.calls.map((c) => [c.name, c.arguments]), [['get_weather', '{"city":"Zürich"}'], ['get_time', '{"tz":"CET"}']]);
+});
+
+test('Gemini 3: thought signatures come back on tool_calls (JSON, native and fake streams) and return to their parts', async () => {
+  const signed = [{ ...TOOL_CALLS[0], thought_signature: 'sig-gemini3-Zürich==' }, TOOL_CALLS[1]];
+  const signatureOf = (call) => call?.extra_content?.google?.thought_signature;
+  const json = await guarded.chat.completions.create({
+    model: 'gemini-3-pro-preview', tools: TOOLS, messages: [{ role: 'user', content: `weather ${await scenario({ tool_calls: signed })}` }],
+  });
+  const calls = json.choices[0].message.tool_calls;
+  assert.equal(signatureOf(calls[0]), 'sig-gemini3-Zürich==');
+  assert.equal(calls[1].extra_content, undefined, 'only the signed call carries it');
+
+  // Streams: the SDK's raw chunks carry extra_content on the call's first delta.
+  for (const [model, options] of [['gemini-3-pro-preview', NATIVE], ['gemini-fake-3-pro', {}]]) {
+    const tag = await scenario({ tool_calls: signed });
+    const stream = await guarded.chat.completions.create({
+      model, tools: TOOLS, stream: true, messages: [{ role: 'user', content: tag }],
+    }, options);
+    const signatures = [];
+    for await (const chunk of stream) {
+      for (const d of chunk.choices[0]?.delta?.tool_calls ?? []) if (d.id) signatures[d.index] = signatureOf(d) ?? null;
+    }
+    assert.deepEqual(signatures, ['sig-gemini3-Zürich==', null], model);
+  }
+
+  // Second turn with the assistant message exactly as the SDK returned it.
+  const tag2 = await scenario({ content: 'Sunny, 12:00.' });
+  const answer = await guarded.chat.completions.create({
+    model: 'gemini-3-pro-preview', tools: TOOLS,
+    messages: [
+      { role: 'user', content: `weather ${tag2}` },
+      json.choices[0].message,
+      { role: 'tool', tool_call_id: calls[0].id, content: '{"temp":21}' },
+      { role: 'tool', tool_call_id: calls[1].id, content: '12:00' },
+    ],
+  });
+  assert.equal(answer.choices[0].message.content, 'Sunny, 12:00.');
+  const [second] = await received(tag2);
+  assert.deepEqual(second.body.contents[1].parts, [
+    { functionCall: { name: 'get_weather', args: { city: 'Zürich' } }, thoughtSignature: 'sig-gemini3-Zürich==' },
+    { functionCall: { name: 'get_time', args: { tz: 'CET' } } },
+  ]);
 });
 
 test('Gemini: safety stops become content_filter; a blocked prompt is a 400', async () => {

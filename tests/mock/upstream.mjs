@@ -18,6 +18,9 @@
 // stream events), ignore_stream (answer JSON to a streaming request), always_stream (answer
 // SSE to a non-streaming request).
 //
+// Gemini: a `tool_calls` entry may carry `thought_signature`, sent as that functionCall part's
+// `thoughtSignature` (Gemini 3: only the first of parallel calls is signed).
+//
 // Trust knobs (all three kinds — OpenAI chat, Gemini, DashScope — unless said otherwise):
 // - echo_key: true — the credential the mock received (OpenAI/DashScope: the Authorization
 //   Bearer value; Gemini: the x-goog-api-key header, else the `key` query parameter) replaces
@@ -305,7 +308,11 @@ async function handleGemini(req, res, record, scenario, body, model, stream) {
     return sendJson(res, 200, { promptFeedback: { blockReason: scenario.blocked }, usageMetadata });
   }
   const content = scenario.tool_calls ? (scenario.content ?? '') : contentFor(scenario);
-  const callParts = (scenario.tool_calls || []).map((c) => ({ functionCall: { name: c.function.name, args: JSON.parse(c.function.arguments) } }));
+  // A tool call's `thought_signature` becomes the part's thoughtSignature, as Gemini 3 sends it.
+  const callParts = (scenario.tool_calls || []).map((c) => ({
+    functionCall: { name: c.function.name, args: JSON.parse(c.function.arguments) },
+    ...(c.thought_signature ? { thoughtSignature: c.thought_signature } : {}),
+  }));
   const thought = scenario.reasoning_content ? [{ text: scenario.reasoning_content, thought: true }] : [];
   const finishReason = scenario.finish_reason || 'STOP';
   if (!stream) {

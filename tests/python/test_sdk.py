@@ -146,3 +146,31 @@ def test_provider_tool_calls(client, public_client):
             name += (delta.function and delta.function.name) or ""
             arguments += (delta.function and delta.function.arguments) or ""
     assert (name, arguments) == ("lookup", '{"q": "Zürich"}')
+
+
+def test_gemini3_thought_signature_round_trip(client):
+    """A Gemini 3 tool loop through the Python SDK: the signature arrives in the tool call's
+    extra_content and returns, with the message passed back as the SDK gave it."""
+    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}}]
+    call = {"id": "c1", "type": "function", "function": {"name": "lookup", "arguments": '{"q": "gateways"}'},
+            "thought_signature": "py-sig-3=="}
+    tag = scenario(tool_calls=[call])
+    first = client.chat.completions.create(
+        model="gemini-3-flash-preview", tools=tools, messages=[{"role": "user", "content": f"look up {tag}"}]
+    )
+    message = first.choices[0].message
+    tool_call = message.tool_calls[0]
+    assert tool_call.model_extra["extra_content"] == {"google": {"thought_signature": "py-sig-3=="}}
+    tag2 = scenario(content="Found it.")
+    second = client.chat.completions.create(
+        model="gemini-3-flash-preview",
+        tools=tools,
+        messages=[
+            {"role": "user", "content": f"look up {tag2}"},
+            message.model_dump(exclude_none=True),
+            {"role": "tool", "tool_call_id": tool_call.id, "content": '{"hits": 3}'},
+        ],
+    )
+    assert second.choices[0].message.content == "Found it."
+    parts = received(tag2)[0]["body"]["contents"][1]["parts"]
+    assert parts == [{"functionCall": {"name": "lookup", "args": {"q": "gateways"}}, "thoughtSignature": "py-sig-3=="}]
