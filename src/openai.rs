@@ -423,6 +423,13 @@ impl MessageContent {
     pub fn has_images(&self) -> bool {
         matches!(self, MessageContent::Parts(parts) if parts.iter().any(|p| p.image_url.is_some()))
     }
+
+    /// Whether any part is an image, audio or video (what multimodal endpoints take).
+    pub fn has_media(&self) -> bool {
+        matches!(self, MessageContent::Parts(parts) if parts.iter().any(|p| {
+            p.image_url.is_some() || matches!(p.kind.as_str(), "input_audio" | "video_url" | "video")
+        }))
+    }
 }
 
 /// A function tool a client offers.

@@ -9,8 +9,8 @@ use super::{
 use crate::embeddings::Embeddings;
 use crate::error::{upstream_error, GatewayError};
 use crate::openai::{
-    tool_name_for_call, usage_object, AssistantMessage, ChatCompletion, Choice, MessageContent,
-    RequestMessage, ToolCall,
+    tool_name_for_call, usage_object, AssistantMessage, ChatCompletion, Choice, ContentPart,
+    MessageContent, RequestMessage, ToolCall,
 };
 use crate::stream::translate::{ChunkState, EventTranslator};
 use serde::Deserialize;
@@ -107,11 +107,12 @@ fn build_body(ctx: &CallContext) -> Result<(Value, bool), GatewayError> {
     let multimodal = is_multimodal_model(ctx.upstream_model)
         || messages
             .iter()
-            .any(|m| m.content.as_ref().is_some_and(MessageContent::has_images));
+            .any(|m| m.content.as_ref().is_some_and(MessageContent::has_media));
     let native: Vec<Value> = messages
         .iter()
-        .map(|m| native_message(m, &messages, multimodal))
-        .collect();
+        .enumerate()
+        .map(|(i, m)| native_message(m, &messages, multimodal, i))
+        .collect::<Result<_, _>>()?;
 
     let mut parameters = Map::new();
     parameters.insert("result_format".into(), json!("message"));
@@ -147,7 +148,56 @@ fn build_body(ctx: &CallContext) -> Result<(Value, bool), GatewayError> {
     ))
 }
 
-fn native_message(message: &RequestMessage, all: &[RequestMessage], multimodal: bool) -> Value {
+/// An OpenAI content part as a DashScope multimodal item: `text`, `image`, `audio`
+/// (`input_audio` as a data: URL) or `video` (a URL, or a list of frame images).
+fn native_part(part: &ContentPart, param: &str) -> Result<Option<Value>, GatewayError> {
+    if let Some(text) = &part.text {
+        return Ok(Some(json!({ "text": text })));
+    }
+    if let Some(image) = &part.image_url {
+        return Ok(Some(json!({ "image": image.url() })));
+    }
+    let bad = |message: &str| GatewayError::invalid_param(message, param);
+    match part.kind.as_str() {
+        "input_audio" => {
+            let audio = part.extra.get("input_audio");
+            let data = audio
+                .and_then(|a| a["data"].as_str())
+                .filter(|d| !d.is_empty())
+                .ok_or_else(|| bad("an input_audio part needs base64 `input_audio.data`"))?;
+            let format = audio.and_then(|a| a["format"].as_str()).unwrap_or("wav");
+            Ok(Some(
+                json!({ "audio": format!("data:audio/{format};base64,{data}") }),
+            ))
+        }
+        "video_url" => {
+            let video = part.extra.get("video_url");
+            let url = video
+                .and_then(|v| v.as_str().or_else(|| v.get("url").and_then(Value::as_str)))
+                .ok_or_else(|| bad("a video_url part needs `video_url.url`"))?;
+            Ok(Some(json!({ "video": url })))
+        }
+        // DashScope's own frame-list form: `{"type": "video", "video": ["f1.jpg", …]}`.
+        "video" => match part.extra.get("video") {
+            Some(frames @ Value::Array(_)) => Ok(Some(json!({ "video": frames }))),
+            Some(Value::String(url)) => Ok(Some(json!({ "video": url }))),
+            _ => Err(bad(
+                "a video part needs `video`: a URL or a list of frame image URLs",
+            )),
+        },
+        "file" => Err(bad(
+            "DashScope takes no file parts: send documents as text, or use a Gemini model",
+        )),
+        _ => Ok(None),
+    }
+}
+
+fn native_message(
+    message: &RequestMessage,
+    all: &[RequestMessage],
+    multimodal: bool,
+    i: usize,
+) -> Result<Value, GatewayError> {
     let role = if message.role == "developer" {
         "system"
     } else {
@@ -158,17 +208,13 @@ fn native_message(message: &RequestMessage, all: &[RequestMessage], multimodal: 
         (None, true) => json!([]),
         (Some(content), false) => json!(content.text()),
         (Some(MessageContent::Text(text)), true) => json!([{ "text": text }]),
-        (Some(MessageContent::Parts(parts)), true) => Value::Array(
-            parts
-                .iter()
-                .filter_map(|p| {
-                    p.text
-                        .as_ref()
-                        .map(|t| json!({ "text": t }))
-                        .or_else(|| p.image_url.as_ref().map(|i| json!({ "image": i.url() })))
-                })
-                .collect(),
-        ),
+        (Some(MessageContent::Parts(parts)), true) => {
+            let mut items = Vec::with_capacity(parts.len());
+            for (j, part) in parts.iter().enumerate() {
+                items.extend(native_part(part, &format!("messages[{i}].content[{j}]"))?);
+            }
+            Value::Array(items)
+        }
     };
     let mut out = json!({ "role": role, "content": content });
     if let Some(calls) = &message.tool_calls {
@@ -180,7 +226,7 @@ fn native_message(message: &RequestMessage, all: &[RequestMessage], multimodal: 
             out["name"] = json!(name);
         }
     }
-    out
+    Ok(out)
 }
 
 // ---- response ---------------------------------------------------------------------------
@@ -214,6 +260,9 @@ struct Output {
 struct NativeChoice {
     #[serde(default)]
     message: NativeMessage,
+    /// Already in OpenAI's shape (`content[]` of token, bytes, logprob, top_logprobs).
+    #[serde(default)]
+    logprobs: Option<Value>,
     #[serde(default)]
     finish_reason: Option<String>,
     #[serde(default)]
@@ -415,7 +464,7 @@ impl Provider for DashScope {
                                 if has_calls { "tool_calls" } else { "stop" }.into()
                             }),
                         ),
-                        logprobs: None,
+                        logprobs: choice.logprobs.filter(|l| !l.is_null()),
                         extra: Map::new(),
                     }
                 })
@@ -612,6 +661,9 @@ impl EventTranslator for DashScopeStream {
             }
             let text = content_text(&choice.message.content);
             self.state.text(index, "content", &text, &mut out);
+            if let Some(logprobs) = choice.logprobs.as_ref().filter(|l| !l.is_null()) {
+                self.state.logprobs(index, logprobs.clone(), &mut out);
+            }
             for call in choice.message.tool_calls.iter().flatten() {
                 let native_index = call["index"].as_u64().unwrap_or(0);
                 let openai_index = match self
@@ -943,5 +995,79 @@ mod tests {
             .unwrap_err();
         assert_eq!(error.status(), 400);
         assert!(error.to_string().contains("batch size is invalid"));
+    }
+
+    #[test]
+    fn logprobs_pass_through_in_openai_shape() {
+        let logprobs = json!({"content": [{"token": "你", "bytes": [228, 189, 160], "logprob": -0.01,
+            "top_logprobs": [{"token": "你", "bytes": [228, 189, 160], "logprob": -0.01}]}]});
+        let req = request(
+            json!({"model": "qwen-plus", "logprobs": true, "top_logprobs": 1,
+            "messages": [{"role": "user", "content": "x"}]}),
+        );
+        let native = with_ctx(&req, false, |ctx| {
+            serde_json::from_slice::<Value>(&DashScope.chat_request(ctx).unwrap().body.unwrap())
+                .unwrap()
+        });
+        assert_eq!(native["parameters"]["logprobs"], true);
+        assert_eq!(native["parameters"]["top_logprobs"], 1);
+        let answer = json!({"output": {"choices": [{"message": {"role": "assistant", "content": "你"},
+            "finish_reason": "stop", "logprobs": logprobs}]}, "request_id": "r"});
+        let completion = with_ctx(&req, false, |ctx| {
+            DashScope
+                .parse_completion(answer.to_string().as_bytes(), ctx)
+                .unwrap()
+        });
+        assert_eq!(completion.choices[0].logprobs, Some(logprobs.clone()));
+        let stream_req = request(
+            json!({"model": "qwen-plus", "stream": true, "logprobs": true,
+            "messages": [{"role": "user", "content": "x"}]}),
+        );
+        let (chunks, content) = run_stream(
+            &DashScope,
+            &stream_req,
+            format!("data:{answer}\n\n").as_bytes(),
+        );
+        assert_eq!(content, "你");
+        assert!(chunks.iter().any(|c| c["choices"]
+            .get(0)
+            .is_some_and(|ch| ch["logprobs"] == logprobs && ch["delta"]["content"] == "你")));
+    }
+
+    #[test]
+    fn audio_and_video_parts_for_omni_and_vl_models() {
+        let req = request(
+            json!({"model": "qwen-vl-max", "messages": [{"role": "user", "content": [
+            {"type": "input_audio", "input_audio": {"data": "UklG", "format": "wav"}},
+            {"type": "video_url", "video_url": {"url": "https://x.test/clip.mp4"}},
+            {"type": "video", "video": ["https://x.test/f1.jpg", "https://x.test/f2.jpg"]},
+            {"type": "text", "text": "What happens?"}]}]}),
+        );
+        let call = with_ctx(&req, false, |ctx| DashScope.chat_request(ctx).unwrap());
+        assert!(call.url.ends_with("/multimodal-generation/generation"));
+        let body: Value = serde_json::from_slice(&call.body.unwrap()).unwrap();
+        assert_eq!(
+            body["input"]["messages"][0]["content"],
+            json!([{"audio": "data:audio/wav;base64,UklG"}, {"video": "https://x.test/clip.mp4"},
+                {"video": ["https://x.test/f1.jpg", "https://x.test/f2.jpg"]}, {"text": "What happens?"}])
+        );
+        // Audio alone makes the call multimodal, whatever the model name.
+        let audio = request(
+            json!({"model": "qwen-plus", "messages": [{"role": "user", "content": [
+            {"type": "input_audio", "input_audio": {"data": "UklG", "format": "mp3"}}]}]}),
+        );
+        let call = with_ctx(&audio, false, |ctx| DashScope.chat_request(ctx).unwrap());
+        assert!(call.url.ends_with("/multimodal-generation/generation"));
+        for part in [
+            json!({"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBE"}}),
+            json!({"type": "video", "video": 3}),
+            json!({"type": "input_audio", "input_audio": {}}),
+        ] {
+            let req = request(
+                json!({"model": "qwen-vl-max", "messages": [{"role": "user", "content": [part]}]}),
+            );
+            let error = with_ctx(&req, false, |ctx| DashScope.chat_request(ctx).unwrap_err());
+            assert_eq!(error.to_body()["error"]["param"], "messages[0].content[0]");
+        }
     }
 }

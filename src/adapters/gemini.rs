@@ -90,6 +90,8 @@ struct Candidate {
     #[serde(default)]
     content: Option<Content>,
     #[serde(default)]
+    logprobs_result: Option<Value>,
+    #[serde(default)]
     /// Kept as text: Google adds values, and every one is mapped deliberately below.
     finish_reason: Option<String>,
     #[serde(default)]
@@ -201,31 +203,34 @@ fn content_parts(content: Option<&MessageContent>, i: usize) -> Result<Vec<Value
         MessageContent::Text(text) => Ok(vec![json!({ "text": text })]),
         MessageContent::Parts(parts) => {
             let mut out = Vec::new();
-            for part in parts {
+            for (j, part) in parts.iter().enumerate() {
+                let param = format!("messages[{i}].content[{j}]");
                 if let Some(text) = &part.text {
                     out.push(json!({ "text": text }));
                 } else if let Some(image) = &part.image_url {
-                    let url = image.url();
-                    match parse_data_url(url) {
-                        Some(data) => out.push(json!({
-                            "inlineData": { "mimeType": data.mime_type, "data": data.base64 }
-                        })),
-                        None if url.starts_with("http://") || url.starts_with("https://") => out
-                            .push(json!({
-                                "fileData": { "mimeType": mime_from_url(url), "fileUri": url }
-                            })),
-                        None => {
-                            return Err(GatewayError::invalid_param(
-                                "image_url must be a data: URL or an http(s) URL",
-                                &format!("messages[{i}].content"),
-                            ))
+                    out.push(media_part(image.url(), "image_url", &param)?);
+                } else {
+                    match part.kind.as_str() {
+                        "input_audio" => {
+                            out.push(audio_part(part.extra.get("input_audio"), &param)?)
                         }
+                        "file" => out.push(file_part(part.extra.get("file"), &param)?),
+                        "video_url" => {
+                            let url = part.extra.get("video_url").and_then(|v| {
+                                v.as_str().or_else(|| v.get("url").and_then(Value::as_str))
+                            });
+                            let url = url.ok_or_else(|| {
+                                GatewayError::invalid_param(
+                                    "a video_url part needs `video_url.url`",
+                                    &param,
+                                )
+                            })?;
+                            out.push(media_part(url, "video_url", &param)?);
+                        }
+                        // Other part types (e.g. `refusal` in an assistant turn) carry nothing
+                        // Gemini can read.
+                        _ => {}
                     }
-                } else if part.kind == "input_audio" {
-                    let audio = part.extra.get("input_audio");
-                    let data = audio.and_then(|a| a["data"].as_str()).unwrap_or_default();
-                    let format = audio.and_then(|a| a["format"].as_str()).unwrap_or("wav");
-                    out.push(json!({ "inlineData": { "mimeType": format!("audio/{format}"), "data": data } }));
                 }
             }
             Ok(out)
@@ -233,19 +238,115 @@ fn content_parts(content: Option<&MessageContent>, i: usize) -> Result<Vec<Value
     }
 }
 
-fn mime_from_url(url: &str) -> &'static str {
-    let path = url
-        .split(['?', '#'])
-        .next()
-        .unwrap_or(url)
-        .to_ascii_lowercase();
-    match path.rsplit('.').next() {
-        Some("png") => "image/png",
-        Some("gif") => "image/gif",
-        Some("webp") => "image/webp",
-        Some("pdf") => "application/pdf",
-        _ => "image/jpeg",
+/// An image or video as a Gemini part: a data: URL inline, an http(s) URL by reference.
+fn media_part(url: &str, field: &str, param: &str) -> Result<Value, GatewayError> {
+    match parse_data_url(url) {
+        Some(data) => {
+            Ok(json!({ "inlineData": { "mimeType": data.mime_type, "data": data.base64 } }))
+        }
+        None if url.starts_with("http://") || url.starts_with("https://") => {
+            let path = url.split(['?', '#']).next().unwrap_or(url);
+            let fallback = if field == "video_url" {
+                "video/mp4"
+            } else {
+                "image/jpeg"
+            };
+            let mime = mime_from_name(path).unwrap_or(fallback);
+            Ok(json!({ "fileData": { "mimeType": mime, "fileUri": url } }))
+        }
+        None => Err(GatewayError::invalid_param(
+            format!("{field} must be a data: URL or an http(s) URL"),
+            param,
+        )),
     }
+}
+
+/// OpenAI's `input_audio` (`{data: base64, format}`) as inline audio.
+fn audio_part(audio: Option<&Value>, param: &str) -> Result<Value, GatewayError> {
+    let data = audio
+        .and_then(|a| a["data"].as_str())
+        .filter(|d| !d.is_empty())
+        .ok_or_else(|| {
+            GatewayError::invalid_param(
+                "an input_audio part needs base64 `input_audio.data`",
+                param,
+            )
+        })?;
+    let format = audio
+        .and_then(|a| a["format"].as_str())
+        .unwrap_or("wav")
+        .to_ascii_lowercase();
+    let mime = match format.as_str() {
+        "mp3" | "mpeg" => "audio/mp3".to_string(),
+        other => format!("audio/{other}"),
+    };
+    Ok(json!({ "inlineData": { "mimeType": mime, "data": data } }))
+}
+
+/// OpenAI's `file` part (`{filename, file_data}`; `file_data` a data: URL or bare base64) as
+/// inline data. A `file_id` points into OpenAI's Files API, which Gemini cannot read.
+fn file_part(file: Option<&Value>, param: &str) -> Result<Value, GatewayError> {
+    let data = file
+        .and_then(|f| f["file_data"].as_str())
+        .filter(|d| !d.is_empty());
+    let Some(data) = data else {
+        let message = if file.and_then(|f| f.get("file_id")).is_some() {
+            "a file part with `file_id` refers to OpenAI's Files API, which Gemini cannot read: send the content as `file.file_data`"
+        } else {
+            "a file part needs `file.file_data` (a data: URL or base64)"
+        };
+        return Err(GatewayError::invalid_param(message, param));
+    };
+    let filename = file
+        .and_then(|f| f["filename"].as_str())
+        .unwrap_or_default();
+    let (mime, base64) = match parse_data_url(data) {
+        Some(url) if url.mime_type != "application/octet-stream" => {
+            (url.mime_type.to_string(), url.base64)
+        }
+        Some(url) => (
+            mime_from_name(filename)
+                .unwrap_or("application/pdf")
+                .to_string(),
+            url.base64,
+        ),
+        None => (
+            mime_from_name(filename)
+                .unwrap_or("application/pdf")
+                .to_string(),
+            data,
+        ),
+    };
+    Ok(json!({ "inlineData": { "mimeType": mime, "data": base64 } }))
+}
+
+/// The MIME type Gemini expects for a file name's extension.
+fn mime_from_name(name: &str) -> Option<&'static str> {
+    let extension = name.rsplit_once('.')?.1.to_ascii_lowercase();
+    Some(match extension.as_str() {
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "heic" => "image/heic",
+        "pdf" => "application/pdf",
+        "txt" => "text/plain",
+        "md" => "text/markdown",
+        "csv" => "text/csv",
+        "html" | "htm" => "text/html",
+        "xml" => "text/xml",
+        "json" => "application/json",
+        "wav" => "audio/wav",
+        "mp3" => "audio/mp3",
+        "flac" => "audio/flac",
+        "ogg" => "audio/ogg",
+        "aac" => "audio/aac",
+        "mp4" => "video/mp4",
+        "webm" => "video/webm",
+        "mov" => "video/quicktime",
+        "mpeg" | "mpg" => "video/mpeg",
+        _ => return None,
+    })
 }
 
 fn assistant_parts(message: &RequestMessage, i: usize) -> Result<Vec<Value>, GatewayError> {
@@ -376,6 +477,30 @@ fn generation_config(ctx: &CallContext) -> Result<Map<String, Value>, GatewayErr
                 ))
             }
         },
+    }
+    match (
+        request.body.get("logprobs").and_then(Value::as_bool),
+        request.body.get("top_logprobs").filter(|v| !v.is_null()),
+    ) {
+        (Some(true), top) => {
+            config.insert("responseLogprobs".into(), json!(true));
+            if let Some(top) = top {
+                let n = top.as_u64().filter(|n| *n <= 20).ok_or_else(|| {
+                    GatewayError::invalid_param(
+                        "`top_logprobs` must be an integer from 0 to 20",
+                        "top_logprobs",
+                    )
+                })?;
+                config.insert("logprobs".into(), json!(n));
+            }
+        }
+        (_, Some(_)) => {
+            return Err(GatewayError::invalid_param(
+                "`logprobs` must be true when `top_logprobs` is set",
+                "top_logprobs",
+            ))
+        }
+        _ => {}
     }
     if let Some(effort) = request.body.get("reasoning_effort").and_then(Value::as_str) {
         let budget = match effort {
@@ -524,6 +649,35 @@ fn finish_reason(
     }
 }
 
+/// Gemini's `logprobsResult` (chosen and top candidates per decoding step) as OpenAI's
+/// `logprobs` (`content[]` of token, logprob, bytes and top_logprobs).
+fn openai_logprobs(result: &Value) -> Option<Value> {
+    let entry = |candidate: &Value| {
+        let token = candidate["token"].as_str().unwrap_or_default();
+        json!({
+            "token": token,
+            "logprob": candidate["logProbability"].as_f64().unwrap_or(0.0),
+            "bytes": token.as_bytes(),
+        })
+    };
+    let chosen = result["chosenCandidates"].as_array()?;
+    let top = result["topCandidates"].as_array();
+    let content: Vec<Value> = chosen
+        .iter()
+        .enumerate()
+        .map(|(step, candidate)| {
+            let mut item = entry(candidate);
+            item["top_logprobs"] = top
+                .and_then(|steps| steps.get(step))
+                .and_then(|s| s["candidates"].as_array())
+                .map(|candidates| candidates.iter().map(entry).collect())
+                .unwrap_or_else(|| json!([]));
+            item
+        })
+        .collect();
+    Some(json!({ "content": content, "refusal": null }))
+}
+
 fn usage(metadata: &UsageMetadata) -> Value {
     let thoughts = metadata.thoughts_token_count.unwrap_or(0);
     usage_object(
@@ -643,7 +797,7 @@ impl Provider for Gemini {
                         ..AssistantMessage::default()
                     },
                     finish_reason: Some(finish.into()),
-                    logprobs: None,
+                    logprobs: candidate.logprobs_result.as_ref().and_then(openai_logprobs),
                     extra: Map::new(),
                 })
             })
@@ -960,6 +1114,9 @@ impl EventTranslator for GeminiStream {
                     ));
                 }
             }
+            if let Some(logprobs) = candidate.logprobs_result.as_ref().and_then(openai_logprobs) {
+                self.state.logprobs(index, logprobs, &mut out);
+            }
             if let Some(reason) = candidate.finish_reason.as_deref() {
                 let mapped = finish_reason(
                     Some(reason),
@@ -1170,7 +1327,7 @@ mod tests {
             ),
             (
                 json!({"model": "g", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "ftp://x"}}]}]}),
-                "messages[0].content",
+                "messages[0].content[0]",
             ),
         ] {
             let req = request(body.clone());
@@ -1498,6 +1655,130 @@ mod tests {
             unsigned["contents"][2]["parts"][0]["functionResponse"]["name"],
             "weather"
         );
+    }
+
+    #[test]
+    fn logprobs_both_ways() {
+        let body = upstream_body(
+            json!({"model": "gemini-2.5-flash", "logprobs": true, "top_logprobs": 2,
+            "messages": [{"role": "user", "content": "x"}]}),
+        );
+        assert_eq!(body["generationConfig"]["responseLogprobs"], true);
+        assert_eq!(body["generationConfig"]["logprobs"], 2);
+        let plain = upstream_body(
+            json!({"model": "g", "logprobs": true, "messages": [{"role": "user", "content": "x"}]}),
+        );
+        assert_eq!(plain["generationConfig"]["responseLogprobs"], true);
+        assert!(plain["generationConfig"].get("logprobs").is_none());
+        let off = upstream_body(
+            json!({"model": "g", "logprobs": false, "messages": [{"role": "user", "content": "x"}]}),
+        );
+        assert!(off
+            .get("generationConfig")
+            .is_none_or(|c| c.get("responseLogprobs").is_none()));
+        for bad in [
+            json!({"top_logprobs": 2}),
+            json!({"logprobs": true, "top_logprobs": 21}),
+        ] {
+            let mut req = json!({"model": "g", "messages": [{"role": "user", "content": "x"}]});
+            req.as_object_mut()
+                .unwrap()
+                .extend(bad.as_object().unwrap().clone());
+            let req = request(req);
+            let error = with_ctx(&req, false, |ctx| Gemini.chat_request(ctx).unwrap_err());
+            assert_eq!(error.to_body()["error"]["param"], "top_logprobs");
+        }
+
+        let result = json!({
+            "topCandidates": [
+                {"candidates": [{"token": "Hi", "logProbability": -0.1}, {"token": "Hey", "logProbability": -2.5}]},
+                {"candidates": [{"token": "!", "logProbability": -0.3}]}],
+            "chosenCandidates": [{"token": "Hi", "logProbability": -0.1}, {"token": "!", "logProbability": -0.3}]});
+        let expected = json!({"content": [
+            {"token": "Hi", "logprob": -0.1, "bytes": [72, 105], "top_logprobs": [
+                {"token": "Hi", "logprob": -0.1, "bytes": [72, 105]},
+                {"token": "Hey", "logprob": -2.5, "bytes": [72, 101, 121]}]},
+            {"token": "!", "logprob": -0.3, "bytes": [33], "top_logprobs": [
+                {"token": "!", "logprob": -0.3, "bytes": [33]}]}], "refusal": null});
+        let answer = json!({"candidates": [{"content": {"parts": [{"text": "Hi!"}]},
+            "finishReason": "STOP", "logprobsResult": result, "avgLogprobs": -0.2}]});
+        let req = request(
+            json!({"model": "g", "logprobs": true, "messages": [{"role": "user", "content": "x"}]}),
+        );
+        let completion = with_ctx(&req, false, |ctx| {
+            Gemini
+                .parse_completion(answer.to_string().as_bytes(), ctx)
+                .unwrap()
+        });
+        assert_eq!(completion.choices[0].logprobs, Some(expected.clone()));
+
+        let stream_req = request(json!({"model": "g", "stream": true, "logprobs": true,
+            "messages": [{"role": "user", "content": "x"}]}));
+        let (chunks, content) = run_stream(
+            &Gemini,
+            &stream_req,
+            format!("data: {answer}\r\n\r\n").as_bytes(),
+        );
+        assert_eq!(content, "Hi!");
+        let with_logprobs: Vec<&Value> = chunks
+            .iter()
+            .filter(|c| !c["choices"][0]["logprobs"].is_null() && c["choices"].get(0).is_some())
+            .collect();
+        assert_eq!(with_logprobs.len(), 1);
+        assert_eq!(with_logprobs[0]["choices"][0]["delta"]["content"], "Hi!");
+        assert_eq!(with_logprobs[0]["choices"][0]["logprobs"], expected);
+    }
+
+    #[test]
+    fn audio_file_and_video_parts_become_inline_or_file_data() {
+        let body = upstream_body(
+            json!({"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "Compare:"},
+            {"type": "input_audio", "input_audio": {"data": "SUQz", "format": "mp3"}},
+            {"type": "file", "file": {"filename": "report.pdf", "file_data": "data:application/pdf;base64,JVBERi0x"}},
+            {"type": "file", "file": {"filename": "notes.csv", "file_data": "YSxiCjEsMg=="}},
+            {"type": "video_url", "video_url": {"url": "https://www.youtube.com/watch?v=abc"}},
+            {"type": "video_url", "video_url": {"url": "data:video/webm;base64,GkXf"}},
+            {"type": "image_url", "image_url": {"url": "https://x.test/cat.webp?size=2"}}]}]}),
+        );
+        assert_eq!(
+            body["contents"][0]["parts"],
+            json!([
+                {"text": "Compare:"},
+                {"inlineData": {"mimeType": "audio/mp3", "data": "SUQz"}},
+                {"inlineData": {"mimeType": "application/pdf", "data": "JVBERi0x"}},
+                {"inlineData": {"mimeType": "text/csv", "data": "YSxiCjEsMg=="}},
+                {"fileData": {"mimeType": "video/mp4", "fileUri": "https://www.youtube.com/watch?v=abc"}},
+                {"inlineData": {"mimeType": "video/webm", "data": "GkXf"}},
+                {"fileData": {"mimeType": "image/webp", "fileUri": "https://x.test/cat.webp?size=2"}}])
+        );
+        for (part, needle) in [
+            (
+                json!({"type": "file", "file": {"file_id": "file-abc"}}),
+                "Files API",
+            ),
+            (json!({"type": "file", "file": {}}), "file_data"),
+            (
+                json!({"type": "input_audio", "input_audio": {"format": "wav"}}),
+                "input_audio.data",
+            ),
+            (
+                json!({"type": "video_url", "video_url": {}}),
+                "video_url.url",
+            ),
+            (
+                json!({"type": "image_url", "image_url": {"url": "ftp://x/y.png"}}),
+                "data: URL",
+            ),
+        ] {
+            let req = request(
+                json!({"model": "g", "messages": [{"role": "user", "content": [{"type": "text", "text": "x"}, part]}]}),
+            );
+            let error = with_ctx(&req, false, |ctx| Gemini.chat_request(ctx).unwrap_err());
+            assert_eq!(error.status(), 400);
+            assert_eq!(error.to_body()["error"]["param"], "messages[0].content[1]");
+            assert!(error.to_string().contains(needle), "{error}");
+        }
     }
 
     #[test]

@@ -214,6 +214,26 @@ impl ChunkState {
         }
     }
 
+    /// Token log probabilities for what this event added to a choice: on its last delta
+    /// in `out`, or on an empty delta of their own.
+    pub fn logprobs(&mut self, index: u32, logprobs: Value, out: &mut Vec<Value>) {
+        let last = out
+            .iter_mut()
+            .rev()
+            .find(|chunk| chunk["choices"][0]["index"] == index);
+        match last {
+            Some(chunk) if chunk["choices"][0]["logprobs"].is_null() => {
+                chunk["choices"][0]["logprobs"] = logprobs;
+            }
+            _ => {
+                self.start(index, out);
+                let mut chunk = self.meta.delta(index, serde_json::json!({}), None);
+                chunk["choices"][0]["logprobs"] = logprobs;
+                out.push(chunk);
+            }
+        }
+    }
+
     pub fn text(&mut self, index: u32, field: &str, text: &str, out: &mut Vec<Value>) {
         if text.is_empty() {
             return;
