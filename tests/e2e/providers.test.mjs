@@ -373,3 +373,102 @@ test('models.list() merges configured and upstream-listed models of usable provi
   const denied = await fetch(`${GATEWAY}/v1/models`);
   assert.equal(denied.status, 401);
 });
+
+// ---- Logprobs and media parts ---------------------------------------------------------------
+
+const GEMINI_LOGPROBS = {
+  topCandidates: [
+    { candidates: [{ token: 'Ja', logProbability: -0.05 }, { token: 'Nein', logProbability: -3.2 }] },
+    { candidates: [{ token: '!', logProbability: -0.4 }] },
+  ],
+  chosenCandidates: [{ token: 'Ja', logProbability: -0.05 }, { token: '!', logProbability: -0.4 }],
+};
+const OPENAI_LOGPROBS = [
+  { token: 'Ja', logprob: -0.05, bytes: [74, 97], top_logprobs: [{ token: 'Ja', logprob: -0.05, bytes: [74, 97] }, { token: 'Nein', logprob: -3.2, bytes: [78, 101, 105, 110] }] },
+  { token: '!', logprob: -0.4, bytes: [33], top_logprobs: [{ token: '!', logprob: -0.4, bytes: [33] }] },
+];
+
+test('Gemini: logprobs and top_logprobs map to responseLogprobs and come back as choices[].logprobs (JSON and stream)', async () => {
+  const tag = await scenario({ content: 'Ja!', logprobs_result: GEMINI_LOGPROBS });
+  const completion = await guarded.chat.completions.create({
+    model: 'gemini-2.5-flash', logprobs: true, top_logprobs: 2, messages: [{ role: 'user', content: `yes? ${tag}` }],
+  });
+  assert.deepEqual(completion.choices[0].logprobs.content, OPENAI_LOGPROBS);
+  const [upstream] = await received(tag);
+  assert.equal(upstream.body.generationConfig.responseLogprobs, true);
+  assert.equal(upstream.body.generationConfig.logprobs, 2);
+
+  const stream = await guarded.chat.completions.create({
+    model: 'gemini-2.5-flash', logprobs: true, top_logprobs: 2, stream: true,
+    messages: [{ role: 'user', content: await scenario({ content: 'Ja!', logprobs_result: GEMINI_LOGPROBS }) }],
+  }, NATIVE);
+  const streamed = [];
+  for await (const chunk of stream) streamed.push(...(chunk.choices[0]?.logprobs?.content ?? []));
+  assert.deepEqual(streamed, OPENAI_LOGPROBS);
+
+  await assert.rejects(
+    guarded.chat.completions.create({ model: 'gemini-2.5-flash', top_logprobs: 2, messages: [{ role: 'user', content: 'x' }] }),
+    (e) => e.status === 400 && e.param === 'top_logprobs',
+  );
+});
+
+test('DashScope: logprobs go to parameters and come back in OpenAI shape', async () => {
+  const logprobs = { content: [{ token: '好', bytes: [229, 165, 189], logprob: -0.02, top_logprobs: [{ token: '好', bytes: [229, 165, 189], logprob: -0.02 }] }] };
+  const tag = await scenario({ content: '好', logprobs });
+  const completion = await publicClient().chat.completions.create({
+    model: 'qwen-plus', logprobs: true, top_logprobs: 1, messages: [{ role: 'user', content: tag }],
+  });
+  assert.deepEqual(completion.choices[0].logprobs, logprobs);
+  const [upstream] = await received(tag);
+  assert.equal(upstream.body.parameters.logprobs, true);
+  assert.equal(upstream.body.parameters.top_logprobs, 1);
+  const stream = await publicClient().chat.completions.create({
+    model: 'qwen-plus', logprobs: true, stream: true, messages: [{ role: 'user', content: await scenario({ content: '好', logprobs }) }],
+  }, NATIVE);
+  const streamed = [];
+  for await (const chunk of stream) streamed.push(...(chunk.choices[0]?.logprobs?.content ?? []));
+  assert.deepEqual(streamed, logprobs.content);
+});
+
+test('Gemini: input_audio and file (PDF) parts arrive as inlineData; a file_id is a clear 400', async () => {
+  const tag = await scenario({ content: 'Heard and read.' });
+  const completion = await guarded.chat.completions.create({
+    model: 'gemini-2.5-flash',
+    messages: [{ role: 'user', content: [
+      { type: 'text', text: `summarise both ${tag}` },
+      { type: 'input_audio', input_audio: { data: 'UklGRiQAAABXQVZF', format: 'wav' } },
+      { type: 'file', file: { filename: 'report.pdf', file_data: 'data:application/pdf;base64,JVBERi0xLjQK' } },
+    ] }],
+  });
+  assert.equal(completion.choices[0].message.content, 'Heard and read.');
+  const [upstream] = await received(tag);
+  assert.deepEqual(upstream.body.contents[0].parts.slice(1), [
+    { inlineData: { mimeType: 'audio/wav', data: 'UklGRiQAAABXQVZF' } },
+    { inlineData: { mimeType: 'application/pdf', data: 'JVBERi0xLjQK' } },
+  ]);
+  const before = (await received(tag)).length;
+  await assert.rejects(
+    guarded.chat.completions.create({ model: 'gemini-2.5-flash', messages: [{ role: 'user', content: [
+      { type: 'text', text: tag }, { type: 'file', file: { file_id: 'file-abc123' } }] }] }),
+    (e) => e.status === 400 && e.param === 'messages[0].content[1]' && /Files API/.test(e.message),
+  );
+  assert.equal((await received(tag)).length, before, 'refused before any upstream call');
+});
+
+test('DashScope: input_audio and video parts go to the multimodal API as audio/video items', async () => {
+  const tag = await scenario({ content: 'A cat plays.' });
+  const completion = await publicClient().chat.completions.create({
+    model: 'qwen-vl-max',
+    messages: [{ role: 'user', content: [
+      { type: 'video_url', video_url: { url: 'https://media.example/cat.mp4' } },
+      { type: 'input_audio', input_audio: { data: 'SUQzBAA=', format: 'mp3' } },
+      { type: 'text', text: `what happens? ${tag}` },
+    ] }],
+  });
+  assert.equal(completion.choices[0].message.content, 'A cat plays.');
+  const [upstream] = await received(tag);
+  assert.match(upstream.path, /multimodal-generation/);
+  assert.deepEqual(upstream.body.input.messages[0].content, [
+    { video: 'https://media.example/cat.mp4' }, { audio: 'data:audio/mp3;base64,SUQzBAA=' }, { text: `what happens? ${tag}` },
+  ]);
+});

@@ -18,6 +18,10 @@
 // stream events), ignore_stream (answer JSON to a streaming request), always_stream (answer
 // SSE to a non-streaming request).
 //
+// Logprobs knobs: `logprobs_result` (Gemini's native LogprobsResult object) goes on the candidate
+// of a JSON answer and of a stream's first content event; `logprobs` (DashScope's, already
+// OpenAI-shaped) likewise on the choice.
+//
 // Gemini: a `tool_calls` entry may carry `thought_signature`, sent as that functionCall part's
 // `thoughtSignature` (Gemini 3: only the first of parallel calls is signed).
 //
@@ -317,11 +321,14 @@ async function handleGemini(req, res, record, scenario, body, model, stream) {
   const finishReason = scenario.finish_reason || 'STOP';
   if (!stream) {
     const parts = [...thought, ...(content ? [{ text: content }] : []), ...callParts];
-    return sendJson(res, 200, { candidates: [{ content: { role: 'model', parts }, finishReason, index: 0 }], usageMetadata, modelVersion: model, responseId: 'gemini-resp-1' });
+    const logprobs = scenario.logprobs_result ? { logprobsResult: scenario.logprobs_result } : {};
+    return sendJson(res, 200, { candidates: [{ content: { role: 'model', parts }, finishReason, index: 0, ...logprobs }], usageMetadata, modelVersion: model, responseId: 'gemini-resp-1' });
   }
   const events = [];
   if (thought.length) events.push({ candidates: [{ content: { role: 'model', parts: thought }, index: 0 }] });
   for (const text of contentPieces(content, scenario, 6)) events.push({ candidates: [{ content: { role: 'model', parts: [{ text }] }, index: 0 }] });
+  // The logprobs knob rides on the first content event.
+  if (scenario.logprobs_result && events.length > thought.length) events[thought.length].candidates[0].logprobsResult = scenario.logprobs_result;
   events.push({ candidates: [{ content: { role: 'model', parts: callParts.length ? callParts : [{ text: '' }] }, finishReason, index: 0 }], usageMetadata, modelVersion: model, responseId: 'gemini-resp-1' });
   const errorFrame = scenario.stream_error_event !== undefined
     ? `data: ${JSON.stringify({ error: { code: 500, message: scenario.stream_error_event, status: 'INTERNAL' } })}\r\n\r\n`
@@ -345,7 +352,8 @@ async function handleDashScope(req, res, record, scenario, body) {
     const message = { role: 'assistant', content: wrap(content) };
     if (scenario.reasoning_content) message.reasoning_content = scenario.reasoning_content;
     if (scenario.tool_calls) message.tool_calls = scenario.tool_calls.map((c, index) => ({ ...c, index }));
-    return sendJson(res, 200, { output: { choices: [{ finish_reason: finish, message }] }, usage, request_id: requestId });
+    const logprobs = scenario.logprobs ? { logprobs: scenario.logprobs } : {};
+    return sendJson(res, 200, { output: { choices: [{ finish_reason: finish, message, ...logprobs }] }, usage, request_id: requestId });
   }
   if (scenario.stream_error) {
     res.writeHead(200, { 'content-type': 'text/event-stream' });
@@ -355,6 +363,8 @@ async function handleDashScope(req, res, record, scenario, body) {
   const events = [];
   if (scenario.reasoning_content) events.push({ message: { role: 'assistant', content: wrap(''), reasoning_content: scenario.reasoning_content }, finish_reason: 'null' });
   for (const text of contentPieces(content, scenario, 4)) events.push({ message: { role: 'assistant', content: wrap(text) }, finish_reason: 'null' });
+  const firstText = scenario.reasoning_content ? 1 : 0;
+  if (scenario.logprobs && events.length > firstText) events[firstText].logprobs = scenario.logprobs;
   (scenario.tool_calls || []).forEach((c, index) => {
     events.push({ message: { role: 'assistant', content: wrap(''), tool_calls: [{ index, id: c.id, type: 'function', function: { name: c.function.name, arguments: '' } }] }, finish_reason: 'null' });
     events.push({ message: { role: 'assistant', content: wrap(''), tool_calls: [{ index, id: '', type: 'function', function: { arguments: c.function.arguments } }] }, finish_reason: 'null' });
