@@ -68,6 +68,49 @@
 //   {"off": true} for the keyless switch) turns it off.
 // - /__mock/stolen (any method, any query) records the hit and answers 200; a redirect target
 //   that must never be fetched. GET /__mock/stolen_hits lists the hits ({method, url, headers}).
+// - POST /__mock/embedding {"texts": [...], "dims": N} answers {"embeddings": [mockEmbedding(text,
+//   N) per text], "tokens": [mockTokens(text) per text]}: the expected vectors for tests that
+//   cannot import this module (tests/python/test_embeddings.py).
+//
+// Embeddings (tests/e2e/embeddings.test.mjs, tests/python/test_embeddings.py; wire formats in
+// /work/notes/embeddings-wire.md). Vectors are deterministic per input text:
+// `mockEmbedding(text, dims)` (exported) — FNV-1a of the UTF-8 text, then xorshift32, each value
+// an integer / 10000 in [-1, 1] — with dims = the requested dimensions, else
+// DEFAULT_EMBEDDING_DIMS (8). Token counts: `mockTokens(input)` (exported) — the number of
+// whitespace-separated words of a string (at least 1), the length of a token array. Token-array
+// inputs are embedded as their JSON text. Every embeddings record also holds `kind:
+// 'embeddings'`, `provider`, `texts` (what was embedded, in order) and `dims` (Gemini: one per
+// request).
+// - OpenAI: POST any path ending in /embeddings (so /v1/embeddings and /api/paas/v4/embeddings):
+//   {input: string | string[] | int[] | int[][], model, dimensions?, encoding_format?, user?} →
+//   {object: "list", data: [{object: "embedding", index, embedding}], model, usage:
+//   {prompt_tokens, total_tokens}}; encoding_format "base64" answers each embedding as base64 of
+//   float32 little-endian (float32Base64, exported), like the real API. A missing model or an
+//   invalid input (empty string or array, wrong types) answers 400 invalid_request_error.
+// - Gemini: POST /v1beta/models/{model}:batchEmbedContents ({requests: [{model: "models/{model}",
+//   content: {parts: [{text}]}, taskType?, title?, outputDimensionality?}]} → {embeddings:
+//   [{values}], usageMetadata: {promptTokenCount, promptTokenDetails}}) and :embedContent (one
+//   request's fields → {embedding: {values}, usageMetadata}). Key from x-goog-api-key, else the
+//   `key` query parameter. Like the real API: at most 100 requests per batch (400
+//   INVALID_ARGUMENT "* BatchEmbedContentsRequest.requests: at most 100 requests can be in one
+//   batch"), each request's model must be the URL's ("models/{model}"), content needs text.
+//   Errors are Google-shaped: {error: {code, message, status}}.
+// - DashScope: POST /api/v1/services/embeddings/text-embedding/text-embedding, Bearer key:
+//   {model, input: {texts}, parameters: {dimension?, text_type?, output_type?}} → {output:
+//   {embeddings: [{text_index, embedding}]}, usage: {total_tokens}, request_id}. More texts than
+//   the documented per-call limit (10 for text-embedding-v3/v4, else 25) answers its documented
+//   400 {code: "InvalidParameter", message: "<400> InternalError.Algo.InvalidParameter: Value
+//   error, batch size is invalid, it should not be larger than 10.: input.contents",
+//   request_id}, so the gateway must batch. Errors are {code, message, request_id}.
+// Embeddings knobs: the failure knobs above (status + error_body — the default error body is in
+// the kind's own error shape —, error_headers, hang, reset, delay_ms, malformed, redirect) with
+// times and by_key; `usage` replaces the usage object (OpenAI `usage`, Gemini `usageMetadata`,
+// DashScope `usage`), `usage: null` leaves it out; `max_batch: N` (Gemini, DashScope) replaces
+// the per-call limit; `embeddings_reversed: true` (DashScope) lists output.embeddings last
+// text_index first (each text_index still right), so order must come from text_index.
+// The Gemini model list also has models/gemini-embedding-001, listed the way the real API lists
+// it (supportedGenerationMethods embedContent, countTextTokens, countTokens,
+// asyncBatchEmbedContent — the real list never names batchEmbedContents).
 import http from 'node:http';
 
 export const DEFAULT_CONTENT = 'Hello from the mock upstream! 你好，世界 🌍 — ünïcödé, naïve café.';
@@ -98,6 +141,10 @@ export function startMockUpstream({ port = 0, host = '127.0.0.1' } = {}) {
       return sendJson(res, 200, { stolen: true });
     }
     if (url.pathname === '/__mock/stolen_hits') return sendJson(res, 200, stolen);
+    if (url.pathname === '/__mock/embedding' && req.method === 'POST') {
+      const { texts = [], dims } = JSON.parse(bodyText || '{}');
+      return sendJson(res, 200, { embeddings: texts.map((t) => mockEmbedding(t, dims)), tokens: texts.map(mockTokens) });
+    }
     if (url.pathname === '/__mock/models_redirect' && req.method === 'POST') {
       const sw = JSON.parse(bodyText || '{}');
       const k = sw.key ?? '*';
@@ -143,6 +190,8 @@ export function startMockUpstream({ port = 0, host = '127.0.0.1' } = {}) {
       return sendJson(res, 200, { models: [
         { name: 'models/gemini-mock-pro', supportedGenerationMethods: ['generateContent', 'countTokens'] },
         { name: 'models/text-embedding-mock', supportedGenerationMethods: ['embedContent'] },
+        { name: 'models/gemini-embedding-001', version: '001', displayName: 'Gemini Embedding 001', inputTokenLimit: 2048, outputTokenLimit: 1,
+          supportedGenerationMethods: ['embedContent', 'countTextTokens', 'countTokens', 'asyncBatchEmbedContent'] },
       ] });
     }
     // Any other OpenAI-compatible base (e.g. /api/paas/v4): GET <base>/models.
@@ -150,6 +199,12 @@ export function startMockUpstream({ port = 0, host = '127.0.0.1' } = {}) {
       if (badKey(bearer(req))) return openaiBadKey(res);
       return sendJson(res, 200, { object: 'list', data: [{ id: 'gpt-mock-1', object: 'model', created: 1, owned_by: 'mock' }, { id: 'gpt-mock-2', object: 'model', created: 1, owned_by: 'mock' }] });
     }
+    const geminiEmbed = url.pathname.match(/^\/v1beta\/models\/([^:]+):(embedContent|batchEmbedContents)$/);
+    if (geminiEmbed && req.method === 'POST') return handleGeminiEmbeddings(req, res, record, scenario, body, decodeURIComponent(geminiEmbed[1]), geminiEmbed[2] === 'batchEmbedContents');
+    if (url.pathname === '/api/v1/services/embeddings/text-embedding/text-embedding' && req.method === 'POST') {
+      return handleDashScopeEmbeddings(req, res, record, scenario, body);
+    }
+    if (url.pathname.endsWith('/embeddings') && req.method === 'POST') return handleOpenAIEmbeddings(req, res, record, scenario, body);
     const gemini = url.pathname.match(/^\/v1beta\/models\/([^:]+):(generateContent|streamGenerateContent)$/);
     if (gemini && req.method === 'POST') return handleGemini(req, res, record, scenario, body, gemini[1], gemini[2] === 'streamGenerateContent');
     if (/^\/api\/v1\/services\/aigc\/(text|multimodal)-generation\/generation$/.test(url.pathname) && req.method === 'POST') {
@@ -260,7 +315,7 @@ function pieces(text, size) {
 }
 
 /** Common start of a native answer: key check, hang, delay, error status, garbage. Returns true when handled. */
-async function preamble(res, scenario, refuse) {
+async function preamble(res, scenario, refuse, { errorBody = '{}', errorHeaders = {} } = {}) {
   if (refuse) { refuse(); return true; }
   if (scenario.hang) return true;
   if (scenario.delay_ms) await sleep(scenario.delay_ms, res);
@@ -268,8 +323,8 @@ async function preamble(res, scenario, refuse) {
   if (scenario.reset) { res.socket.destroy(); return true; }
   if (scenario.redirect) { sendRedirect(res, scenario.redirect); return true; }
   if (scenario.status) {
-    res.writeHead(scenario.status, { 'content-type': scenario.error_content_type || 'application/json', ...(scenario.error_headers || {}) });
-    res.end(scenario.error_body ?? '{}');
+    res.writeHead(scenario.status, { 'content-type': scenario.error_content_type || 'application/json', ...errorHeaders, ...(scenario.error_headers || {}) });
+    res.end(scenario.error_body ?? errorBody);
     return true;
   }
   if (scenario.malformed) {
@@ -375,6 +430,187 @@ async function handleDashScope(req, res, record, scenario, body) {
     ? `id:${frames.length + 1}\nevent:error\n:HTTP_STATUS/500\ndata:${JSON.stringify({ code: 'InternalError', message: scenario.stream_error_event, request_id: requestId })}\n\n`
     : null;
   return writeEvents(res, record, scenario, frames, errorFrame);
+}
+
+// ---- embeddings -----------------------------------------------------------------------------
+
+/** Vector length when a request names no dimensions. */
+export const DEFAULT_EMBEDDING_DIMS = 8;
+/** Gemini batchEmbedContents: at most this many requests per call (enforced by the real API). */
+export const GEMINI_EMBED_BATCH_LIMIT = 100;
+/** DashScope text-embedding: texts per call (documented "max rows"): v3/v4, and v1/v2. */
+export const DASHSCOPE_EMBED_BATCH_LIMIT = 10;
+export const DASHSCOPE_EMBED_BATCH_LIMIT_V1 = 25;
+
+/**
+ * The mock's embedding of a text: FNV-1a of its UTF-8 bytes seeds xorshift32; each value is an
+ * integer / 10000 in [-1, 1] (so it has at most four decimals). Same text, same vector.
+ */
+export function mockEmbedding(text, dims = DEFAULT_EMBEDDING_DIMS) {
+  const n = Number.isInteger(dims) && dims > 0 ? dims : DEFAULT_EMBEDDING_DIMS;
+  let h = 0x811c9dc5;
+  for (const byte of Buffer.from(String(text), 'utf8')) {
+    h ^= byte;
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  if (h === 0) h = 0x9e3779b9;
+  const out = [];
+  for (let i = 0; i < n; i++) {
+    h ^= h << 13; h >>>= 0;
+    h ^= h >>> 17;
+    h ^= h << 5; h >>>= 0;
+    out.push(((h % 20001) - 10000) / 10000);
+  }
+  return out;
+}
+
+/** The mock's token count of one input: words of a string (at least 1), or a token array's length. */
+export function mockTokens(input) {
+  if (Array.isArray(input)) return input.length;
+  return Math.max(1, String(input).trim().split(/\s+/).filter(Boolean).length);
+}
+
+/** Base64 of the values as float32 little-endian, as OpenAI answers encoding_format "base64". */
+export function float32Base64(values) {
+  const buf = Buffer.alloc(values.length * 4);
+  values.forEach((v, i) => buf.writeFloatLE(v, i * 4));
+  return buf.toString('base64');
+}
+
+/** The float32 little-endian values of a base64 string (what the SDKs decode). */
+export function decodeFloat32Base64(text) {
+  const buf = Buffer.from(text, 'base64');
+  const out = [];
+  for (let i = 0; i + 4 <= buf.length; i += 4) out.push(buf.readFloatLE(i));
+  return out;
+}
+
+const GOOGLE_STATUS = { 400: 'INVALID_ARGUMENT', 401: 'UNAUTHENTICATED', 403: 'PERMISSION_DENIED', 404: 'NOT_FOUND', 429: 'RESOURCE_EXHAUSTED', 500: 'INTERNAL', 503: 'UNAVAILABLE', 504: 'DEADLINE_EXCEEDED' };
+const DASHSCOPE_CODE = { 400: 'InvalidParameter', 401: 'InvalidApiKey', 403: 'AccessDenied', 404: 'ModelNotFound', 429: 'Throttling.RateQuota', 500: 'InternalError', 503: 'ServiceUnavailable' };
+const openaiError = (message, type = 'invalid_request_error', code = null, param = null) => ({ error: { message, type, param, code } });
+const googleError = (code, message) => ({ error: { code, message, status: GOOGLE_STATUS[code] || 'UNKNOWN' } });
+const dashscopeError = (status, message, code = DASHSCOPE_CODE[status] || 'InternalError') => ({ code, message, request_id: 'ds-emb-req-error' });
+
+function embeddingRecord(record, provider, texts, dims) {
+  Object.assign(record, { kind: 'embeddings', provider, texts, dims });
+}
+
+/** Usage from the scenario (null: none) or the computed default. */
+function usageOr(scenario, computed) {
+  if (scenario.usage === null) return undefined;
+  return scenario.usage ?? computed;
+}
+
+async function handleOpenAIEmbeddings(req, res, record, scenario, body) {
+  record.kind = 'embeddings';
+  record.provider = 'openai';
+  const refuse = badKey(bearer(req)) ? () => openaiBadKey(res) : null;
+  const errorBody = JSON.stringify(openaiError(`mock error ${scenario.status}`, 'server_error', 'mock_error'));
+  if (await preamble(res, scenario, refuse, { errorBody, errorHeaders: { 'x-request-id': 'req_mock_error' } })) return;
+  if (!body || typeof body !== 'object' || Array.isArray(body)) return sendJson(res, 400, openaiError('We could not parse the JSON body of your request.'));
+  if (typeof body.model !== 'string' || !body.model) return sendJson(res, 400, openaiError('you must provide a model parameter'));
+  const inputs = openaiInputs(body.input);
+  if (!inputs) return sendJson(res, 400, openaiError("'$.input' is invalid. Please check the API reference: https://platform.openai.com/docs/api-reference.", 'invalid_request_error', null, 'input'));
+  const format = body.encoding_format ?? 'float';
+  if (format !== 'float' && format !== 'base64') {
+    return sendJson(res, 400, openaiError(`'${format}' is not one of ['float', 'base64'] - 'encoding_format'`, 'invalid_request_error', null, 'encoding_format'));
+  }
+  const dims = body.dimensions ?? DEFAULT_EMBEDDING_DIMS;
+  const texts = inputs.map((i) => (typeof i === 'string' ? i : JSON.stringify(i)));
+  embeddingRecord(record, 'openai', texts, dims);
+  const tokens = inputs.reduce((n, i) => n + mockTokens(i), 0);
+  const answer = {
+    object: 'list',
+    data: texts.map((text, index) => {
+      const values = mockEmbedding(text, dims);
+      return { object: 'embedding', index, embedding: format === 'base64' ? float32Base64(values) : values };
+    }),
+    model: body.model,
+  };
+  const usage = usageOr(scenario, { prompt_tokens: tokens, total_tokens: tokens });
+  if (usage) answer.usage = usage;
+  res.writeHead(200, { 'content-type': 'application/json', 'x-request-id': 'req_mock_emb', 'openai-processing-ms': '7' });
+  res.end(JSON.stringify(answer));
+}
+
+/** OpenAI `input` as a list of inputs (strings or token arrays), or null when invalid. */
+function openaiInputs(input) {
+  const isTokens = (a) => Array.isArray(a) && a.length > 0 && a.every((t) => Number.isInteger(t) && t >= 0);
+  if (typeof input === 'string') return input.length ? [input] : null;
+  if (!Array.isArray(input) || input.length === 0 || input.length > 2048) return null;
+  if (input.every((i) => typeof i === 'string')) return input.every((i) => i.length) ? input : null;
+  if (isTokens(input)) return [input];
+  if (input.every(isTokens)) return input;
+  return null;
+}
+
+async function handleGeminiEmbeddings(req, res, record, scenario, body, model, batch) {
+  record.kind = 'embeddings';
+  record.provider = 'gemini';
+  record.model = model;
+  const key = req.headers['x-goog-api-key'] || new URL(req.url, 'http://mock').searchParams.get('key');
+  const refuse = badKey(key) ? () => geminiBadKey(res) : null;
+  const errorBody = JSON.stringify(googleError(scenario.status, `mock error ${scenario.status}`));
+  if (await preamble(res, scenario, refuse, { errorBody })) return;
+  const invalid = (message) => sendJson(res, 400, googleError(400, message));
+  if (!body || typeof body !== 'object') return invalid('Invalid JSON payload received.');
+  const requests = batch ? body.requests : [body];
+  const where = batch ? 'BatchEmbedContentsRequest.requests' : 'EmbedContentRequest';
+  if (!Array.isArray(requests) || requests.length === 0) return invalid(`* ${where}: requests is not specified`);
+  const limit = scenario.max_batch ?? GEMINI_EMBED_BATCH_LIMIT;
+  if (batch && requests.length > limit) return invalid(`* BatchEmbedContentsRequest.requests: at most ${limit} requests can be in one batch`);
+  const texts = [];
+  const dimsList = [];
+  for (const [i, r] of requests.entries()) {
+    const at = batch ? `${where}[${i}]` : where;
+    if (batch && r?.model !== `models/${model}`) {
+      return invalid(`* ${at}.model: the model of each request must be the batch's, models/${model} (got ${JSON.stringify(r?.model ?? null)})`);
+    }
+    const parts = r?.content?.parts;
+    const text = Array.isArray(parts) ? parts.map((p) => (typeof p?.text === 'string' ? p.text : '')).join('') : '';
+    if (!text) return invalid(`* ${at}.content: contents is not specified`);
+    texts.push(text);
+    dimsList.push(r.outputDimensionality ?? DEFAULT_EMBEDDING_DIMS);
+  }
+  embeddingRecord(record, 'gemini', texts, dimsList);
+  const tokens = texts.reduce((n, t) => n + mockTokens(t), 0);
+  const usageMetadata = usageOr(scenario, { promptTokenCount: tokens, promptTokenDetails: [{ modality: 'TEXT', tokenCount: tokens }] });
+  const embeddings = texts.map((t, i) => ({ values: mockEmbedding(t, dimsList[i]) }));
+  const answer = batch ? { embeddings } : { embedding: embeddings[0] };
+  if (usageMetadata) answer.usageMetadata = usageMetadata;
+  return sendJson(res, 200, answer);
+}
+
+async function handleDashScopeEmbeddings(req, res, record, scenario, body) {
+  record.kind = 'embeddings';
+  record.provider = 'dashscope';
+  const refuse = badKey(bearer(req))
+    ? () => sendJson(res, 401, { code: 'InvalidApiKey', message: 'Invalid API-key provided.', request_id: 'ds-req-bad' })
+    : null;
+  const errorBody = JSON.stringify(dashscopeError(scenario.status, `mock error ${scenario.status}`));
+  if (await preamble(res, scenario, refuse, { errorBody })) return;
+  const invalid = (message) => sendJson(res, 400, dashscopeError(400, message, 'InvalidParameter'));
+  if (!body || typeof body !== 'object') return invalid('Request body is not valid JSON.');
+  const model = body.model;
+  if (typeof model !== 'string' || !model) return invalid('Model not specified: model is required.');
+  const texts = body.input?.texts;
+  if (!Array.isArray(texts) || texts.length === 0 || !texts.every((t) => typeof t === 'string' && t.length)) {
+    return invalid('<400> InternalError.Algo.InvalidParameter: Value error, contents is neither str nor list of str.: input.contents');
+  }
+  const limit = scenario.max_batch ?? (/^text-embedding-v[34]\b/.test(model) ? DASHSCOPE_EMBED_BATCH_LIMIT : DASHSCOPE_EMBED_BATCH_LIMIT_V1);
+  if (texts.length > limit) {
+    return invalid(`<400> InternalError.Algo.InvalidParameter: Value error, batch size is invalid, it should not be larger than ${limit}.: input.contents`);
+  }
+  const dims = body.parameters?.dimension ?? DEFAULT_EMBEDDING_DIMS;
+  embeddingRecord(record, 'dashscope', texts, dims);
+  const embeddings = texts.map((t, i) => ({ text_index: i, embedding: mockEmbedding(t, dims) }));
+  if (scenario.embeddings_reversed) embeddings.reverse();
+  const tokens = texts.reduce((n, t) => n + mockTokens(t), 0);
+  const answer = { output: { embeddings } };
+  const usage = usageOr(scenario, { total_tokens: tokens });
+  if (usage) answer.usage = usage;
+  answer.request_id = `ds-emb-req-${record.seq}`;
+  return sendJson(res, 200, answer);
 }
 
 /** The credential a request carries: Bearer token, else x-goog-api-key, else `key` query param. */
