@@ -359,7 +359,9 @@ test('models.list() merges configured and upstream-listed models of usable provi
   for await (const model of guarded.models.list()) ids.push(model.id);
   assert.ok(ids.includes('gemini-2.5-pro'), 'configured Gemini model');
   assert.ok(ids.includes('gemini-mock-pro'), 'listed by the Gemini upstream');
-  assert.ok(!ids.includes('text-embedding-mock'), 'non-chat models are left out');
+  assert.ok(ids.includes('gemini-embedding-001'), 'embedding models are listed');
+  // Listed by the Gemini upstream but not routed to it by its patterns: listed with its prefix.
+  assert.ok(!ids.includes('text-embedding-mock') && ids.includes('gemini/text-embedding-mock'));
   assert.ok(ids.includes('gpt-mock-1'), 'listed by the OpenAI upstream');
   assert.ok(!ids.some((id) => id.startsWith('qwen')), 'DashScope has no key here, so it is not listed');
 

@@ -136,7 +136,7 @@ test('health and status report the gateway without revealing keys', async () => 
   assert.equal(openai.kind, 'openai');
   assert.equal(openai.keys, 1);
   assert.match(openai.host, /^127\.0\.0\.1:\d+$/);
-  assert.deepEqual(openai.model_patterns, ['gpt-*', 'fake-*', 'o1*']);
+  assert.deepEqual(openai.model_patterns, ['gpt-*', 'fake-*', 'o1*', 'text-embedding-3-*']);
   assert.equal(status.features.fake_stream, 'fake-*,o1*,gemini-fake-*');
   assert.equal(status.features.heartbeat_interval_ms, 200);
   assert.ok(status.version && status.timestamp && status.git_revision);

@@ -613,6 +613,8 @@ test('/api/status lists every upstream and route, never a key; /v1/models lists 
     solo429b: { kind: 'openai', base: MOCK, keys: 1, model_patterns: ['s429b-*'] },
     fakeup: { kind: 'openai', base: MOCK_C, keys: 1, model_patterns: ['fakeup-*'] },
     nokeys: { kind: 'openai', base: MOCK, keys: 0, model_patterns: ['nokeys-*'] },
+    embpool: { kind: 'openai', base: MOCK, keys: 2, model_patterns: ['ep-*'] },
+    dsemb: { kind: 'dashscope', base: MOCK, keys: 1, model_patterns: ['text-embedding-v*'] },
   };
   assert.deepEqual(Object.keys(byName).sort(), Object.keys(expected).sort());
   for (const [name, want] of Object.entries(expected)) {
@@ -629,7 +631,7 @@ test('/api/status lists every upstream and route, never a key; /v1/models lists 
   assert.deepEqual(routes['r-fallback'], { name: 'r-fallback', strategy: 'fallback', targets: ['alpha/alpha-fb', 'zhipu/glm-fb'] });
   assert.deepEqual(routes['r-dead'], { name: 'r-dead', strategy: 'fallback', targets: ['dead/dead-x', 'alpha/alpha-dead'] });
   assert.deepEqual(routes['r-weighted'], { name: 'r-weighted', strategy: 'weighted', targets: ['alpha/alpha-w', 'charlie/charlie-w'] });
-  assert.equal(body.routes.length, 16);
+  assert.equal(body.routes.length, 21);
 
   const models = await client.models.list();
   const ids = new Map(models.data.map((m) => [m.id, m]));
