@@ -9,6 +9,7 @@
 
 pub mod dashscope;
 pub mod gemini;
+pub mod gemini_schema;
 pub mod openai;
 #[cfg(test)]
 mod test_support;
