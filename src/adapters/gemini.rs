@@ -1,6 +1,7 @@
 //! Google Gemini through its native API: `models/{model}:generateContent` and
 //! `:streamGenerateContent?alt=sse`.
 
+use super::gemini_schema::gemini_schema;
 use super::{
     arguments_object, check_vector_count, parse_json, CallContext, EmbeddingBatch,
     EmbeddingContext, HttpRequest, Provider, ProviderSpec,
@@ -172,20 +173,21 @@ fn build_body(ctx: &CallContext) -> Result<GenerateContentRequest, GatewayError>
     body.generation_config = generation_config(ctx)?;
     let tools = request.tools()?;
     if !tools.is_empty() {
-        let declarations: Vec<Value> = tools
+        let mut declarations: Vec<Value> = Vec::with_capacity(tools.len());
+        for (i, t) in tools
             .iter()
-            .filter(|t| t.kind == "function")
-            .map(|t| {
-                let mut decl = json!({ "name": t.function.name });
-                if let Some(d) = &t.function.description {
-                    decl["description"] = Value::String(d.clone());
-                }
-                if let Some(p) = &t.function.parameters {
-                    decl["parameters"] = openapi_schema(p);
-                }
-                decl
-            })
-            .collect();
+            .enumerate()
+            .filter(|(_, t)| t.kind == "function")
+        {
+            let mut decl = json!({ "name": t.function.name });
+            if let Some(d) = &t.function.description {
+                decl["description"] = Value::String(d.clone());
+            }
+            if let Some(p) = &t.function.parameters {
+                decl["parameters"] = gemini_schema(p, &format!("tools[{i}].function.parameters"))?;
+            }
+            declarations.push(decl);
+        }
         body.tools
             .push(json!({ "functionDeclarations": declarations }));
     }
@@ -467,7 +469,10 @@ fn generation_config(ctx: &CallContext) -> Result<Map<String, Value>, GatewayErr
             Some("json_schema") => {
                 config.insert("responseMimeType".into(), json!("application/json"));
                 if let Some(schema) = format.pointer("/json_schema/schema") {
-                    config.insert("responseSchema".into(), openapi_schema(schema));
+                    config.insert(
+                        "responseSchema".into(),
+                        gemini_schema(schema, "response_format.json_schema.schema")?,
+                    );
                 }
             }
             _ => {
@@ -521,47 +526,6 @@ fn generation_config(ctx: &CallContext) -> Result<Map<String, Value>, GatewayErr
         }
     }
     Ok(config)
-}
-
-/// Gemini schemas are an OpenAPI subset: keys it rejects are removed, recursively.
-fn openapi_schema(schema: &Value) -> Value {
-    match schema {
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .filter(|(k, _)| {
-                    !matches!(
-                        k.as_str(),
-                        "additionalProperties"
-                            | "$schema"
-                            | "$id"
-                            | "strict"
-                            | "$ref"
-                            | "$defs"
-                            | "definitions"
-                    )
-                })
-                .map(|(k, v)| {
-                    // `properties` maps names to schemas: clean the schemas, keep every name.
-                    let cleaned = if k == "properties" {
-                        match v {
-                            Value::Object(props) => Value::Object(
-                                props
-                                    .iter()
-                                    .map(|(n, s)| (n.clone(), openapi_schema(s)))
-                                    .collect(),
-                            ),
-                            other => other.clone(),
-                        }
-                    } else {
-                        openapi_schema(v)
-                    };
-                    (k.clone(), cleaned)
-                })
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.iter().map(openapi_schema).collect()),
-        other => other.clone(),
-    }
 }
 
 fn tool_config(choice: Option<&Value>) -> Result<Option<Value>, GatewayError> {
@@ -1779,6 +1743,46 @@ mod tests {
             assert_eq!(error.to_body()["error"]["param"], "messages[0].content[1]");
             assert!(error.to_string().contains(needle), "{error}");
         }
+    }
+
+    #[test]
+    fn schemas_with_refs_are_inlined_and_recursive_ones_refused() {
+        let schema = json!({"$defs": {"Address": {"type": "object", "title": "Address",
+            "properties": {"city": {"type": "string"}}, "required": ["city"], "additionalProperties": false}},
+            "type": "object", "properties": {"home": {"$ref": "#/$defs/Address"},
+            "note": {"anyOf": [{"type": "string"}, {"type": "null"}], "default": null}},
+            "required": ["home", "note"], "additionalProperties": false});
+        let body = upstream_body(
+            json!({"model": "g", "messages": [{"role": "user", "content": "x"}],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "p", "strict": true, "schema": schema}},
+            "tools": [{"type": "function", "function": {"name": "save", "parameters": schema}}]}),
+        );
+        let response = &body["generationConfig"]["responseSchema"];
+        assert_eq!(
+            response["properties"]["home"]["properties"]["city"]["type"],
+            "string"
+        );
+        assert_eq!(response["properties"]["note"]["nullable"], true);
+        assert_eq!(
+            &body["tools"][0]["functionDeclarations"][0]["parameters"],
+            response
+        );
+        assert!(!response.to_string().contains("$ref"));
+
+        let recursive = json!({"$defs": {"Node": {"type": "object", "properties": {
+            "children": {"type": "array", "items": {"$ref": "#/$defs/Node"}}}}}, "$ref": "#/$defs/Node"});
+        let req = request(
+            json!({"model": "g", "messages": [{"role": "user", "content": "x"}],
+            "tools": [{"type": "function", "function": {"name": "a"}},
+                {"type": "function", "function": {"name": "tree", "parameters": recursive}}]}),
+        );
+        let error = with_ctx(&req, false, |ctx| Gemini.chat_request(ctx).unwrap_err());
+        assert_eq!(error.status(), 400);
+        assert_eq!(
+            error.to_body()["error"]["param"],
+            "tools[1].function.parameters"
+        );
+        assert!(error.to_string().contains("recursive"), "{error}");
     }
 
     #[test]

@@ -474,3 +474,47 @@ test('DashScope: input_audio and video parts go to the multimodal API as audio/v
     { video: 'https://media.example/cat.mp4' }, { audio: 'data:audio/mp3;base64,SUQzBAA=' }, { text: `what happens? ${tag}` },
   ]);
 });
+
+test('Gemini: a zod schema (reused sub-schemas, nullable, enum, list of objects) arrives inlined and the SDK parses the answer', async () => {
+  const { z } = await import('zod');
+  const { zodResponseFormat } = await import('openai/helpers/zod');
+  const Address = z.object({ city: z.string(), zip: z.string().nullable() });
+  const Order = z.object({
+    id: z.string(),
+    billing: Address,
+    shipping: Address,
+    items: z.array(z.object({ sku: z.string(), qty: z.number().int() })),
+    status: z.enum(['open', 'paid']),
+  });
+  const answer = { id: 'o-1', billing: { city: 'Zürich', zip: null }, shipping: { city: 'Bern', zip: '3000' }, items: [{ sku: 'a', qty: 2 }], status: 'paid' };
+  const tag = await scenario({ content: JSON.stringify(answer) });
+  const completion = await guarded.chat.completions.parse({
+    model: 'gemini-2.5-flash', response_format: zodResponseFormat(Order, 'order'),
+    messages: [{ role: 'user', content: `the order ${tag}` }],
+  });
+  assert.deepEqual(completion.choices[0].message.parsed, answer);
+  const [upstream] = await received(tag);
+  const schema = upstream.body.generationConfig.responseSchema;
+  assert.equal(upstream.body.generationConfig.responseMimeType, 'application/json');
+  assert.ok(!JSON.stringify(schema).includes('$ref') && !JSON.stringify(schema).includes('additionalProperties'), JSON.stringify(schema));
+  for (const field of ['billing', 'shipping']) {
+    assert.equal(schema.properties[field].properties.city.type, 'string', field);
+    assert.equal(schema.properties[field].properties.zip.nullable, true, field);
+  }
+  assert.deepEqual(schema.properties.status.enum, ['open', 'paid']);
+  assert.equal(schema.properties.items.items.properties.qty.type, 'integer');
+  assert.deepEqual(schema.propertyOrdering, ['id', 'billing', 'shipping', 'items', 'status']);
+});
+
+test('Gemini: a recursive schema is a clear 400 naming the tool parameters, before any upstream call', async () => {
+  const tag = await scenario({ content: 'never' });
+  const tree = { $defs: { Node: { type: 'object', properties: { name: { type: 'string' }, children: { type: 'array', items: { $ref: '#/$defs/Node' } } } } }, $ref: '#/$defs/Node' };
+  await assert.rejects(
+    guarded.chat.completions.create({
+      model: 'gemini-2.5-flash', messages: [{ role: 'user', content: tag }],
+      tools: [{ type: 'function', function: { name: 'save_tree', parameters: tree } }],
+    }),
+    (e) => e.status === 400 && e.param === 'tools[0].function.parameters' && /recursive/.test(e.message),
+  );
+  assert.equal((await received(tag)).length, 0);
+});

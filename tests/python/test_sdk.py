@@ -174,3 +174,42 @@ def test_gemini3_thought_signature_round_trip(client):
     assert second.choices[0].message.content == "Found it."
     parts = received(tag2)[0]["body"]["contents"][1]["parts"]
     assert parts == [{"functionCall": {"name": "lookup", "args": {"q": "gateways"}}, "thoughtSignature": "py-sig-3=="}]
+
+
+def test_gemini_pydantic_structured_output(client):
+    """`chat.completions.parse` with nested pydantic models: the schema reaches Gemini with its
+    $defs inlined and Optional fields nullable, and the SDK parses the answer."""
+    from typing import List, Literal, Optional
+
+    from pydantic import BaseModel
+
+    class Address(BaseModel):
+        city: str
+        zip: Optional[str]
+
+    class Item(BaseModel):
+        sku: str
+        qty: int
+
+    class Order(BaseModel):
+        id: str
+        billing: Address
+        shipping: Address
+        items: List[Item]
+        status: Literal["open", "paid"]
+
+    answer = {"id": "o-2", "billing": {"city": "Basel", "zip": None}, "shipping": {"city": "Chur", "zip": "7000"},
+              "items": [{"sku": "b", "qty": 1}], "status": "open"}
+    tag = scenario(content=__import__("json").dumps(answer))
+    completion = client.chat.completions.parse(
+        model="gemini-2.5-flash", response_format=Order, messages=[{"role": "user", "content": f"order {tag}"}]
+    )
+    assert completion.choices[0].message.parsed == Order(**answer)
+    schema = received(tag)[0]["body"]["generationConfig"]["responseSchema"]
+    text = __import__("json").dumps(schema)
+    assert "$ref" not in text and "$defs" not in text and "additionalProperties" not in text
+    for field in ("billing", "shipping"):
+        assert schema["properties"][field]["properties"]["zip"]["nullable"] is True
+        assert schema["properties"][field]["required"] == ["city", "zip"]
+    assert schema["properties"]["items"]["items"]["properties"]["qty"]["type"] == "integer"
+    assert schema["properties"]["status"]["enum"] == ["open", "paid"]
