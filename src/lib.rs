@@ -7,6 +7,7 @@ pub mod adapters;
 pub mod auth;
 pub mod config;
 pub mod cors;
+pub mod dialects;
 pub mod embeddings;
 pub mod error;
 pub mod log;

@@ -1,0 +1,104 @@
+//! Dialects: the other APIs clients speak to the gateway — Anthropic Messages
+//! (`/v1/messages`) and OpenAI Responses (`/v1/responses`). Each becomes an internal chat
+//! request at the edge, goes through the same router and adapters, and its answer (JSON, or
+//! the chat stream the gateway would send) is rewritten into the dialect's own shape.
+//! Pure: the runtime only moves bytes.
+
+pub mod anthropic;
+pub mod responses;
+
+use crate::sse::{SseItem, SseParser};
+
+/// Whether tools the gateway cannot run upstream (hosted or server tools) are dropped or
+/// refused (`UNSUPPORTED_TOOLS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnsupportedTools {
+    #[default]
+    Drop,
+    Reject,
+}
+
+impl UnsupportedTools {
+    pub fn parse(value: Option<&str>) -> Result<Self, String> {
+        match value.map(str::trim).unwrap_or("") {
+            "" | "drop" => Ok(UnsupportedTools::Drop),
+            "reject" => Ok(UnsupportedTools::Reject),
+            other => Err(format!(
+                "UNSUPPORTED_TOOLS must be `drop` or `reject`, not `{}`",
+                crate::error::excerpt(other, 40)
+            )),
+        }
+    }
+}
+
+/// Re-encodes the gateway's chat stream — `chat.completion.chunk` events, heartbeat
+/// comments, error events and `[DONE]` — as another API's events.
+pub trait StreamDialect {
+    /// The frames for one item of the chat stream.
+    fn item(&mut self, item: &SseItem, out: &mut Vec<u8>);
+    /// The frames that end the stream; called once, also when `[DONE]` never came.
+    fn end(&mut self, out: &mut Vec<u8>);
+}
+
+/// Feeds chat-stream bytes (in any chunking) through a dialect.
+pub struct StreamRewriter {
+    parser: SseParser,
+    dialect: Box<dyn StreamDialect>,
+    ended: bool,
+}
+
+impl StreamRewriter {
+    pub fn new(dialect: Box<dyn StreamDialect>) -> Self {
+        StreamRewriter {
+            parser: SseParser::new(),
+            dialect,
+            ended: false,
+        }
+    }
+
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for item in self.parser.push(bytes) {
+            self.feed(&item, &mut out);
+        }
+        out
+    }
+
+    pub fn finish(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for item in self.parser.finish() {
+            self.feed(&item, &mut out);
+        }
+        if !self.ended {
+            self.ended = true;
+            self.dialect.end(&mut out);
+        }
+        out
+    }
+
+    fn feed(&mut self, item: &SseItem, out: &mut Vec<u8>) {
+        if self.ended {
+            return;
+        }
+        if matches!(item, SseItem::Event { data, .. } if data.trim() == crate::sse::encode::DONE) {
+            self.ended = true;
+            self.dialect.end(out);
+            return;
+        }
+        self.dialect.item(item, out);
+    }
+}
+
+/// `event: <name>\ndata: <json>\n\n`, the framing both dialects use.
+pub(crate) fn named_event(name: &str, value: &serde_json::Value, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(name.as_bytes());
+    out.push(b'\n');
+    out.extend_from_slice(&crate::sse::json_data(value));
+}
+
+/// Rough token count of some text: about four bytes per token, the usual rule of thumb
+/// for English and code (and conservative for CJK text, where a character is 3 bytes).
+pub fn estimate_tokens(text_bytes: usize) -> u64 {
+    (text_bytes as u64).div_ceil(4)
+}
