@@ -2,6 +2,7 @@
 //! `Config::from_lookup` takes any `name -> value` function so it is tested natively.
 
 use crate::adapters::ProviderOptions;
+use crate::dialects::UnsupportedTools;
 use crate::error::GatewayError;
 pub use crate::upstreams::{glob_match, normalize_base_url, split_list, FakeStreamMode};
 use crate::upstreams::{legacy_upstreams, parse_routes, parse_upstreams, ModelRoute, Upstream};
@@ -85,6 +86,8 @@ pub struct LogSettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub log: LogSettings,
+    /// `UNSUPPORTED_TOOLS`: drop (default) or refuse hosted/server tools no upstream runs.
+    pub unsupported_tools: UnsupportedTools,
     /// In routing priority order: the first whose patterns match a model serves it.
     pub upstreams: Vec<Upstream>,
     pub routes: Vec<ModelRoute>,
@@ -204,6 +207,11 @@ impl Config {
                 FakeStreamMode::Off
             }),
         };
+        let unsupported_tools = UnsupportedTools::parse(get("UNSUPPORTED_TOOLS").as_deref())
+            .unwrap_or_else(|why| {
+                problems.push(why);
+                UnsupportedTools::Drop
+            });
         let allowed_origins = match get("ALLOWED_ORIGINS") {
             None => AllowedOrigins::Any,
             Some(raw) => AllowedOrigins::parse(&raw).unwrap_or_else(|why| {
@@ -237,6 +245,7 @@ impl Config {
             upstream_timeout_ms,
             max_request_bytes,
             max_response_bytes,
+            unsupported_tools,
         })
     }
 

@@ -68,6 +68,10 @@ pub struct LogRecord {
     pub attempts: i64,
     /// JSON array of `AttemptEntry`, one per attempt, in order.
     pub attempt_log: Option<String>,
+    /// The API the client spoke: `chat`, `embeddings`, `messages` or `responses`.
+    pub api: Option<String>,
+    /// Tool types dropped because no upstream can run them, comma-separated.
+    pub dropped_tools: Option<String>,
 }
 
 /// One upstream attempt of a call, as the log keeps it: never the key, only a hash prefix.
@@ -120,6 +124,8 @@ const COLUMNS: &[&str] = &[
     "upstream",
     "attempts",
     "attempt_log",
+    "api",
+    "dropped_tools",
 ];
 
 impl LogRecord {
@@ -158,6 +164,8 @@ impl LogRecord {
                 self.upstream.clone().into(),
                 SqlValue::Int(self.attempts),
                 self.attempt_log.clone().into(),
+                self.api.clone().into(),
+                self.dropped_tools.clone().into(),
             ],
         }
     }
@@ -444,7 +452,7 @@ fn escape_like(text: &str) -> String {
         .replace('_', "\\_")
 }
 
-pub const SUMMARY_COLUMNS: &str = "id, request_id, created_at, created_ms, method, path, provider, model, stream, fake_stream, status, first_byte_ms, total_ms, prompt_tokens, completion_tokens, total_tokens, error, upstream, attempts";
+pub const SUMMARY_COLUMNS: &str = "id, request_id, created_at, created_ms, method, path, provider, model, stream, fake_stream, status, first_byte_ms, total_ms, prompt_tokens, completion_tokens, total_tokens, error, upstream, attempts, api";
 
 /// One row of the list.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -468,6 +476,8 @@ pub struct SummaryRow {
     pub error: Option<String>,
     pub upstream: Option<String>,
     pub attempts: Option<i64>,
+    #[serde(default)]
+    pub api: Option<String>,
 }
 
 pub fn list_body(query: &ListQuery, total: i64, rows: Vec<SummaryRow>) -> Value {

@@ -6,6 +6,10 @@ use crate::error::GatewayError;
 pub enum Route {
     Chat,
     Embeddings,
+    /// Anthropic Messages.
+    Messages,
+    /// `/v1/messages/count_tokens`
+    CountTokens,
     Models,
     Health,
     Status,
@@ -38,6 +42,16 @@ const ENDPOINTS: &[Endpoint] = &[
         paths: &["/v1/chat/completions", "/chat/completions", "/api/chat"],
         get: None,
         post: Some(Route::Chat),
+    },
+    Endpoint {
+        paths: &["/v1/messages", "/messages"],
+        get: None,
+        post: Some(Route::Messages),
+    },
+    Endpoint {
+        paths: &["/v1/messages/count_tokens", "/messages/count_tokens"],
+        get: None,
+        post: Some(Route::CountTokens),
     },
     Endpoint {
         paths: &["/v1/embeddings", "/embeddings"],

@@ -75,6 +75,8 @@ const ROUTER_ROUTES = {
   'r-embed-gemini': ['dead/dead-ge', 'gem/gemini-embedding-001'],
   'r-embed-pool': ['embpool/ep-embed'],
   'r-embed-dashscope': ['dead/dead-de', 'dsemb/text-embedding-v4'],
+  // A Claude model name for Anthropic clients (tests/e2e/messages.test.mjs), served elsewhere.
+  'claude-sonnet-4-5': ['dead/dead-claude', 'alpha/alpha-claude'],
 };
 
 /** The TOML instance's [vars] UPSTREAMS (an array of tables) and ROUTES (a table). */

@@ -55,7 +55,10 @@ pub fn forwarded_request_header(name: &str) -> bool {
         || name.starts_with("cf-")
         || name.starts_with("x-forwarded-")
         || name.starts_with("sec-")
-        || name.starts_with("proxy-"))
+        || name.starts_with("proxy-")
+        // Anthropic clients' protocol headers (`anthropic-version`, `anthropic-beta`) mean
+        // nothing to an OpenAI-compatible upstream.
+        || name.starts_with("anthropic-"))
 }
 
 impl Provider for OpenAi {

@@ -7,7 +7,56 @@
 pub mod anthropic;
 pub mod responses;
 
+use crate::error::GatewayError;
+use crate::openai::ChatCompletion;
 use crate::sse::{SseItem, SseParser};
+
+/// The API a call's client speaks, and what its answer needs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Dialect {
+    Chat,
+    /// Anthropic Messages: the message id to give and the model name the client asked for.
+    Anthropic {
+        id: String,
+        model: String,
+    },
+}
+
+impl Dialect {
+    pub fn is_chat(&self) -> bool {
+        matches!(self, Dialect::Chat)
+    }
+
+    /// A chat completion in the dialect's JSON shape.
+    pub fn render(&self, completion: &ChatCompletion) -> Result<Vec<u8>, GatewayError> {
+        let value = match self {
+            Dialect::Chat => serde_json::to_value(completion)
+                .map_err(|e| GatewayError::Internal(e.to_string()))?,
+            Dialect::Anthropic { id, model } => {
+                anthropic::message_from_completion(completion, model, id)
+            }
+        };
+        serde_json::to_vec(&value).map_err(|e| GatewayError::Internal(e.to_string()))
+    }
+
+    /// The rewriter of the chat stream into the dialect's events (none for chat).
+    pub fn rewriter(&self) -> Option<StreamRewriter> {
+        match self {
+            Dialect::Chat => None,
+            Dialect::Anthropic { id, model } => Some(StreamRewriter::new(Box::new(
+                anthropic::AnthropicStream::new(id, model),
+            ))),
+        }
+    }
+
+    /// An error in the dialect's shape.
+    pub fn error_body(&self, error: &GatewayError) -> serde_json::Value {
+        match self {
+            Dialect::Chat => error.to_body(),
+            Dialect::Anthropic { .. } => anthropic::error_body(error),
+        }
+    }
+}
 
 /// Whether tools the gateway cannot run upstream (hosted or server tools) are dropped or
 /// refused (`UNSUPPORTED_TOOLS`).

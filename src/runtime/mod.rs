@@ -7,6 +7,7 @@ mod upstream;
 use crate::auth;
 use crate::config::{AllowedOrigins, Config};
 use crate::cors;
+use crate::dialects::{anthropic, Dialect};
 use crate::error::GatewayError;
 use crate::log::{self as request_log, LogRecord};
 use crate::models;
@@ -45,8 +46,15 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
     let scrubber = Rc::new(request_scrubber(&req, config.as_ref().ok()));
     let route = route(req.method().as_ref(), &req.path());
     let tap = match (&route, config) {
-        (Ok(Route::Chat | Route::Embeddings), Ok(config)) if config.log.enabled => {
-            start_log(&req, &env, &ctx, config, &request_id, &scrubber)
+        (Ok(Route::Chat | Route::Embeddings | Route::Messages), Ok(config))
+            if config.log.enabled =>
+        {
+            let api = match route {
+                Ok(Route::Embeddings) => "embeddings",
+                Ok(Route::Messages) => "messages",
+                _ => "chat",
+            };
+            start_log(&req, &env, &ctx, config, &request_id, &scrubber, api)
         }
         _ => None,
     };
@@ -59,6 +67,14 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
         scrubber: &scrubber,
         gateway_headers: Default::default(),
     };
+    // Errors take the shape of the API the client speaks.
+    let error_shape = match route {
+        Ok(Route::Messages | Route::CountTokens) => Dialect::Anthropic {
+            id: String::new(),
+            model: String::new(),
+        },
+        _ => Dialect::Chat,
+    };
     let (response, preflight) = match handle(req, route, &call).await {
         Ok(outcome) => outcome,
         Err(error) => {
@@ -69,7 +85,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
                 tap.error(error.to_string());
                 tap.response_body(&error.to_body().to_string());
             }
-            (error_response(&error, &scrubber), false)
+            (error_response(&error, &scrubber, &error_shape), false)
         }
     };
     // Without valid settings the origin list is unknown; let browsers read the config error.
@@ -188,6 +204,7 @@ fn start_log(
     config: &Config,
     request_id: &str,
     scrubber: &Rc<Scrubber>,
+    api: &str,
 ) -> Option<LogTap> {
     let db: D1Database = match env.d1("DB") {
         Ok(db) => db,
@@ -214,6 +231,7 @@ fn start_log(
         user_agent: header(req, "User-Agent"),
         request_headers: request_log::redact_headers(&headers, scrubber),
         status: 0,
+        api: Some(api.to_string()),
         ..LogRecord::default()
     };
     Some(LogTap::start(
@@ -253,6 +271,12 @@ async fn handle(
         Route::Page => page_response(INDEX_HTML)?,
         Route::Chat => chat(&mut req, config_ok(config)?, call).await?,
         Route::Embeddings => embeddings(&mut req, config_ok(config)?, call).await?,
+        Route::Messages => messages(&mut req, config_ok(config)?, call).await?,
+        Route::CountTokens => {
+            let config = config_ok(config)?;
+            let (raw_body, _) = client_body(&mut req, config, None).await?;
+            json_response(&anthropic::count_tokens(&raw_body)?, 200)?
+        }
         Route::Models => models(&req, config_ok(config)?).await?,
         Route::Dashboard => {
             let config = config_ok(config)?;
@@ -375,9 +399,66 @@ async fn chat(
     config: &Config,
     call: &Call<'_>,
 ) -> Result<Response, GatewayError> {
-    let (request_id, tap) = (call.request_id, call.tap);
-    let (raw_body, presented) = client_body(req, config, tap).await?;
+    let (raw_body, presented) = client_body(req, config, call.tap).await?;
     let request = ChatRequest::parse(&raw_body)?;
+    run_chat(
+        req,
+        config,
+        call,
+        raw_body,
+        presented,
+        request,
+        Dialect::Chat,
+    )
+    .await
+}
+
+/// `POST /v1/messages`: Anthropic Messages, as a chat call underneath.
+async fn messages(
+    req: &mut Request,
+    config: &Config,
+    call: &Call<'_>,
+) -> Result<Response, GatewayError> {
+    let (raw_body, presented) = client_body(req, config, call.tap).await?;
+    let translated = anthropic::to_chat(&raw_body, config.unsupported_tools)?;
+    note_dropped_tools(call, &translated.dropped_tools);
+    let chat_body =
+        serde_json::to_vec(&translated.chat).map_err(|e| GatewayError::Internal(e.to_string()))?;
+    let request = ChatRequest::parse(&chat_body)?;
+    let dialect = Dialect::Anthropic {
+        id: format!("msg_{}", call.request_id),
+        model: translated.model,
+    };
+    run_chat(req, config, call, chat_body, presented, request, dialect).await
+}
+
+/// The dropped hosted/server tools: a response header and a log column.
+fn note_dropped_tools(call: &Call<'_>, dropped: &[String]) {
+    if dropped.is_empty() {
+        return;
+    }
+    let list = dropped.join(",");
+    if let Some(tap) = call.tap {
+        let list = list.clone();
+        tap.update(|r| r.dropped_tools = Some(list));
+    }
+    call.gateway_headers
+        .borrow_mut()
+        .push(("X-Gateway-Dropped-Tools".to_string(), list));
+}
+
+/// A chat request through the router, answered in `dialect`. `raw_body` is the chat body
+/// as forwarded to OpenAI-compatible upstreams (the client's own bytes for chat).
+async fn run_chat(
+    req: &mut Request,
+    config: &Config,
+    call: &Call<'_>,
+    raw_body: Vec<u8>,
+    presented: Option<String>,
+    request: ChatRequest,
+    dialect: Dialect,
+) -> Result<Response, GatewayError> {
+    let (request_id, tap) = (call.request_id, call.tap);
     if let Some(tap) = tap {
         tap.update(|r| {
             r.model = Some(request.model.clone());
@@ -421,6 +502,7 @@ async fn chat(
         scrubber: call.scrubber.clone(),
         max_response_bytes: config.max_response_bytes,
         client_signal: Some(req.inner().signal()),
+        dialect,
     };
     let (result, served) = match mode {
         ResponseMode::Json => exchange.json(first).await,
@@ -478,6 +560,7 @@ async fn embeddings(
         scrubber: call.scrubber.clone(),
         max_response_bytes: config.max_response_bytes,
         client_signal: Some(req.inner().signal()),
+        dialect: Dialect::Chat,
     };
     let (result, served) = exchange.embeddings(first).await;
     note_served(call, served);
@@ -558,8 +641,12 @@ pub(crate) fn json_response(
 
 /// The error boundary: every error body passes the scrubber, and an upstream error keeps
 /// the upstream headers worth passing back.
-pub(crate) fn error_response(error: &GatewayError, scrubber: &Scrubber) -> Response {
-    let body = scrubber.text(&error.to_body().to_string());
+pub(crate) fn error_response(
+    error: &GatewayError,
+    scrubber: &Scrubber,
+    dialect: &Dialect,
+) -> Response {
+    let body = scrubber.text(&dialect.error_body(error).to_string());
     let headers = Headers::new();
     for (name, value) in error.headers() {
         let _ = headers.append(name, value);

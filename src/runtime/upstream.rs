@@ -4,6 +4,7 @@
 use super::logging::LogTap;
 use super::{internal, now_ms, now_seconds};
 use crate::adapters::{CallContext, EmbeddingContext, HttpRequest, Provider, ProviderOptions};
+use crate::dialects::{Dialect, StreamRewriter};
 use crate::embeddings::{EmbeddingRequest, Embeddings};
 use crate::error::{excerpt, GatewayError};
 use crate::log::{key_label, AttemptEntry};
@@ -69,6 +70,8 @@ pub struct Exchange {
     pub max_response_bytes: usize,
     /// The client request's signal: it fires when the client goes away.
     pub client_signal: Option<web_sys::AbortSignal>,
+    /// The API the client speaks: answers and streams are rewritten into it.
+    pub dialect: Dialect,
 }
 
 /// Which upstream finally served (or last failed) a call, after how many attempts.
@@ -343,7 +346,9 @@ impl Exchange {
         let headers = forwarded_headers(upstream.headers());
         let _ = headers.set("Content-Type", "application/json");
         // An upstream that streamed anyway is folded into one completion below.
-        let (body, usage) = if adapter.passes_json_through() && !looks_like_sse(&body) {
+        let passthrough =
+            adapter.passes_json_through() && !looks_like_sse(&body) && self.dialect.is_chat();
+        let (body, usage) = if passthrough {
             // Only `usage` is decoded; the answer itself is passed on as it came.
             #[derive(serde::Deserialize)]
             struct UsageOnly {
@@ -361,9 +366,7 @@ impl Exchange {
             let completion = adapter.parse_completion(&body, &self.context(attempt, false))?;
             drop(body);
             let usage = completion.usage.clone();
-            let body = serde_json::to_vec(&completion)
-                .map_err(|e| GatewayError::Internal(e.to_string()))?;
-            (body, usage)
+            (self.dialect.render(&completion)?, usage)
         };
         let body = match self.scrubber.known(&body) {
             Cow::Borrowed(_) => body,
@@ -470,6 +473,7 @@ impl Exchange {
                 replay_stream(frames, self.log.clone()),
                 headers,
                 self.scrubber.clone(),
+                self.dialect.rewriter(),
             ),
             Ok(Opened::Live {
                 body,
@@ -492,7 +496,12 @@ impl Exchange {
                     ended,
                 };
                 let stream = relay_stream(body, adapter, guard, limits, start, self.log.clone());
-                sse_response(stream, headers, self.scrubber.clone())
+                sse_response(
+                    stream,
+                    headers,
+                    self.scrubber.clone(),
+                    self.dialect.rewriter(),
+                )
             }
         };
         (response, served)
@@ -600,6 +609,7 @@ impl Exchange {
         let chunk_delay = self.chunk_delay_ms;
         let log = self.log.clone();
         let scrubber = self.scrubber.clone();
+        let rewriter = self.dialect.rewriter();
         let pending: Pin<Box<dyn Future<Output = Frames>>> = Box::pin(async move {
             let (result, _) = self
                 .with_retries(first, |attempt| self.fake_attempt(attempt))
@@ -671,7 +681,7 @@ impl Exchange {
             }
         })
         .map(Ok);
-        sse_response(Box::pin(stream), Headers::new(), scrubber)
+        sse_response(Box::pin(stream), Headers::new(), scrubber, rewriter)
     }
 
     /// One attempt of a fake stream: the whole non-streaming answer.
@@ -920,19 +930,35 @@ fn sse_response(
     stream: BoxedBytes,
     headers: Headers,
     scrubber: Rc<Scrubber>,
+    rewriter: Option<StreamRewriter>,
 ) -> Result<Response, GatewayError> {
     let _ = headers.set("Content-Type", "text/event-stream; charset=utf-8");
     let _ = headers.set("Cache-Control", "no-cache, no-transform");
     let _ = headers.set("X-Accel-Buffering", "no");
-    let stream = stream.map(move |item| {
-        item.map(|bytes| {
-            let scrubbed = match scrubber.sse(&bytes) {
-                Cow::Owned(scrubbed) => Some(scrubbed),
-                Cow::Borrowed(_) => None,
-            };
-            scrubbed.unwrap_or(bytes)
-        })
-    });
+    let scrub = move |bytes: Vec<u8>| match scrubber.sse(&bytes) {
+        Cow::Owned(scrubbed) => scrubbed,
+        Cow::Borrowed(_) => bytes,
+    };
+    let stream: BoxedBytes = match rewriter {
+        None => Box::pin(stream.map(move |item| item.map(&scrub))),
+        // Another API's events: the chat stream is rewritten frame by frame, and its end
+        // (which may close open blocks) comes as one last item.
+        Some(rewriter) => {
+            let rewriter = Rc::new(RefCell::new(rewriter));
+            let tail = rewriter.clone();
+            let scrub = Rc::new(scrub);
+            let scrub_tail = scrub.clone();
+            let body =
+                stream.map(move |item| item.map(|bytes| scrub(rewriter.borrow_mut().push(&bytes))));
+            let end =
+                futures::stream::once(async move { Ok(scrub_tail(tail.borrow_mut().finish())) });
+            Box::pin(
+                body.chain(end).filter(|item| {
+                    std::future::ready(item.as_ref().map_or(true, |b| !b.is_empty()))
+                }),
+            )
+        }
+    };
     Ok(Response::from_stream(stream)
         .map_err(internal)?
         .with_headers(headers))

@@ -631,7 +631,7 @@ test('/api/status lists every upstream and route, never a key; /v1/models lists 
   assert.deepEqual(routes['r-fallback'], { name: 'r-fallback', strategy: 'fallback', targets: ['alpha/alpha-fb', 'zhipu/glm-fb'] });
   assert.deepEqual(routes['r-dead'], { name: 'r-dead', strategy: 'fallback', targets: ['dead/dead-x', 'alpha/alpha-dead'] });
   assert.deepEqual(routes['r-weighted'], { name: 'r-weighted', strategy: 'weighted', targets: ['alpha/alpha-w', 'charlie/charlie-w'] });
-  assert.equal(body.routes.length, 21);
+  assert.equal(body.routes.length, 22);
 
   const models = await client.models.list();
   const ids = new Map(models.data.map((m) => [m.id, m]));
