@@ -88,6 +88,8 @@ pub struct Config {
     pub log: LogSettings,
     /// `UNSUPPORTED_TOOLS`: drop (default) or refuse hosted/server tools no upstream runs.
     pub unsupported_tools: UnsupportedTools,
+    /// `RESPONSES_TTL_HOURS`: how long a stored Response can be read and continued.
+    pub responses_ttl_ms: u64,
     /// In routing priority order: the first whose patterns match a model serves it.
     pub upstreams: Vec<Upstream>,
     pub routes: Vec<ModelRoute>,
@@ -175,6 +177,7 @@ impl Config {
             10_000,
         ) as usize;
         let fake_stream_chunk_delay_ms = number("FAKE_STREAM_CHUNK_DELAY_MS", 0, 0, 10_000);
+        let responses_ttl_ms = number("RESPONSES_TTL_HOURS", 24, 1, 8760) * 3_600_000;
         let retry = RetrySettings {
             max_attempts: number("MAX_ATTEMPTS", 3, 1, 10) as u32,
             key_cooldown_ms: number("KEY_COOLDOWN_MS", 60_000, 0, 86_400_000),
@@ -246,6 +249,7 @@ impl Config {
             max_request_bytes,
             max_response_bytes,
             unsupported_tools,
+            responses_ttl_ms,
         })
     }
 

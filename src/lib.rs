@@ -14,6 +14,7 @@ pub mod log;
 pub mod models;
 pub mod openai;
 pub mod proxy;
+pub mod response_store;
 pub mod route;
 pub mod router;
 pub mod scrub;

@@ -10,6 +10,12 @@ pub enum Route {
     Messages,
     /// `/v1/messages/count_tokens`
     CountTokens,
+    /// OpenAI Responses.
+    Responses,
+    /// `GET /v1/responses/{id}`
+    ResponseGet,
+    /// `DELETE /v1/responses/{id}`
+    ResponseDelete,
     Models,
     Health,
     Status,
@@ -30,6 +36,7 @@ struct Endpoint {
     paths: &'static [&'static str],
     get: Option<Route>,
     post: Option<Route>,
+    delete: Option<Route>,
 }
 
 const ENDPOINTS: &[Endpoint] = &[
@@ -37,78 +44,114 @@ const ENDPOINTS: &[Endpoint] = &[
         paths: &["/"],
         get: Some(Route::Page),
         post: Some(Route::Chat),
+        delete: None,
     },
     Endpoint {
         paths: &["/v1/chat/completions", "/chat/completions", "/api/chat"],
         get: None,
         post: Some(Route::Chat),
+        delete: None,
     },
     Endpoint {
         paths: &["/v1/messages", "/messages"],
         get: None,
         post: Some(Route::Messages),
+        delete: None,
     },
     Endpoint {
         paths: &["/v1/messages/count_tokens", "/messages/count_tokens"],
         get: None,
         post: Some(Route::CountTokens),
+        delete: None,
+    },
+    Endpoint {
+        paths: &["/v1/responses", "/responses"],
+        get: None,
+        post: Some(Route::Responses),
+        delete: None,
+    },
+    Endpoint {
+        paths: &["/v1/responses/{id}"],
+        get: Some(Route::ResponseGet),
+        post: None,
+        delete: Some(Route::ResponseDelete),
     },
     Endpoint {
         paths: &["/v1/embeddings", "/embeddings"],
         get: None,
         post: Some(Route::Embeddings),
+        delete: None,
     },
     Endpoint {
         paths: &["/v1/models", "/models"],
         get: Some(Route::Models),
         post: Some(Route::Models),
+        delete: None,
     },
     Endpoint {
         paths: &["/health", "/healthz"],
         get: Some(Route::Health),
         post: None,
+        delete: None,
     },
     Endpoint {
         paths: &["/api/status"],
         get: Some(Route::Status),
         post: None,
+        delete: None,
     },
     Endpoint {
         paths: &["/app.js"],
         get: Some(Route::PageScript),
         post: None,
+        delete: None,
     },
     Endpoint {
         paths: &["/base.css"],
         get: Some(Route::Stylesheet),
         post: None,
+        delete: None,
     },
     Endpoint {
         paths: &["/dashboard"],
         get: Some(Route::Dashboard),
         post: None,
+        delete: None,
     },
     Endpoint {
         paths: &["/dashboard.js"],
         get: Some(Route::DashboardScript),
         post: None,
+        delete: None,
     },
     Endpoint {
         paths: &["/api/requests"],
         get: Some(Route::RequestList),
         post: None,
+        delete: None,
     },
     Endpoint {
         paths: &["/api/request/{id}"],
         get: Some(Route::RequestDetail),
         post: None,
+        delete: None,
     },
     Endpoint {
         paths: &["/api/stats"],
         get: Some(Route::Stats),
         post: None,
+        delete: None,
     },
 ];
+
+/// The `{id}` of `/v1/responses/{id}` (also `/responses/{id}`).
+pub fn response_id(path: &str) -> Option<&str> {
+    let id = path
+        .strip_prefix("/v1/responses/")
+        .or_else(|| path.strip_prefix("/responses/"))?
+        .trim_end_matches('/');
+    (!id.is_empty() && !id.contains('/')).then_some(id)
+}
 
 /// The `{id}` of `/api/request/{id}`.
 pub fn request_detail_id(path: &str) -> Option<&str> {
@@ -129,6 +172,8 @@ pub fn route(method: &str, path: &str) -> Result<Route, GatewayError> {
     };
     let normalized = if request_detail_id(normalized).is_some() {
         "/api/request/{id}"
+    } else if response_id(normalized).is_some() {
+        "/v1/responses/{id}"
     } else {
         normalized
     };
@@ -142,14 +187,20 @@ pub fn route(method: &str, path: &str) -> Result<Route, GatewayError> {
         "OPTIONS" => Some(Route::Preflight),
         "GET" | "HEAD" => endpoint.get,
         "POST" => endpoint.post,
+        "DELETE" => endpoint.delete,
         _ => None,
     };
     found.ok_or_else(|| GatewayError::MethodNotAllowed {
         method: method.to_string(),
         path: path.to_string(),
-        allow: match (endpoint.get.is_some(), endpoint.post.is_some()) {
-            (true, true) => "GET, POST, OPTIONS",
-            (true, false) => "GET, OPTIONS",
+        allow: match (
+            endpoint.get.is_some(),
+            endpoint.post.is_some(),
+            endpoint.delete.is_some(),
+        ) {
+            (true, true, _) => "GET, POST, OPTIONS",
+            (true, false, true) => "GET, DELETE, OPTIONS",
+            (true, false, false) => "GET, OPTIONS",
             _ => "POST, OPTIONS",
         },
     })
@@ -181,6 +232,35 @@ mod tests {
         assert_eq!(
             route("OPTIONS", "/v1/embeddings").unwrap(),
             Route::Preflight
+        );
+    }
+
+    #[test]
+    fn responses_paths() {
+        assert_eq!(route("POST", "/v1/responses").unwrap(), Route::Responses);
+        assert_eq!(
+            route("GET", "/v1/responses/resp_1").unwrap(),
+            Route::ResponseGet
+        );
+        assert_eq!(
+            route("DELETE", "/v1/responses/resp_1/").unwrap(),
+            Route::ResponseDelete
+        );
+        assert_eq!(response_id("/v1/responses/resp_1"), Some("resp_1"));
+        assert_eq!(response_id("/v1/responses/a/b"), None);
+        let error = route("PUT", "/v1/responses/resp_1").unwrap_err();
+        assert_eq!(error.status(), 405);
+        assert!(matches!(
+            error,
+            GatewayError::MethodNotAllowed {
+                allow: "GET, DELETE, OPTIONS",
+                ..
+            }
+        ));
+        assert_eq!(route("POST", "/v1/messages").unwrap(), Route::Messages);
+        assert_eq!(
+            route("POST", "/v1/messages/count_tokens").unwrap(),
+            Route::CountTokens
         );
     }
 

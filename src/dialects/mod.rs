@@ -20,6 +20,11 @@ pub enum Dialect {
         id: String,
         model: String,
     },
+    /// OpenAI Responses: what the Response object repeats, and where the finished one goes.
+    Responses {
+        meta: Box<responses::ResponseMeta>,
+        sink: responses::ResponseSink,
+    },
 }
 
 impl Dialect {
@@ -35,6 +40,11 @@ impl Dialect {
             Dialect::Anthropic { id, model } => {
                 anthropic::message_from_completion(completion, model, id)
             }
+            Dialect::Responses { meta, sink } => {
+                let response = responses::response_from_completion(completion, meta);
+                *sink.borrow_mut() = Some(response.clone());
+                response
+            }
         };
         serde_json::to_vec(&value).map_err(|e| GatewayError::Internal(e.to_string()))
     }
@@ -46,6 +56,9 @@ impl Dialect {
             Dialect::Anthropic { id, model } => Some(StreamRewriter::new(Box::new(
                 anthropic::AnthropicStream::new(id, model),
             ))),
+            Dialect::Responses { meta, sink } => Some(StreamRewriter::new(Box::new(
+                responses::ResponsesStream::new((**meta).clone(), sink.clone()),
+            ))),
         }
     }
 
@@ -54,6 +67,7 @@ impl Dialect {
         match self {
             Dialect::Chat => error.to_body(),
             Dialect::Anthropic { .. } => anthropic::error_body(error),
+            Dialect::Responses { .. } => responses::error_body(error),
         }
     }
 }

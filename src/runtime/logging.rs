@@ -184,7 +184,10 @@ fn js_params(params: &[SqlValue]) -> Vec<JsValue> {
         .collect()
 }
 
-fn prepare(db: &D1Database, statement: &Statement) -> worker::Result<D1PreparedStatement> {
+pub(super) fn prepare(
+    db: &D1Database,
+    statement: &Statement,
+) -> worker::Result<D1PreparedStatement> {
     db.prepare(statement.sql.as_str())
         .bind(&js_params(&statement.params))
 }

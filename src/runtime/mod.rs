@@ -2,6 +2,7 @@
 //! Every failure becomes an OpenAI error response here; the fetch handler never fails.
 
 mod logging;
+mod responses;
 mod upstream;
 
 use crate::auth;
@@ -46,12 +47,13 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
     let scrubber = Rc::new(request_scrubber(&req, config.as_ref().ok()));
     let route = route(req.method().as_ref(), &req.path());
     let tap = match (&route, config) {
-        (Ok(Route::Chat | Route::Embeddings | Route::Messages), Ok(config))
+        (Ok(Route::Chat | Route::Embeddings | Route::Messages | Route::Responses), Ok(config))
             if config.log.enabled =>
         {
             let api = match route {
                 Ok(Route::Embeddings) => "embeddings",
                 Ok(Route::Messages) => "messages",
+                Ok(Route::Responses) => "responses",
                 _ => "chat",
             };
             start_log(&req, &env, &ctx, config, &request_id, &scrubber, api)
@@ -272,6 +274,10 @@ async fn handle(
         Route::Chat => chat(&mut req, config_ok(config)?, call).await?,
         Route::Embeddings => embeddings(&mut req, config_ok(config)?, call).await?,
         Route::Messages => messages(&mut req, config_ok(config)?, call).await?,
+        Route::Responses => responses::create(&mut req, config_ok(config)?, call).await?,
+        Route::ResponseGet | Route::ResponseDelete => {
+            responses::stored(&req, route, config_ok(config)?, call).await?
+        }
         Route::CountTokens => {
             let config = config_ok(config)?;
             let (raw_body, _) = client_body(&mut req, config, None).await?;
@@ -409,6 +415,7 @@ async fn chat(
         presented,
         request,
         Dialect::Chat,
+        None,
     )
     .await
 }
@@ -429,7 +436,10 @@ async fn messages(
         id: format!("msg_{}", call.request_id),
         model: translated.model,
     };
-    run_chat(req, config, call, chat_body, presented, request, dialect).await
+    run_chat(
+        req, config, call, chat_body, presented, request, dialect, None,
+    )
+    .await
 }
 
 /// The dropped hosted/server tools: a response header and a log column.
@@ -448,7 +458,9 @@ fn note_dropped_tools(call: &Call<'_>, dropped: &[String]) {
 }
 
 /// A chat request through the router, answered in `dialect`. `raw_body` is the chat body
-/// as forwarded to OpenAI-compatible upstreams (the client's own bytes for chat).
+/// as forwarded to OpenAI-compatible upstreams (the client's own bytes for chat);
+/// `finish` runs after a successful answer is complete, before its end goes out.
+#[allow(clippy::too_many_arguments)]
 async fn run_chat(
     req: &mut Request,
     config: &Config,
@@ -457,6 +469,7 @@ async fn run_chat(
     presented: Option<String>,
     request: ChatRequest,
     dialect: Dialect,
+    mut finish: Option<upstream::StreamEnd>,
 ) -> Result<Response, GatewayError> {
     let (request_id, tap) = (call.request_id, call.tap);
     if let Some(tap) = tap {
@@ -503,9 +516,20 @@ async fn run_chat(
         max_response_bytes: config.max_response_bytes,
         client_signal: Some(req.inner().signal()),
         dialect,
+        stream_end: std::cell::RefCell::new(None),
+    };
+    *exchange.stream_end.borrow_mut() = match mode {
+        ResponseMode::Json => None,
+        _ => finish.take(),
     };
     let (result, served) = match mode {
-        ResponseMode::Json => exchange.json(first).await,
+        ResponseMode::Json => {
+            let (result, served) = exchange.json(first).await;
+            if let (Ok(_), Some(finish)) = (&result, finish) {
+                finish().await;
+            }
+            (result, served)
+        }
         ResponseMode::Passthrough => exchange.passthrough(first).await,
         ResponseMode::FakeStream => {
             let mut response = exchange.fake_stream(first)?;
@@ -561,6 +585,7 @@ async fn embeddings(
         max_response_bytes: config.max_response_bytes,
         client_signal: Some(req.inner().signal()),
         dialect: Dialect::Chat,
+        stream_end: std::cell::RefCell::new(None),
     };
     let (result, served) = exchange.embeddings(first).await;
     note_served(call, served);

@@ -72,7 +72,13 @@ pub struct Exchange {
     pub client_signal: Option<web_sys::AbortSignal>,
     /// The API the client speaks: answers and streams are rewritten into it.
     pub dialect: Dialect,
+    /// Runs once a rewritten stream has produced its last bytes, before they go out (a
+    /// Response is stored before its client sees `response.completed`).
+    pub stream_end: RefCell<Option<StreamEnd>>,
 }
+
+/// Work a stream's end waits for.
+pub type StreamEnd = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()>>>>;
 
 /// Which upstream finally served (or last failed) a call, after how many attempts.
 #[derive(Debug, Clone)]
@@ -474,6 +480,7 @@ impl Exchange {
                 headers,
                 self.scrubber.clone(),
                 self.dialect.rewriter(),
+                self.stream_end.borrow_mut().take(),
             ),
             Ok(Opened::Live {
                 body,
@@ -501,6 +508,7 @@ impl Exchange {
                     headers,
                     self.scrubber.clone(),
                     self.dialect.rewriter(),
+                    self.stream_end.borrow_mut().take(),
                 )
             }
         };
@@ -610,6 +618,7 @@ impl Exchange {
         let log = self.log.clone();
         let scrubber = self.scrubber.clone();
         let rewriter = self.dialect.rewriter();
+        let stream_end = self.stream_end.borrow_mut().take();
         let pending: Pin<Box<dyn Future<Output = Frames>>> = Box::pin(async move {
             let (result, _) = self
                 .with_retries(first, |attempt| self.fake_attempt(attempt))
@@ -681,7 +690,13 @@ impl Exchange {
             }
         })
         .map(Ok);
-        sse_response(Box::pin(stream), Headers::new(), scrubber, rewriter)
+        sse_response(
+            Box::pin(stream),
+            Headers::new(),
+            scrubber,
+            rewriter,
+            stream_end,
+        )
     }
 
     /// One attempt of a fake stream: the whole non-streaming answer.
@@ -931,6 +946,7 @@ fn sse_response(
     headers: Headers,
     scrubber: Rc<Scrubber>,
     rewriter: Option<StreamRewriter>,
+    stream_end: Option<StreamEnd>,
 ) -> Result<Response, GatewayError> {
     let _ = headers.set("Content-Type", "text/event-stream; charset=utf-8");
     let _ = headers.set("Cache-Control", "no-cache, no-transform");
@@ -939,26 +955,30 @@ fn sse_response(
         Cow::Owned(scrubbed) => scrubbed,
         Cow::Borrowed(_) => bytes,
     };
-    let stream: BoxedBytes = match rewriter {
-        None => Box::pin(stream.map(move |item| item.map(&scrub))),
-        // Another API's events: the chat stream is rewritten frame by frame, and its end
-        // (which may close open blocks) comes as one last item.
-        Some(rewriter) => {
-            let rewriter = Rc::new(RefCell::new(rewriter));
-            let tail = rewriter.clone();
-            let scrub = Rc::new(scrub);
-            let scrub_tail = scrub.clone();
-            let body =
-                stream.map(move |item| item.map(|bytes| scrub(rewriter.borrow_mut().push(&bytes))));
-            let end =
-                futures::stream::once(async move { Ok(scrub_tail(tail.borrow_mut().finish())) });
-            Box::pin(
-                body.chain(end).filter(|item| {
+    let stream: BoxedBytes =
+        match rewriter {
+            None => Box::pin(stream.map(move |item| item.map(&scrub))),
+            // Another API's events: the chat stream is rewritten frame by frame, and its end
+            // (which may close open blocks) comes as one last item.
+            Some(rewriter) => {
+                let rewriter = Rc::new(RefCell::new(rewriter));
+                let tail = rewriter.clone();
+                let scrub = Rc::new(scrub);
+                let scrub_tail = scrub.clone();
+                let body = stream
+                    .map(move |item| item.map(|bytes| scrub(rewriter.borrow_mut().push(&bytes))));
+                let end = futures::stream::once(async move {
+                    let last = scrub_tail(tail.borrow_mut().finish());
+                    if let Some(stream_end) = stream_end {
+                        stream_end().await;
+                    }
+                    Ok(last)
+                });
+                Box::pin(body.chain(end).filter(|item| {
                     std::future::ready(item.as_ref().map_or(true, |b| !b.is_empty()))
-                }),
-            )
-        }
-    };
+                }))
+            }
+        };
     Ok(Response::from_stream(stream)
         .map_err(internal)?
         .with_headers(headers))

@@ -1,0 +1,184 @@
+//! `/v1/responses`: the Responses API as a chat call underneath, with stored responses in D1
+//! (`store`, `previous_response_id`, `GET`/`DELETE /v1/responses/{id}`).
+
+use super::logging;
+use super::{
+    client_body, json_response, note_dropped_tools, now_ms, now_seconds, presented_credential,
+    run_chat, upstream, Call,
+};
+use crate::auth;
+use crate::config::Config;
+use crate::dialects::responses::{self as dialect, ResponseMeta, ResponseSink};
+use crate::dialects::Dialect;
+use crate::error::GatewayError;
+use crate::openai::ChatRequest;
+use crate::response_store::{self as store, StoredResponse};
+use crate::route::{response_id, Route};
+use crate::scrub::Scrubber;
+use serde_json::Value;
+use std::cell::RefCell;
+use std::rc::Rc;
+use worker::{console_error, D1Database, Request, Response};
+
+fn database(call: &Call<'_>) -> Option<D1Database> {
+    call.env.d1("DB").ok()
+}
+
+fn storage_error(e: worker::Error) -> GatewayError {
+    GatewayError::Unavailable(format!("The response store could not be read: {e}"))
+}
+
+#[derive(serde::Deserialize)]
+struct Row {
+    messages: String,
+    response: String,
+}
+
+/// `POST /v1/responses`.
+pub(super) async fn create(
+    req: &mut Request,
+    config: &Config,
+    call: &Call<'_>,
+) -> Result<Response, GatewayError> {
+    let (raw_body, presented) = client_body(req, config, call.tap).await?;
+    let parsed = dialect::parse(&raw_body, config.unsupported_tools)?;
+    note_dropped_tools(call, &parsed.dropped_tools);
+    let owner = store::owner(presented.as_deref());
+    let db = database(call);
+    let previous = match &parsed.previous_response_id {
+        None => Vec::new(),
+        Some(id) => {
+            let db = db.as_ref().ok_or_else(|| {
+                GatewayError::Unavailable(
+                    "previous_response_id needs the response store: a D1 binding named `DB` (see wrangler.toml)".into(),
+                )
+            })?;
+            let row = logging::first::<Row>(db, &store::load(id, &owner, now_ms() as i64), None)
+                .await
+                .map_err(storage_error)?;
+            let found = row.and_then(|row| store::conversation(&row.messages));
+            found.ok_or_else(|| GatewayError::InvalidRequest {
+                message: format!(
+                    "Previous response with id '{}' not found.",
+                    crate::error::excerpt(id, 80)
+                ),
+                param: Some("previous_response_id".into()),
+                code: Some("previous_response_not_found"),
+            })?
+        }
+    };
+    let chat = parsed.chat_body(&previous)?;
+    let chat_body = serde_json::to_vec(&chat).map_err(|e| GatewayError::Internal(e.to_string()))?;
+    let request = ChatRequest::parse(&chat_body)?;
+    let sink: ResponseSink = Rc::new(RefCell::new(None));
+    let meta = ResponseMeta {
+        id: format!("resp_{}", call.request_id),
+        model: parsed.model.clone(),
+        created_at: now_seconds(),
+        echo: parsed.echo.clone(),
+    };
+    let dialect = Dialect::Responses {
+        meta: Box::new(meta),
+        sink: sink.clone(),
+    };
+    // `store: false` keeps nothing; without D1 nothing can be kept.
+    let finish = match (parsed.echo.store, db) {
+        (true, Some(db)) => {
+            let mut conversation = previous;
+            conversation.extend(parsed.input_messages.iter().cloned());
+            let ttl_ms = config.responses_ttl_ms as i64;
+            let scrubber = call.scrubber.clone();
+            let save: upstream::StreamEnd = Box::new(move || {
+                Box::pin(async move {
+                    save_response(&db, &sink, owner, conversation, ttl_ms, &scrubber).await
+                })
+            });
+            Some(save)
+        }
+        _ => None,
+    };
+    run_chat(
+        req, config, call, chat_body, presented, request, dialect, finish,
+    )
+    .await
+}
+
+/// Stores the finished Response (a failed one is not kept); a storage error only reaches
+/// the Worker's log, never the client's answer.
+async fn save_response(
+    db: &D1Database,
+    sink: &ResponseSink,
+    owner: String,
+    conversation: Vec<Value>,
+    ttl_ms: i64,
+    scrubber: &Scrubber,
+) {
+    let Some(response) = sink.borrow_mut().take() else {
+        return;
+    };
+    let now = now_ms() as i64;
+    let stored = StoredResponse::new(response, owner, conversation, now, ttl_ms);
+    let mut statements = vec![stored.insert()];
+    if js_sys::Math::random() * store::TRIM_EVERY < 1.0 {
+        statements.push(store::trim(now));
+    }
+    let mut prepared = Vec::with_capacity(statements.len());
+    for statement in &statements {
+        match logging::prepare(db, statement) {
+            Ok(p) => prepared.push(p),
+            Err(e) => {
+                console_error!("{}", scrubber.text(&format!("response store: {e}")));
+                return;
+            }
+        }
+    }
+    if let Err(e) = db.batch(prepared).await {
+        console_error!(
+            "{}",
+            scrubber.text(&format!("response store: saving {} failed: {e}", stored.id))
+        );
+    }
+}
+
+/// `GET` and `DELETE /v1/responses/{id}`: only for the credential that created it.
+pub(super) async fn stored(
+    req: &Request,
+    route: Route,
+    config: &Config,
+    call: &Call<'_>,
+) -> Result<Response, GatewayError> {
+    let presented = presented_credential(req);
+    auth::check_access(config.auth_token.as_deref(), presented.as_deref())?;
+    let path = req.path();
+    let id = response_id(&path).unwrap_or_default().to_string();
+    let owner = store::owner(presented.as_deref());
+    let db = database(call).ok_or_else(|| {
+        GatewayError::Unavailable(
+            "Stored responses need a D1 binding named `DB` (see wrangler.toml)".into(),
+        )
+    })?;
+    let missing = || GatewayError::Missing {
+        message: format!(
+            "Response with id '{}' not found.",
+            crate::error::excerpt(&id, 80)
+        ),
+    };
+    if route == Route::ResponseDelete {
+        let deleted = logging::first::<String>(&db, &store::delete(&id, &owner), Some("id"))
+            .await
+            .map_err(storage_error)?;
+        if deleted.is_none() {
+            return Err(missing());
+        }
+        return json_response(
+            &serde_json::json!({ "id": id, "object": "response", "deleted": true }),
+            200,
+        );
+    }
+    let row = logging::first::<Row>(&db, &store::load(&id, &owner, now_ms() as i64), None)
+        .await
+        .map_err(storage_error)?
+        .ok_or_else(missing)?;
+    let response: Value = serde_json::from_str(&row.response).map_err(|_| missing())?;
+    json_response(&response, 200)
+}
