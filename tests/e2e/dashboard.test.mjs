@@ -65,7 +65,12 @@ test('dashboard shows calls and stats, search narrows, detail shows hostile cont
   await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-list.png'), fullPage: true });
   await page.fill('#search', marker);
   await page.click('#filters button[type=submit]');
-  await page.waitForFunction(() => document.querySelectorAll('#rows tr.entry').length === 1);
+  // The "fresh" search above also shows exactly one row: wait for the marker's own row.
+  await page.waitForFunction(() => {
+    const rows = document.querySelectorAll('#rows tr.entry');
+    const text = document.getElementById('rows').textContent;
+    return rows.length === 1 && text.includes('gpt-dashboard') && !text.includes('gpt-dashboard-refresh');
+  });
   assert.match(await page.textContent('#pageinfo'), /· 1 request$/);
 
   await page.click('#rows tr.entry');
