@@ -114,6 +114,16 @@ pub fn to_chat(body: &[u8], unsupported: UnsupportedTools) -> Result<Translated,
         }
     }
 
+    // Claude Code's explicit effort wins over the one read from the thinking budget.
+    if let Some(effort) = request
+        .get("output_config")
+        .and_then(|c| c["effort"].as_str())
+        .filter(|e| matches!(*e, "low" | "medium" | "high"))
+    {
+        if request.get("thinking").and_then(|t| t["type"].as_str()) != Some("disabled") {
+            chat.insert("reasoning_effort".into(), json!(effort));
+        }
+    }
     let mut dropped_tools = Vec::new();
     if let Some(tools) = request.get("tools").filter(|t| !t.is_null()) {
         let Value::Array(tools) = tools else {
@@ -245,9 +255,21 @@ fn source_url(block: &Value, param: &str) -> Result<String, GatewayError> {
 fn translate_message(message: &Value, i: usize, out: &mut Vec<Value>) -> Result<(), GatewayError> {
     let param = format!("messages[{i}]");
     let role = message["role"].as_str().unwrap_or_default();
+    if role == "system" {
+        // Claude Code sends mid-conversation system messages (string or text blocks).
+        let text = match &message["content"] {
+            Value::String(text) => text.clone(),
+            Value::Array(blocks) => text_of_blocks(blocks, &format!("{param}.content"))?,
+            _ => String::new(),
+        };
+        if !text.is_empty() {
+            out.push(json!({ "role": "system", "content": text }));
+        }
+        return Ok(());
+    }
     if role != "user" && role != "assistant" {
         return Err(bad(
-            "a message's role must be `user` or `assistant`",
+            "a message's role must be `user`, `assistant` or `system`",
             &format!("{param}.role"),
         ));
     }
@@ -331,7 +353,14 @@ fn translate_message(message: &Value, i: usize, out: &mut Vec<Value>) -> Result<
                     Value::String(text) => text.clone(),
                     Value::Array(items) => items
                         .iter()
-                        .filter_map(|item| item["text"].as_str())
+                        .filter_map(|item| match item["type"].as_str() {
+                            // Claude Code's ToolSearch answers with references to tools
+                            // it has just loaded.
+                            Some("tool_reference") => item["tool_name"]
+                                .as_str()
+                                .map(|name| format!("Tool `{name}` is now available.")),
+                            _ => item["text"].as_str().map(str::to_string),
+                        })
                         .collect::<Vec<_>>()
                         .join("\n"),
                     _ => String::new(),
@@ -820,6 +849,41 @@ mod tests {
     }
 
     #[test]
+    fn what_claude_code_sends() {
+        let chat = chat(
+            json!({"model": "claude-opus-5-5", "max_tokens": 128000, "stream": true,
+            "thinking": {"type": "adaptive", "display": "omitted"}, "output_config": {"effort": "high"},
+            "context_management": {"edits": []}, "metadata": {"user_id": "{\"device_id\":\"d\"}"},
+            "tools": [{"name": "DeferredToolPlaceholder", "input_schema": {"type": "object", "properties": {}}, "defer_loading": true}],
+            "messages": [
+                {"role": "user", "content": [{"type": "text", "text": "say hi"}]},
+                {"role": "system", "content": [{"type": "text", "text": "# Environment", "cache_control": {"type": "ephemeral"}}],
+                 "output_config": {"effort": "medium"}},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "ToolSearch", "input": {"query": "select:WebFetch"}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": [
+                    {"type": "tool_reference", "tool_name": "WebFetch"}]}, {"type": "text", "text": "Tool loaded."}]}]}),
+        );
+        assert_eq!(chat["reasoning_effort"], "high");
+        assert_eq!(
+            chat["messages"][1],
+            json!({"role": "system", "content": "# Environment"})
+        );
+        assert_eq!(
+            chat["messages"][3],
+            json!({"role": "tool", "tool_call_id": "t1", "content": "Tool `WebFetch` is now available."})
+        );
+        assert_eq!(
+            chat["messages"][4],
+            json!({"role": "user", "content": "Tool loaded."})
+        );
+        assert_eq!(
+            chat["tools"][0]["function"]["name"],
+            "DeferredToolPlaceholder"
+        );
+        assert!(chat["tools"][0]["function"].get("defer_loading").is_none());
+    }
+
+    #[test]
     fn tool_results_and_choices() {
         let chat = chat(json!({"model": "m", "max_tokens": 10,
             "tools": [{"name": "f", "input_schema": {"type": "object"}}],
@@ -848,7 +912,7 @@ mod tests {
             ),
             (json!({"model": "m", "max_tokens": 1}), "messages"),
             (
-                json!({"model": "m", "max_tokens": 1, "messages": [{"role": "system", "content": "x"}]}),
+                json!({"model": "m", "max_tokens": 1, "messages": [{"role": "tool", "content": "x"}]}),
                 "messages[0].role",
             ),
             (

@@ -753,12 +753,15 @@ impl ResponsesStream {
     /// Ends every call in progress, in order.
     fn close_calls(&mut self, out: &mut Vec<u8>) {
         for (_, index, id, call_id, name, arguments) in std::mem::take(&mut self.calls) {
-            self.emit(
-                "response.function_call_arguments.done",
-                json!({ "item_id": id, "output_index": index, "arguments": arguments }),
-                out,
-            );
             let item = call_item(&self.meta, &id, &call_id, &name, &arguments, "completed");
+            if item["type"] == "custom_tool_call" {
+                // A custom tool's input is free text: it goes out whole once the call is done.
+                let data = json!({ "item_id": id, "output_index": index, "input": item["input"] });
+                self.emit("response.custom_tool_call_input.done", data, out);
+            } else {
+                let data = json!({ "item_id": id, "output_index": index, "arguments": arguments });
+                self.emit("response.function_call_arguments.done", data, out);
+            }
             self.emit(
                 "response.output_item.done",
                 json!({ "output_index": index, "item": item }),
@@ -853,10 +856,14 @@ impl ResponsesStream {
             .and_then(Value::as_str)
             .filter(|a| !a.is_empty())
         {
-            let (_, index, id, ..) = &self.calls[position];
+            let (_, index, id, _, name, _) = &self.calls[position];
+            let custom = self.meta.echo.custom_tools.iter().any(|t| t == name);
             let data = json!({ "item_id": id, "output_index": index, "delta": arguments });
             self.calls[position].5.push_str(arguments);
-            self.emit("response.function_call_arguments.delta", data, out);
+            // A custom tool's arguments are the gateway's JSON wrapper: not shown piecewise.
+            if !custom {
+                self.emit("response.function_call_arguments.delta", data, out);
+            }
         }
     }
 
@@ -1244,6 +1251,45 @@ mod tests {
         assert_eq!(output[0]["encrypted_content"], "gw1:{\"call_1\":\"S\"}");
         assert_eq!(output[2]["call_id"], "call_1");
         assert_eq!(sink.borrow().as_ref(), Some(done));
+    }
+
+    #[test]
+    fn custom_tool_calls_stream_as_custom_items() {
+        let echo = parsed(json!({"model": "m", "input": "x", "tools": [{"type": "custom", "name": "apply_patch"}]})).echo;
+        let mut input = crate::sse::json_data(
+            &json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "call_p",
+            "type": "function", "function": {"name": "apply_patch", "arguments": "{\"input\":\"*** Begin"}}]}}]}),
+        );
+        input.extend(crate::sse::json_data(
+            &json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0,
+            "function": {"arguments": " Patch\"}"}}]}, "finish_reason": "tool_calls"}]}),
+        ));
+        input.extend(crate::sse::done());
+        let sink: ResponseSink = Rc::new(RefCell::new(None));
+        let mut rewriter =
+            StreamRewriter::new(Box::new(ResponsesStream::new(meta(echo), sink.clone())));
+        let mut out = rewriter.push(&input);
+        out.extend(rewriter.finish());
+        let events = events(&out);
+        let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            vec![
+                "response.created",
+                "response.in_progress",
+                "response.output_item.added",
+                "response.custom_tool_call_input.done",
+                "response.output_item.done",
+                "response.completed"
+            ]
+        );
+        assert_eq!(events[2].1["item"]["type"], "custom_tool_call");
+        assert_eq!(events[3].1["input"], "*** Begin Patch");
+        assert_eq!(
+            events[4].1["item"],
+            json!({"type": "custom_tool_call", "id": "fc_abc_0", "status": "completed",
+            "call_id": "call_p", "name": "apply_patch", "input": "*** Begin Patch"})
+        );
     }
 
     #[test]
