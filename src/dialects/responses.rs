@@ -673,7 +673,6 @@ pub struct ResponsesStream {
     output: Vec<Value>,
     /// Function calls in progress: (chat index, output index, item id, call id, name, arguments).
     calls: Vec<(u64, usize, String, String, String, String)>,
-    signatures: Map<String, Value>,
     finish: Option<String>,
     usage: Option<Value>,
     failed: bool,
@@ -689,7 +688,6 @@ impl ResponsesStream {
             open: None,
             output: Vec::new(),
             calls: Vec::new(),
-            signatures: Map::new(),
             finish: None,
             usage: None,
             failed: false,
@@ -828,17 +826,34 @@ impl ResponsesStream {
             Some(p) => p,
             None => {
                 self.close(out);
+                let call_id = call["id"].as_str().unwrap_or_default().to_string();
+                if let Some(sig) = call.pointer("/extra_content/google/thought_signature") {
+                    // The signature travels in a reasoning item of its own, before its call:
+                    // agents keep the items of `output_item.done` and send them back.
+                    self.close_calls(out);
+                    let index = self.output.len();
+                    let mut signatures = Map::new();
+                    signatures.insert(call_id.clone(), sig.clone());
+                    let item = reasoning_item(&self.item_id("rs", index), "", &signatures);
+                    self.emit(
+                        "response.output_item.added",
+                        json!({ "output_index": index, "item": item }),
+                        out,
+                    );
+                    self.emit(
+                        "response.output_item.done",
+                        json!({ "output_index": index, "item": item }),
+                        out,
+                    );
+                    self.output.push(item);
+                }
                 let index = self.output.len() + self.calls.len();
                 let id = self.item_id("fc", index);
-                let call_id = call["id"].as_str().unwrap_or_default().to_string();
                 let name = call
                     .pointer("/function/name")
                     .and_then(Value::as_str)
                     .unwrap_or_default()
                     .to_string();
-                if let Some(sig) = call.pointer("/extra_content/google/thought_signature") {
-                    self.signatures.insert(call_id.clone(), sig.clone());
-                }
                 let item = call_item(&self.meta, &id, &call_id, &name, "", "in_progress");
                 self.emit(
                     "response.output_item.added",
@@ -912,38 +927,6 @@ impl ResponsesStream {
         });
         self.emit("response.failed", json!({ "response": response }), out);
     }
-
-    /// The output with the signatures' reasoning item before the first call it serves.
-    fn final_output(&mut self) -> Vec<Value> {
-        let mut output = std::mem::take(&mut self.output);
-        if !self.signatures.is_empty() {
-            let carrier_at = output
-                .iter()
-                .position(|item| {
-                    matches!(
-                        item["type"].as_str(),
-                        Some("function_call" | "custom_tool_call")
-                    )
-                })
-                .unwrap_or(output.len());
-            let carrier = output[..carrier_at]
-                .iter()
-                .rposition(|item| item["type"] == "reasoning");
-            match carrier {
-                Some(at) => {
-                    output[at]["encrypted_content"] = json!(format!(
-                        "{SIGNATURES_PREFIX}{}",
-                        Value::Object(self.signatures.clone())
-                    ));
-                }
-                None => {
-                    let id = self.item_id("rs", output.len() + 100);
-                    output.insert(carrier_at, reasoning_item(&id, "", &self.signatures));
-                }
-            }
-        }
-        output
-    }
 }
 
 impl StreamDialect for ResponsesStream {
@@ -971,7 +954,7 @@ impl StreamDialect for ResponsesStream {
         self.close(out);
         self.close_calls(out);
         let status = status_for(self.finish.as_deref());
-        let output = self.final_output();
+        let output = std::mem::take(&mut self.output);
         let response = response_object(&self.meta, status, output, usage(self.usage.as_ref()));
         let name = if status == "incomplete" {
             "response.incomplete"
@@ -1228,6 +1211,9 @@ mod tests {
                 "response.output_text.done",
                 "response.content_part.done",
                 "response.output_item.done",
+                // The call's signature, in a reasoning item of its own.
+                "response.output_item.added",
+                "response.output_item.done",
                 "response.output_item.added",
                 "response.function_call_arguments.delta",
                 "response.function_call_arguments.delta",
@@ -1242,14 +1228,28 @@ mod tests {
         }
         assert_eq!(events[0].1["response"]["status"], "in_progress");
         assert_eq!(events[10].1["delta"], "Hi");
-        assert_eq!(events[17].1["arguments"], "{\"a\":1}");
-        let done = &events[19].1["response"];
+        assert_eq!(
+            events[15].1["item"]["encrypted_content"],
+            "gw1:{\"call_1\":\"S\"}"
+        );
+        assert_eq!(events[19].1["arguments"], "{\"a\":1}");
+        let done = &events[21].1["response"];
         assert_eq!(done["status"], "completed");
         assert_eq!(done["usage"]["total_tokens"], 5);
         let output = done["output"].as_array().unwrap();
-        assert_eq!(output.len(), 3);
-        assert_eq!(output[0]["encrypted_content"], "gw1:{\"call_1\":\"S\"}");
-        assert_eq!(output[2]["call_id"], "call_1");
+        let kinds: Vec<&str> = output.iter().map(|i| i["type"].as_str().unwrap()).collect();
+        assert_eq!(
+            kinds,
+            vec!["reasoning", "message", "reasoning", "function_call"]
+        );
+        assert_eq!(output[2]["encrypted_content"], "gw1:{\"call_1\":\"S\"}");
+        assert_eq!(output[3]["call_id"], "call_1");
+        // Sent back, the items give the call its signature again.
+        let messages = items_to_messages(output, "input").unwrap();
+        assert_eq!(
+            messages[0]["tool_calls"][0]["extra_content"]["google"]["thought_signature"],
+            "S"
+        );
         assert_eq!(sink.borrow().as_ref(), Some(done));
     }
 

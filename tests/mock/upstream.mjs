@@ -18,6 +18,10 @@
 // stream events), ignore_stream (answer JSON to a streaming request), always_stream (answer
 // SSE to a non-streaming request).
 //
+// Agent loops: `then_content: "<text>"` — once the request carries a tool result (an OpenAI or
+// DashScope `tool` message, a Gemini `functionResponse` part), the scenario answers that text
+// instead of its `tool_calls`, so one tag drives a whole tool round trip.
+//
 // Logprobs knobs: `logprobs_result` (Gemini's native LogprobsResult object) goes on the candidate
 // of a JSON answer and of a stream's first content event; `logprobs` (DashScope's, already
 // OpenAI-shaped) likewise on the choice.
@@ -162,9 +166,9 @@ export function startMockUpstream({ port = 0, host = '127.0.0.1' } = {}) {
     const key = credential(req, url);
     const nth = tag ? (tagCounts.get(tag) || 0) + 1 : 0;
     if (tag) tagCounts.set(tag, nth);
-    const scenario = echoKey(retryKnobs((tag && scenarios.get(tag)) || {}, key, nth), key);
     let body = null;
     try { body = JSON.parse(bodyText); } catch { /* recorded as text */ }
+    const scenario = afterToolResult(echoKey(retryKnobs((tag && scenarios.get(tag)) || {}, key, nth), key), body);
     const record = {
       seq: ++seq, tag, method: req.method, path: url.pathname, query: url.search,
       headers: req.headers, key, nth, body, bodyText, receivedAt: Date.now(),
@@ -611,6 +615,22 @@ async function handleDashScopeEmbeddings(req, res, record, scenario, body) {
   if (usage) answer.usage = usage;
   answer.request_id = `ds-emb-req-${record.seq}`;
   return sendJson(res, 200, answer);
+}
+
+/** Whether a chat request (OpenAI, Gemini or DashScope wire format) carries a tool result. */
+function hasToolResult(body) {
+  if (!body || typeof body !== 'object') return false;
+  const openai = Array.isArray(body.messages) && body.messages.some((m) => m?.role === 'tool');
+  const gemini = Array.isArray(body.contents) && body.contents.some((c) => c?.parts?.some?.((p) => p?.functionResponse));
+  const dashscope = Array.isArray(body.input?.messages) && body.input.messages.some((m) => m?.role === 'tool');
+  return openai || gemini || dashscope;
+}
+
+/** The `then_content` knob: once the conversation holds a tool result, answer that text instead of the tool calls. */
+function afterToolResult(scenario, body) {
+  if (scenario.then_content === undefined || !hasToolResult(body)) return scenario;
+  const { tool_calls: _calls, ...rest } = scenario;
+  return { ...rest, content: scenario.then_content };
 }
 
 /** The credential a request carries: Bearer token, else x-goog-api-key, else `key` query param. */
