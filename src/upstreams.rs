@@ -82,6 +82,9 @@ pub struct Upstream {
     pub headers: Vec<(String, String)>,
     /// Share of calls under a `weighted` route.
     pub weight: u32,
+    /// OpenAI kind: the upstream serves `/responses` itself, so `/v1/responses` calls are
+    /// passed through untranslated.
+    pub native_responses: bool,
 }
 
 impl Upstream {
@@ -201,6 +204,8 @@ struct UpstreamEntry {
     headers: Option<BTreeMap<String, String>>,
     #[serde(default)]
     weight: Option<u32>,
+    #[serde(default)]
+    native_responses: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -355,6 +360,10 @@ fn upstream_from_entry(
     if !(1..=1000).contains(&weight) {
         return Err(format!("`weight` {weight} is not from 1 to 1000"));
     }
+    let native_responses = entry.native_responses.unwrap_or(false);
+    if native_responses && kind.id != "openai" {
+        return Err("`native_responses` is only for upstreams of kind `openai`".into());
+    }
     Ok(Upstream {
         name,
         kind,
@@ -372,6 +381,7 @@ fn upstream_from_entry(
         fake_stream,
         headers,
         weight,
+        native_responses,
     })
 }
 
@@ -443,6 +453,7 @@ pub fn legacy_upstreams(
                 fake_stream: None,
                 headers: Vec::new(),
                 weight: 1,
+                native_responses: false,
             }
         })
         .collect()
@@ -674,6 +685,10 @@ mod tests {
             (
                 r#"[{"name":"a","kind":"openai","base_url":"ftp://x"}]"#,
                 "`base_url` `ftp://x` must start with http://",
+            ),
+            (
+                r#"[{"name":"g","kind":"gemini","native_responses":true}]"#,
+                "`native_responses` is only for upstreams of kind `openai`",
             ),
             (
                 r#"[{"name":"a","kind":"openai","base-url":"https://x"}]"#,

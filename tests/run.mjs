@@ -49,6 +49,8 @@ function routerUpstreams({ mock, mockB, mockC, dead }) {
     // Embeddings through the router (tests/e2e/embeddings.test.mjs): a revoked key first in its pool.
     { name: 'embpool', kind: 'openai', base_url: `${mock}/v1`, keys: 'EMBPOOL_KEYS', models: ['ep-*'] },
     { name: 'dsemb', kind: 'dashscope', base_url: mock, keys: 'DSEMB_KEYS', models: ['text-embedding-v*'] },
+    // Serves the Responses API itself: /v1/responses calls pass through untranslated.
+    { name: 'nativeresp', kind: 'openai', base_url: `${mock}/v1`, keys: 'NATIVERESP_KEYS', models: ['nr-*'], native_responses: true },
   ];
 }
 
@@ -184,6 +186,7 @@ function instances(mockUrl, frontendPort, { mockB, mockC, dead }) {
       FAKEUP_KEYS: 'sk-fakeup-key-1',
       EMBPOOL_KEYS: 'bad-embpool-revoked,sk-embpool-good',
       DSEMB_KEYS: 'ds-router-emb-key',
+      NATIVERESP_KEYS: 'sk-native-resp-key',
       MAX_ATTEMPTS: '3',
       RETRY_MAX_WAIT_MS: '3000',
       FAKE_STREAM: 'fake-*,*-fake',

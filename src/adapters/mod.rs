@@ -78,6 +78,17 @@ pub struct CallContext<'a> {
     /// Client headers the provider may forward (OpenAI-compatible upstreams).
     pub client_headers: &'a [(String, String)],
     pub options: &'a ProviderOptions,
+    /// Which OpenAI-compatible endpoint the call goes to.
+    pub endpoint: Endpoint,
+}
+
+/// The OpenAI-compatible endpoint of a call: Chat Completions, or (for an upstream with
+/// `native_responses`) the Responses API, passed through untranslated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Endpoint {
+    #[default]
+    Chat,
+    Responses,
 }
 
 /// Provider-specific settings beyond the common ones.

@@ -1,7 +1,9 @@
 //! Any OpenAI-compatible upstream: the request is forwarded as is and the answer, stream
 //! or JSON, is already in OpenAI's shape.
 
-use super::{CallContext, EmbeddingBatch, EmbeddingContext, HttpRequest, Provider, ProviderSpec};
+use super::{
+    CallContext, EmbeddingBatch, EmbeddingContext, Endpoint, HttpRequest, Provider, ProviderSpec,
+};
 use crate::error::GatewayError;
 use crate::openai::ChatCompletion;
 use crate::stream::aggregate;
@@ -99,7 +101,10 @@ impl Provider for OpenAi {
         headers.push(("Accept".into(), accept.into()));
         Ok(HttpRequest {
             method: "POST",
-            url: format!("{}/chat/completions", ctx.base_url),
+            url: match ctx.endpoint {
+                Endpoint::Chat => format!("{}/chat/completions", ctx.base_url),
+                Endpoint::Responses => format!("{}/responses", ctx.base_url),
+            },
             headers,
             body: Some(body),
         })
@@ -208,6 +213,7 @@ mod tests {
             now_seconds: 1,
             client_headers: headers,
             options,
+            endpoint: Default::default(),
         }
     }
 

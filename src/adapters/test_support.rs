@@ -28,6 +28,7 @@ pub fn with_ctx<T>(req: &ChatRequest, stream: bool, f: impl FnOnce(&CallContext)
         now_seconds: 100,
         client_headers: &[],
         options: &options,
+        endpoint: Default::default(),
     };
     f(&ctx)
 }

@@ -25,17 +25,29 @@ pub enum Dialect {
         meta: Box<responses::ResponseMeta>,
         sink: responses::ResponseSink,
     },
+    /// OpenAI Responses passed through untranslated to an upstream that serves them
+    /// (`native_responses`).
+    NativeResponses,
 }
 
 impl Dialect {
+    /// Whether upstream answers are passed on as they came (no rewriting).
     pub fn is_chat(&self) -> bool {
-        matches!(self, Dialect::Chat)
+        matches!(self, Dialect::Chat | Dialect::NativeResponses)
+    }
+
+    /// The OpenAI-compatible endpoint calls in this dialect go to.
+    pub fn endpoint(&self) -> crate::adapters::Endpoint {
+        match self {
+            Dialect::NativeResponses => crate::adapters::Endpoint::Responses,
+            _ => crate::adapters::Endpoint::Chat,
+        }
     }
 
     /// A chat completion in the dialect's JSON shape.
     pub fn render(&self, completion: &ChatCompletion) -> Result<Vec<u8>, GatewayError> {
         let value = match self {
-            Dialect::Chat => serde_json::to_value(completion)
+            Dialect::Chat | Dialect::NativeResponses => serde_json::to_value(completion)
                 .map_err(|e| GatewayError::Internal(e.to_string()))?,
             Dialect::Anthropic { id, model } => {
                 anthropic::message_from_completion(completion, model, id)
@@ -52,7 +64,7 @@ impl Dialect {
     /// The rewriter of the chat stream into the dialect's events (none for chat).
     pub fn rewriter(&self) -> Option<StreamRewriter> {
         match self {
-            Dialect::Chat => None,
+            Dialect::Chat | Dialect::NativeResponses => None,
             Dialect::Anthropic { id, model } => Some(StreamRewriter::new(Box::new(
                 anthropic::AnthropicStream::new(id, model),
             ))),
@@ -65,7 +77,7 @@ impl Dialect {
     /// An error in the dialect's shape.
     pub fn error_body(&self, error: &GatewayError) -> serde_json::Value {
         match self {
-            Dialect::Chat => error.to_body(),
+            Dialect::Chat | Dialect::NativeResponses => error.to_body(),
             Dialect::Anthropic { .. } => anthropic::error_body(error),
             Dialect::Responses { .. } => responses::error_body(error),
         }

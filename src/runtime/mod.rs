@@ -489,6 +489,9 @@ async fn run_chat(
         &request,
         header(req, proxy::FAKE_STREAM_HEADER).as_deref(),
     );
+    // A native Responses stream is relayed as it comes: it cannot be replayed from a
+    // chat completion.
+    let fake = fake && dialect != Dialect::NativeResponses;
     let mode = ResponseMode::for_request(request.stream, fake);
     if let Some(tap) = tap {
         tap.update(|r| {

@@ -41,6 +41,17 @@ pub(super) async fn create(
     call: &Call<'_>,
 ) -> Result<Response, GatewayError> {
     let (raw_body, presented) = client_body(req, config, call.tap).await?;
+    // Upstreams that serve the Responses API themselves get the request as it came, hosted
+    // tools and file ids included.
+    if let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(&raw_body) {
+        let model = body
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if serves_responses_natively(config, model) {
+            return native(req, config, call, raw_body, presented, body).await;
+        }
+    }
     let parsed = dialect::parse(&raw_body, config.unsupported_tools)?;
     note_dropped_tools(call, &parsed.dropped_tools);
     let owner = store::owner(presented.as_deref());
@@ -99,6 +110,51 @@ pub(super) async fn create(
     };
     run_chat(
         req, config, call, chat_body, presented, request, dialect, finish,
+    )
+    .await
+}
+
+/// Whether every upstream that may serve `model` serves the Responses API itself
+/// (`native_responses`): then calls are passed through untranslated.
+fn serves_responses_natively(config: &Config, model: &str) -> bool {
+    crate::adapters::validate_body_model(model).is_ok()
+        && crate::router::candidates(config, model, &mut || 0.0).is_ok_and(|candidates| {
+            !candidates.is_empty()
+                && candidates
+                    .iter()
+                    .all(|c| config.upstreams[c.upstream].native_responses)
+        })
+}
+
+/// The client's Responses request as it came, to the upstreams' own `/responses`: answers,
+/// streams and stored state are theirs. Routed, pooled, retried and logged like chat.
+async fn native(
+    req: &mut Request,
+    config: &Config,
+    call: &Call<'_>,
+    raw_body: Vec<u8>,
+    presented: Option<String>,
+    body: serde_json::Map<String, Value>,
+) -> Result<Response, GatewayError> {
+    let request = ChatRequest {
+        model: body["model"].as_str().unwrap_or_default().to_string(),
+        stream: body.get("stream") == Some(&Value::Bool(true)),
+        body,
+        include_usage: false,
+    };
+    if let Some(tap) = call.tap {
+        let api = "responses (native)".to_string();
+        tap.update(|r| r.api = Some(api));
+    }
+    run_chat(
+        req,
+        config,
+        call,
+        raw_body,
+        presented,
+        request,
+        Dialect::NativeResponses,
+        None,
     )
     .await
 }

@@ -184,6 +184,7 @@ impl Exchange {
             now_seconds: now_seconds(),
             client_headers: &self.client_headers,
             options: &self.options,
+            endpoint: self.dialect.endpoint(),
         }
     }
 
@@ -547,6 +548,9 @@ impl Exchange {
             .stream_translator(&self.context(attempt, true))
         {
             Some(translator) => Box::new(Translated::new(translator)),
+            None if self.dialect.endpoint() == crate::adapters::Endpoint::Responses => {
+                Box::new(Relay::responses())
+            }
             None => Box::new(Relay::new()),
         };
         let mut body = upstream.stream().map_err(internal)?;

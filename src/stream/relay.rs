@@ -1,7 +1,9 @@
 //! Passthrough of an OpenAI-compatible upstream stream: complete events are relayed as
 //! soon as they arrive (a half-received event is never sent), and a stream that ends
 //! without `[DONE]` is closed with an error event and `[DONE]`, so clients never hang
-//! on a truncated answer.
+//! on a truncated answer. A native Responses stream (`native_responses`) ends with its
+//! `response.completed` / `.incomplete` / `.failed` or `error` event instead, and a cut one
+//! with a Responses `error` event.
 
 use super::fake::error_frames;
 use crate::error::GatewayError;
@@ -19,11 +21,21 @@ pub struct Relay {
     pub usage: Option<Value>,
     /// Why the stream ended early, if it did.
     pub error: Option<String>,
+    /// The stream is the Responses API's, not Chat Completions'.
+    responses: bool,
 }
 
 impl Relay {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A relay of a native Responses API stream.
+    pub fn responses() -> Self {
+        Relay {
+            responses: true,
+            ..Self::default()
+        }
     }
 
     pub fn is_done(&self) -> bool {
@@ -52,6 +64,21 @@ impl Relay {
             })
             .collect();
         let mut out = self.emit(items);
+        let mut error = error;
+        if !self.done && self.responses {
+            let error = error.take().unwrap_or_else(|| {
+                GatewayError::UpstreamMalformed(
+                    "the upstream stream ended before response.completed".to_string(),
+                )
+            });
+            let body = error.to_body();
+            let frame = serde_json::json!({ "type": "error", "code": body["error"]["code"],
+                "message": body["error"]["message"], "param": null });
+            out.extend_from_slice(b"event: error\n");
+            out.extend_from_slice(&sse::json_data(&frame));
+            self.error = Some(error.to_string());
+            self.done = true;
+        }
         if !self.done {
             let error = error.unwrap_or_else(|| {
                 GatewayError::UpstreamMalformed(
@@ -80,6 +107,15 @@ impl Relay {
                         out.extend_from_slice(&sse::done());
                         continue;
                     }
+                    if self.responses {
+                        out.extend_from_slice(&sse::encode::event(
+                            event.as_deref(),
+                            id.as_deref(),
+                            &data,
+                        ));
+                        self.observe_responses(&data);
+                        continue;
+                    }
                     let upstream_error = self.observe(&data);
                     out.extend_from_slice(&sse::encode::event(
                         event.as_deref(),
@@ -96,6 +132,47 @@ impl Relay {
             }
         }
         out
+    }
+
+    /// A Responses event: text and usage for the log; a terminal event ends the stream.
+    fn observe_responses(&mut self, data: &str) {
+        let Ok(event) = serde_json::from_str::<Value>(data) else {
+            return;
+        };
+        match event["type"].as_str() {
+            Some("response.output_text.delta") => {
+                if let Some(delta) = event["delta"].as_str() {
+                    super::keep_for_log(&mut self.content, delta);
+                }
+            }
+            Some("response.completed" | "response.incomplete") => {
+                let usage = &event["response"]["usage"];
+                if usage.is_object() {
+                    self.usage = Some(serde_json::json!({
+                        "prompt_tokens": usage["input_tokens"],
+                        "completion_tokens": usage["output_tokens"],
+                        "total_tokens": usage["total_tokens"],
+                    }));
+                }
+                self.done = true;
+            }
+            Some("response.failed") => {
+                let message = event
+                    .pointer("/response/error/message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("the upstream response failed");
+                self.error = Some(format!("upstream response failed: {message}"));
+                self.done = true;
+            }
+            Some("error") => {
+                let message = event["message"]
+                    .as_str()
+                    .unwrap_or("the upstream sent an error");
+                self.error = Some(format!("upstream error event: {message}"));
+                self.done = true;
+            }
+            _ => {}
+        }
     }
 
     /// Notes content and usage; returns the message when the event is an error object.
@@ -126,6 +203,29 @@ impl Relay {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn native_responses_streams_end_with_their_own_events() {
+        let mut relay = Relay::responses();
+        let out = relay.push(b"event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"Hi\"}\n\nevent: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":2,\"output_tokens\":1,\"total_tokens\":3}}}\n\n");
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("event: response.output_text.delta\n"));
+        assert!(text.contains("event: response.completed\n"));
+        assert!(relay.is_done());
+        assert_eq!(relay.content, "Hi");
+        assert_eq!(relay.usage.as_ref().unwrap()["total_tokens"], 3);
+        assert!(
+            relay.finish(None).is_empty(),
+            "no [DONE] after a finished Responses stream"
+        );
+
+        let mut cut = Relay::responses();
+        cut.push(b"data: {\"type\":\"response.output_text.delta\",\"delta\":\"pa\"}\n\n");
+        let tail = String::from_utf8(cut.finish(None)).unwrap();
+        assert!(tail.starts_with("event: error\ndata: {"), "{tail}");
+        assert!(tail.contains("response.completed"));
+        assert!(!tail.contains("[DONE]"));
+    }
 
     #[test]
     fn relays_complete_events_only() {

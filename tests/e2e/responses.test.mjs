@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
-import { GATEWAY, PUBLIC_GATEWAY, ACCESS_TOKEN, SERVER_KEY, scenario, received, logRow } from './helpers.mjs';
+import { GATEWAY, PUBLIC_GATEWAY, ROUTER_GATEWAY, ACCESS_TOKEN, SERVER_KEY, scenario, received, logRow } from './helpers.mjs';
 
 const client = new OpenAI({ baseURL: `${GATEWAY}/v1`, apiKey: ACCESS_TOKEN, maxRetries: 0 });
 const NATIVE = { headers: { 'x-fake-stream': 'false' } };
@@ -203,4 +203,40 @@ test('hosted tools are dropped with X-Gateway-Dropped-Tools; errors keep OpenAI\
   assert.equal(name, 'response.failed');
   assert.equal(failed.response.status, 'failed');
   assert.match(failed.response.error.message, /upstream fell over/);
+});
+
+test('an upstream with native_responses gets /v1/responses untranslated: body, answer and stream as they are', async () => {
+  const routed = new OpenAI({ baseURL: `${ROUTER_GATEWAY}/v1`, apiKey: 'router-access-token', maxRetries: 0 });
+  const tag = await scenario({ content: 'native answer' });
+  const request = {
+    model: 'nr-model', input: [{ role: 'user', content: [{ type: 'input_text', text: tag }] }],
+    tools: [{ type: 'web_search' }], metadata: { case: 'native' }, include: ['reasoning.encrypted_content'], store: true,
+  };
+  const { data, response } = await routed.responses.create(request).withResponse();
+  assert.equal(data.id, 'resp_native_1', "the upstream's own Response object");
+  assert.equal(data.output_text, 'native answer');
+  assert.equal(response.headers.get('x-gateway-upstream'), 'nativeresp');
+  assert.equal(response.headers.get('x-gateway-dropped-tools'), null, 'nothing dropped: the upstream runs its hosted tools');
+  const [upstream] = await received(tag);
+  assert.equal(upstream.path, '/v1/responses');
+  assert.deepEqual(upstream.body, request, 'the body as the client sent it');
+  assert.equal(upstream.headers.authorization, 'Bearer sk-native-resp-key');
+
+  const res = await fetch(`${ROUTER_GATEWAY}/v1/responses`, {
+    method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer router-access-token' },
+    body: JSON.stringify({ model: 'nr-model', stream: true, input: await scenario({ content: 'abcdef', chunk_chars: 2 }) }),
+  });
+  const text = await res.text();
+  const names = [...text.matchAll(/^event: (.*)$/gm)].map((m) => m[1]);
+  assert.deepEqual(names, ['response.created', 'response.output_item.added', 'response.output_text.delta', 'response.output_text.delta',
+    'response.output_text.delta', 'response.output_item.done', 'response.completed']);
+  assert.ok(!text.includes('[DONE]'), 'a Responses stream has no [DONE]');
+
+  const cut = await fetch(`${ROUTER_GATEWAY}/v1/responses`, {
+    method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer router-access-token' },
+    body: JSON.stringify({ model: 'nr-model', stream: true, input: await scenario({ content: 'abcdef', chunk_chars: 2, cut_after: 3 }) }),
+  });
+  const tail = (await cut.text()).trim().split('\n\n').at(-1);
+  assert.match(tail, /^event: error\ndata: /);
+  assert.equal(JSON.parse(tail.split('data: ')[1]).type, 'error');
 });

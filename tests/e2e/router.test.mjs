@@ -615,6 +615,7 @@ test('/api/status lists every upstream and route, never a key; /v1/models lists 
     nokeys: { kind: 'openai', base: MOCK, keys: 0, model_patterns: ['nokeys-*'] },
     embpool: { kind: 'openai', base: MOCK, keys: 2, model_patterns: ['ep-*'] },
     dsemb: { kind: 'dashscope', base: MOCK, keys: 1, model_patterns: ['text-embedding-v*'] },
+    nativeresp: { kind: 'openai', base: MOCK, keys: 1, model_patterns: ['nr-*'] },
   };
   assert.deepEqual(Object.keys(byName).sort(), Object.keys(expected).sort());
   for (const [name, want] of Object.entries(expected)) {

@@ -18,6 +18,10 @@
 // stream events), ignore_stream (answer JSON to a streaming request), always_stream (answer
 // SSE to a non-streaming request).
 //
+// Responses API: POST <any base>/responses answers as an upstream that serves it itself
+// (`native_responses`): a Response object, or with `stream: true` the documented events
+// ending in `response.completed`; the failure knobs and `cut_after` apply.
+//
 // Agent loops: `then_content: "<text>"` — once the request carries a tool result (an OpenAI or
 // DashScope `tool` message, a Gemini `functionResponse` part), the scenario answers that text
 // instead of its `tool_calls`, so one tag drives a whole tool round trip.
@@ -209,6 +213,7 @@ export function startMockUpstream({ port = 0, host = '127.0.0.1' } = {}) {
       return handleDashScopeEmbeddings(req, res, record, scenario, body);
     }
     if (url.pathname.endsWith('/embeddings') && req.method === 'POST') return handleOpenAIEmbeddings(req, res, record, scenario, body);
+    if (url.pathname.endsWith('/responses') && req.method === 'POST') return handleOpenAIResponses(req, res, record, scenario, body);
     const gemini = url.pathname.match(/^\/v1beta\/models\/([^:]+):(generateContent|streamGenerateContent)$/);
     if (gemini && req.method === 'POST') return handleGemini(req, res, record, scenario, body, gemini[1], gemini[2] === 'streamGenerateContent');
     if (/^\/api\/v1\/services\/aigc\/(text|multimodal)-generation\/generation$/.test(url.pathname) && req.method === 'POST') {
@@ -503,6 +508,29 @@ function embeddingRecord(record, provider, texts, dims) {
 function usageOr(scenario, computed) {
   if (scenario.usage === null) return undefined;
   return scenario.usage ?? computed;
+}
+
+/** An OpenAI-compatible upstream that serves the Responses API itself (`native_responses`). */
+async function handleOpenAIResponses(req, res, record, scenario, body) {
+  record.provider = 'openai-responses';
+  const refuse = badKey(bearer(req)) ? () => openaiBadKey(res) : null;
+  const errorBody = JSON.stringify({ error: { message: `mock error ${scenario.status}`, type: 'server_error', param: null, code: 'mock_error' } });
+  if (await preamble(res, scenario, refuse, { errorBody })) return;
+  const text = contentFor(scenario);
+  const item = { id: 'msg_native_1', type: 'message', status: 'completed', role: 'assistant', content: [{ type: 'output_text', text, annotations: [] }] };
+  const response = { id: 'resp_native_1', object: 'response', created_at: 1, status: 'completed', model: body?.model, output: [item],
+    previous_response_id: body?.previous_response_id ?? null, usage: { input_tokens: 5, output_tokens: 3, total_tokens: 8 } };
+  if (!body?.stream) return sendJson(res, 200, response);
+  let n = 0;
+  const frame = (type, data) => `event: ${type}\ndata: ${JSON.stringify({ type, sequence_number: n++, ...data })}\n\n`;
+  const frames = [
+    frame('response.created', { response: { ...response, status: 'in_progress', output: [] } }),
+    frame('response.output_item.added', { output_index: 0, item: { ...item, status: 'in_progress', content: [] } }),
+    ...contentPieces(text, scenario, 4).map((delta) => frame('response.output_text.delta', { item_id: item.id, output_index: 0, content_index: 0, delta })),
+    frame('response.output_item.done', { output_index: 0, item }),
+    frame('response.completed', { response }),
+  ];
+  return writeEvents(res, record, scenario, frames, null);
 }
 
 async function handleOpenAIEmbeddings(req, res, record, scenario, body) {
