@@ -189,6 +189,8 @@ function instances(mockUrl, frontendPort, { mockB, mockC, dead }) {
       NATIVERESP_KEYS: 'sk-native-resp-key',
       MAX_ATTEMPTS: '3',
       RETRY_MAX_WAIT_MS: '3000',
+      // Hosted/server tools are refused here (tests/e2e/messages.test.mjs, responses.test.mjs).
+      UNSUPPORTED_TOOLS: 'reject',
       FAKE_STREAM: 'fake-*,*-fake',
       HEARTBEAT_INTERVAL_MS: '100',
       UPSTREAM_TIMEOUT_MS: '3000',

@@ -218,3 +218,14 @@ test('a Claude model name reaches another model through ROUTES, with retries', a
   const [upstream] = await receivedOn(MOCK, tag);
   assert.equal(upstream.body.model, 'alpha-claude');
 });
+
+test('UNSUPPORTED_TOOLS=reject: a server tool is a 400 naming it, before any upstream call', async () => {
+  const routed = new Anthropic({ baseURL: ROUTER_GATEWAY, apiKey: 'router-access-token', maxRetries: 0 });
+  const tag = await scenario({ content: 'never' });
+  await assert.rejects(
+    routed.messages.create({ model: 'claude-sonnet-4-5', max_tokens: 20, messages: [{ role: 'user', content: tag }],
+      tools: [...TOOLS, { type: 'web_search_20250305', name: 'web_search' }] }),
+    (e) => e instanceof Anthropic.BadRequestError && e.error?.error?.type === 'invalid_request_error' && /web_search_20250305/.test(e.error.error.message),
+  );
+  assert.equal((await receivedOn(MOCK, tag)).length, 0);
+});

@@ -240,3 +240,13 @@ test('an upstream with native_responses gets /v1/responses untranslated: body, a
   assert.match(tail, /^event: error\ndata: /);
   assert.equal(JSON.parse(tail.split('data: ')[1]).type, 'error');
 });
+
+test('UNSUPPORTED_TOOLS=reject: a hosted tool is a 400 unsupported_tool naming it (translated calls only)', async () => {
+  const routed = new OpenAI({ baseURL: `${ROUTER_GATEWAY}/v1`, apiKey: 'router-access-token', maxRetries: 0 });
+  const tag = await scenario({ content: 'never' });
+  await assert.rejects(
+    routed.responses.create({ model: 'r-single', input: tag, tools: [...TOOLS, { type: 'code_interpreter', container: { type: 'auto' } }] }),
+    (e) => e.status === 400 && e.code === 'unsupported_tool' && e.param === 'tools[1]' && /code_interpreter/.test(e.message),
+  );
+  assert.equal((await received(tag)).length, 0);
+});
