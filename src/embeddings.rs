@@ -8,6 +8,10 @@ use serde_json::{Map, Value};
 /// OpenAI's own limit on inputs per call.
 pub const MAX_INPUTS: usize = 2048;
 
+/// Native upstream calls one embeddings request may make (each is a Workers subrequest):
+/// 250 texts on DashScope, 2500 on Gemini.
+pub const MAX_BATCHES: usize = 25;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum EncodingFormat {
     #[default]
@@ -205,7 +209,8 @@ fn parse_input(input: Option<&Value>) -> Result<EmbeddingInput, GatewayError> {
 /// Vectors from a native provider, in input order.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Embeddings {
-    pub vectors: Vec<Vec<f64>>,
+    /// float32, as every provider computes them (half the memory of f64).
+    pub vectors: Vec<Vec<f32>>,
     /// Tokens the provider counted, when it reports them.
     pub prompt_tokens: Option<u64>,
 }
@@ -231,7 +236,7 @@ impl Embeddings {
         #[derive(Serialize)]
         #[serde(untagged)]
         enum Vector<'a> {
-            Float(&'a [f64]),
+            Float(&'a [f32]),
             Base64(String),
         }
         #[derive(Serialize)]
@@ -274,10 +279,10 @@ impl Embeddings {
 }
 
 /// A vector as OpenAI's `base64` encoding: little-endian float32 bytes, standard base64.
-pub fn float32_base64(vector: &[f64]) -> String {
+pub fn float32_base64(vector: &[f32]) -> String {
     let mut bytes = Vec::with_capacity(vector.len() * 4);
     for value in vector {
-        bytes.extend_from_slice(&(*value as f32).to_le_bytes());
+        bytes.extend_from_slice(&value.to_le_bytes());
     }
     base64(&bytes)
 }

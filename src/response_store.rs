@@ -9,6 +9,9 @@ use crate::log::{SqlValue, Statement};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+/// A stored conversation larger than this is not kept (D1 rows hold at most 2 MB).
+pub const MAX_ROW_BYTES: usize = 1_800_000;
+
 /// Expired rows are removed on about one insert in this many, not on every call.
 pub const TRIM_EVERY: f64 = 20.0;
 

@@ -146,15 +146,20 @@ fn split_events(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
 }
 
 /// An event whose data is a JSON object with an `error` member first, as OpenAI-style
-/// error events are.
+/// chat error events are, or a Responses API `error` / `response.failed` event (`type`
+/// first, as OpenAI sends them).
 fn is_error_event(event: &[u8]) -> bool {
     event.split(|b| *b == b'\n').any(|line| {
         let Some(data) = line.strip_prefix(b"data:") else {
             return false;
         };
         let data = data.trim_ascii_start();
-        data.strip_prefix(b"{")
-            .is_some_and(|rest| rest.trim_ascii_start().starts_with(b"\"error\""))
+        data.strip_prefix(b"{").is_some_and(|rest| {
+            let rest = rest.trim_ascii_start();
+            rest.starts_with(b"\"error\"")
+                || rest.starts_with(b"\"type\":\"error\"")
+                || rest.starts_with(b"\"type\":\"response.failed\"")
+        })
     })
 }
 
@@ -304,6 +309,13 @@ mod tests {
         assert!(out.contains("bad key=***"));
         assert!(out.ends_with("data: [DONE]\n\n"));
         assert!(matches!(s.sse(b"data: {}\n\n"), Cow::Borrowed(_)));
+        // Responses API failures, as a native upstream sends them.
+        let failed = "event: response.failed\ndata: {\"type\":\"response.failed\",\"response\":{\"error\":{\"message\":\"Bearer sk-otherkey12345678 refused\"}}}\n\nevent: error\ndata: {\"type\":\"error\",\"message\":\"key=leakedvalue77\"}\n\n";
+        let out = String::from_utf8(s.sse(failed.as_bytes()).into_owned()).unwrap();
+        assert!(
+            !out.contains("sk-otherkey12345678") && !out.contains("leakedvalue77"),
+            "{out}"
+        );
     }
 
     #[test]

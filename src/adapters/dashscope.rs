@@ -550,7 +550,7 @@ impl Provider for DashScope {
             #[serde(default)]
             text_index: usize,
             #[serde(default)]
-            embedding: Vec<f64>,
+            embedding: Vec<f32>,
         }
         #[derive(Deserialize, Default)]
         struct Output {

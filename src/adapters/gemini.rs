@@ -842,7 +842,7 @@ impl Provider for Gemini {
         #[derive(Deserialize)]
         struct Values {
             #[serde(default)]
-            values: Vec<f64>,
+            values: Vec<f32>,
         }
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase")]

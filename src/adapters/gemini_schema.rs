@@ -288,6 +288,7 @@ impl<'a> Converter<'a> {
         let mut own = self.node(map, Stage::Plain, depth)?;
         let mut nullable = is_true(own.remove("nullable").as_ref());
         let mut branches: Vec<Schema> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for alternative in alternatives {
             let mut branch = self.convert(alternative, depth + 1)?;
             if branch.get("type").and_then(Value::as_str) == Some("null") {
@@ -300,13 +301,13 @@ impl<'a> Converter<'a> {
                 if let Some(Value::Array(nested)) = branch.remove("anyOf") {
                     for nested in nested {
                         if let Value::Object(nested) = nested {
-                            push_unique(&mut branches, nested);
+                            push_unique(&mut branches, &mut seen, nested);
                         }
                     }
                 }
                 continue;
             }
-            push_unique(&mut branches, branch);
+            push_unique(&mut branches, &mut seen, branch);
         }
         let mut out = match branches.len() {
             0 => {
@@ -322,6 +323,13 @@ impl<'a> Converter<'a> {
                 let (mut parent, constraints): (Schema, Schema) = own
                     .into_iter()
                     .partition(|(k, _)| ANNOTATIONS.contains(&k.as_str()));
+                // The constraints are copied into every branch: the copies count too, so a
+                // small schema cannot grow into a huge one.
+                if !constraints.is_empty() {
+                    let per_branch =
+                        value_nodes(&Value::Object(constraints.clone()), MAX_NODES + 1);
+                    self.charge(per_branch.saturating_mul(branches.len()))?;
+                }
                 let branches = branches
                     .into_iter()
                     .map(|branch| {
@@ -588,13 +596,14 @@ impl<'a> Converter<'a> {
     /// An array's one `items` schema; tuples become the `anyOf` of their positions.
     fn items(&mut self, map: &'a Schema, depth: usize) -> Result<Option<Schema>, GatewayError> {
         let mut positions = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         if let Some(prefix) = map.get("prefixItems") {
             let Value::Array(prefix) = prefix else {
                 return Err(self.error("`prefixItems` must be an array of schemas"));
             };
             for schema in prefix {
                 let schema = self.convert(schema, depth + 1)?;
-                push_unique(&mut positions, schema);
+                push_unique(&mut positions, &mut seen, schema);
             }
         }
         match map.get("items") {
@@ -602,7 +611,7 @@ impl<'a> Converter<'a> {
             Some(Value::Array(tuple)) => {
                 for schema in tuple {
                     let schema = self.convert(schema, depth + 1)?;
-                    push_unique(&mut positions, schema);
+                    push_unique(&mut positions, &mut seen, schema);
                 }
             }
             Some(items) => {
@@ -610,7 +619,7 @@ impl<'a> Converter<'a> {
                 if !map.contains_key("prefixItems") {
                     return Ok(Some(items));
                 }
-                push_unique(&mut positions, items);
+                push_unique(&mut positions, &mut seen, items);
             }
         }
         Ok(match positions.len() {
@@ -721,12 +730,15 @@ fn finish(schema: &mut Schema) {
     if names.is_empty() {
         schema.remove("properties");
     }
+    // Sets, not lists: a schema with thousands of properties stays linear.
+    let known: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
     let keep = |list: Option<Value>| -> Vec<String> {
         let mut kept: Vec<String> = Vec::new();
+        let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
         if let Some(Value::Array(list)) = list {
             for name in list {
                 if let Value::String(name) = name {
-                    if names.contains(&name) && !kept.contains(&name) {
+                    if known.contains(name.as_str()) && seen.insert(name.clone()) {
                         kept.push(name);
                     }
                 }
@@ -742,8 +754,9 @@ fn finish(schema: &mut Schema) {
     let given_any = given.is_some();
     let mut ordering = keep(given);
     if names.len() >= 2 || (given_any && !names.is_empty()) {
+        let ordered: std::collections::HashSet<String> = ordering.iter().cloned().collect();
         for name in &names {
-            if !ordering.contains(name) {
+            if !ordered.contains(name) {
                 ordering.push(name.clone());
             }
         }
@@ -755,8 +768,14 @@ fn strings(names: Vec<String>) -> Value {
     Value::Array(names.into_iter().map(Value::String).collect())
 }
 
-fn push_unique(list: &mut Vec<Schema>, schema: Schema) {
-    if !list.contains(&schema) {
+/// Appends `schema` unless an equal one is there. Alternatives are compared by their JSON
+/// text through a set, so thousands of them stay linear.
+fn push_unique(
+    list: &mut Vec<Schema>,
+    seen: &mut std::collections::HashSet<String>,
+    schema: Schema,
+) {
+    if seen.insert(Value::Object(schema.clone()).to_string()) {
         list.push(schema);
     }
 }
@@ -1880,5 +1899,35 @@ mod tests {
         // Copied values count too.
         let big_default = json!({ "type": "array", "default": vec![0; MAX_NODES + 1] });
         assert_eq!(error_of(&big_default).0, 400);
+    }
+
+    #[test]
+    fn constraints_copied_into_many_branches_count_against_the_limit() {
+        let properties: Map<String, Value> =
+            (0..2000).map(|i| (format!("p{i}"), json!({}))).collect();
+        let branches: Vec<Value> = (0..2000)
+            .map(|i| json!({"title": format!("a{i}")}))
+            .collect();
+        let schema = json!({"type": "object", "properties": properties, "anyOf": branches});
+        // Refused (before the 4 million copies are made), not converted.
+        let error = gemini_schema(&schema, "tools[0].function.parameters").unwrap_err();
+        assert_eq!(error.status(), 400);
+        assert!(error.to_string().contains("too large"), "{error}");
+    }
+
+    #[test]
+    fn thousands_of_distinct_alternatives_are_kept_and_equal_ones_merged() {
+        let branches: Vec<Value> = (0..5000)
+            .map(|i| json!({"type": "string", "title": format!("a{i}")}))
+            .collect();
+        let converted = gemini_schema(&json!({"anyOf": branches}), "p").unwrap();
+        assert_eq!(converted["anyOf"].as_array().unwrap().len(), 5000);
+        // Equal alternatives still collapse into one.
+        let same = gemini_schema(
+            &json!({"anyOf": [{"type": "string"}, {"type": "string"}, {"type": "integer"}]}),
+            "p",
+        )
+        .unwrap();
+        assert_eq!(same["anyOf"].as_array().unwrap().len(), 2);
     }
 }

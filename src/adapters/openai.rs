@@ -30,6 +30,7 @@ pub static SPEC: ProviderSpec = ProviderSpec {
 const NOT_FORWARDED: &[&str] = &[
     "authorization",
     "x-api-key",
+    "x-goog-api-key",
     "api-key",
     "cookie",
     "host",

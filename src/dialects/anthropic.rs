@@ -546,14 +546,23 @@ enum Block {
 /// The chat stream as Anthropic events: `message_start`, content blocks (`text`, `thinking`,
 /// `tool_use` with `input_json_delta`), `message_delta` with the stop reason and usage,
 /// `message_stop`; heartbeats become `ping`, an error event becomes `error`.
+#[derive(Debug, Default)]
+struct PendingCall {
+    chat_index: u64,
+    id: String,
+    name: String,
+    arguments: String,
+    signature: Option<String>,
+}
+
 pub struct AnthropicStream {
     id: String,
     model: String,
     started: bool,
     open: Option<(usize, Block)>,
     next_index: usize,
-    /// Chat tool index → Anthropic block index.
-    tools: Vec<(u64, usize)>,
+    /// Tool calls, collected until the end.
+    calls: Vec<PendingCall>,
     finish: Option<String>,
     usage: Option<Value>,
     failed: bool,
@@ -567,7 +576,7 @@ impl AnthropicStream {
             started: false,
             open: None,
             next_index: 0,
-            tools: Vec::new(),
+            calls: Vec::new(),
             finish: None,
             usage: None,
             failed: false,
@@ -643,56 +652,73 @@ impl AnthropicStream {
         self.delta(index, delta, out);
     }
 
-    fn tool_call(&mut self, call: &Value, out: &mut Vec<u8>) {
+    /// A tool call delta: kept until the stream ends. Upstreams may interleave the
+    /// arguments of parallel calls, and an Anthropic block cannot reopen once another
+    /// started: each call goes out whole, as one block, at the end.
+    fn tool_call(&mut self, call: &Value) {
         let chat_index = call["index"].as_u64().unwrap_or(0);
-        let known = self
-            .tools
-            .iter()
-            .find(|(c, _)| *c == chat_index)
-            .map(|(_, b)| *b);
-        let index = match known {
-            Some(index) if self.open == Some((index, Block::Tool)) => index,
-            Some(index) => index,
+        let position = match self.calls.iter().position(|c| c.chat_index == chat_index) {
+            Some(position) => position,
             None => {
-                if let Some(sig) = call
-                    .pointer("/extra_content/google/thought_signature")
-                    .and_then(Value::as_str)
-                {
-                    let index = self.open(
-                        Block::Thinking,
-                        json!({ "type": "thinking", "thinking": "", "signature": "" }),
-                        out,
-                    );
-                    self.delta(
-                        index,
-                        json!({ "type": "signature_delta", "signature": format!("{GEMINI_SIGNATURE_PREFIX}{sig}") }),
-                        out,
-                    );
-                }
-                let index = self.open(
-                    Block::Tool,
-                    json!({ "type": "tool_use", "id": call["id"].as_str().unwrap_or_default(),
-                        "name": call.pointer("/function/name").and_then(Value::as_str).unwrap_or_default(),
-                        "input": {} }),
-                    out,
-                );
-                self.tools.push((chat_index, index));
-                index
+                self.calls.push(PendingCall {
+                    chat_index,
+                    ..PendingCall::default()
+                });
+                self.calls.len() - 1
             }
         };
-        if let Some(arguments) = call
-            .pointer("/function/arguments")
+        let pending = &mut self.calls[position];
+        if let Some(id) = call["id"].as_str().filter(|id| !id.is_empty()) {
+            pending.id = id.to_string();
+        }
+        if let Some(name) = call.pointer("/function/name").and_then(Value::as_str) {
+            pending.name.push_str(name);
+        }
+        if let Some(arguments) = call.pointer("/function/arguments").and_then(Value::as_str) {
+            pending.arguments.push_str(arguments);
+        }
+        if let Some(sig) = call
+            .pointer("/extra_content/google/thought_signature")
             .and_then(Value::as_str)
-            .filter(|a| !a.is_empty())
         {
-            // A delta for a call whose block was closed by another one is still delivered:
-            // Anthropic clients accumulate by index.
-            self.delta(
-                index,
-                json!({ "type": "input_json_delta", "partial_json": arguments }),
+            pending.signature = Some(sig.to_string());
+        }
+    }
+
+    /// Every tool call, each as one complete block (after its signature's thinking block).
+    fn flush_calls(&mut self, out: &mut Vec<u8>) {
+        for (n, call) in std::mem::take(&mut self.calls).into_iter().enumerate() {
+            if let Some(sig) = &call.signature {
+                let index = self.open(
+                    Block::Thinking,
+                    json!({ "type": "thinking", "thinking": "", "signature": "" }),
+                    out,
+                );
+                self.delta(
+                    index,
+                    json!({ "type": "signature_delta", "signature": format!("{GEMINI_SIGNATURE_PREFIX}{sig}") }),
+                    out,
+                );
+            }
+            let id = if call.id.is_empty() {
+                format!("toolu_{}_{n}", self.id.trim_start_matches("msg_"))
+            } else {
+                call.id
+            };
+            let index = self.open(
+                Block::Tool,
+                json!({ "type": "tool_use", "id": id, "name": call.name, "input": {} }),
                 out,
             );
+            if !call.arguments.is_empty() {
+                self.delta(
+                    index,
+                    json!({ "type": "input_json_delta", "partial_json": call.arguments }),
+                    out,
+                );
+            }
         }
+        self.close(out);
     }
 
     fn chunk(&mut self, chunk: &Value, out: &mut Vec<u8>) {
@@ -718,7 +744,7 @@ impl AnthropicStream {
             self.text(Block::Text, text, out);
         }
         for call in delta["tool_calls"].as_array().into_iter().flatten() {
-            self.tool_call(call, out);
+            self.tool_call(call);
         }
         if let Some(finish) = choice["finish_reason"].as_str() {
             self.finish = Some(finish.to_string());
@@ -765,6 +791,7 @@ impl StreamDialect for AnthropicStream {
         }
         self.start(out);
         self.close(out);
+        self.flush_calls(out);
         let mut usage = usage(self.usage.as_ref());
         if let Value::Object(map) = &mut usage {
             map.retain(|k, _| k != "cache_creation_input_tokens");
@@ -1029,8 +1056,8 @@ mod tests {
                 "content_block_start",
                 "content_block_delta",
                 "content_block_stop",
+                // The tool call goes out whole once the stream ends.
                 "content_block_start",
-                "content_block_delta",
                 "content_block_delta",
                 "content_block_stop",
                 "message_delta",
@@ -1057,12 +1084,59 @@ mod tests {
         );
         assert_eq!(events[12].1["index"], 3);
         assert_eq!(
-            events[14].1["delta"],
-            json!({"type": "input_json_delta", "partial_json": "\"ls\"}"})
+            events[13].1["delta"],
+            json!({"type": "input_json_delta", "partial_json": "{\"command\":\"ls\"}"})
         );
-        assert_eq!(events[16].1["delta"]["stop_reason"], "tool_use");
-        assert_eq!(events[16].1["usage"]["output_tokens"], 4);
-        assert_eq!(events[16].1["usage"]["input_tokens"], 3);
+        assert_eq!(events[15].1["delta"]["stop_reason"], "tool_use");
+        assert_eq!(events[15].1["usage"]["output_tokens"], 4);
+        assert_eq!(events[15].1["usage"]["input_tokens"], 3);
+    }
+
+    #[test]
+    fn interleaved_parallel_calls_each_arrive_whole() {
+        let deltas = [
+            json!({"index": 0, "id": "a", "function": {"name": "f", "arguments": "{\"x\":"}}),
+            json!({"index": 1, "function": {"name": "g", "arguments": "{\"y\":"}}),
+            json!({"index": 0, "function": {"arguments": "1}"}}),
+            json!({"index": 1, "function": {"arguments": "2}"}}),
+        ];
+        let mut input = Vec::new();
+        for delta in &deltas {
+            input.extend(crate::sse::json_data(
+                &json!({"choices": [{"index": 0, "delta": {"tool_calls": [delta]}}]}),
+            ));
+        }
+        input.extend(crate::sse::done());
+        let mut rewriter = StreamRewriter::new(Box::new(AnthropicStream::new("msg_9", "c")));
+        let mut out = rewriter.push(&input);
+        out.extend(rewriter.finish());
+        let events = events(&out);
+        let starts: Vec<&Value> = events
+            .iter()
+            .filter(|(n, _)| n == "content_block_start")
+            .map(|(_, d)| &d["content_block"])
+            .collect();
+        assert_eq!(starts[0]["id"], "a");
+        assert_eq!(
+            starts[1]["id"], "toolu_9_1",
+            "a call without an id gets one"
+        );
+        let inputs: Vec<&Value> = events
+            .iter()
+            .filter(|(n, _)| n == "content_block_delta")
+            .map(|(_, d)| &d["delta"]["partial_json"])
+            .collect();
+        assert_eq!(inputs, vec!["{\"x\":1}", "{\"y\":2}"]);
+        // Every delta belongs to the block open at that moment.
+        let mut open = None;
+        for (name, data) in &events {
+            match name.as_str() {
+                "content_block_start" => open = Some(data["index"].clone()),
+                "content_block_delta" => assert_eq!(Some(data["index"].clone()), open),
+                "content_block_stop" => open = None,
+                _ => {}
+            }
+        }
     }
 
     #[test]

@@ -139,6 +139,11 @@ impl StreamRewriter {
         out
     }
 
+    /// Whether the chat stream's end (`[DONE]`) has been rewritten already.
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+
     pub fn finish(&mut self) -> Vec<u8> {
         let mut out = Vec::new();
         for item in self.parser.finish() {

@@ -458,7 +458,24 @@ pub fn items_to_messages(items: &[Value], param: &str) -> Result<Vec<Value>, Gat
                         &format!("{item_param}.call_id"),
                     )
                 })?;
-                messages.push(json!({ "role": "tool", "tool_call_id": call_id, "content": output_text(&item["output"]) }));
+                let tool = json!({ "role": "tool", "tool_call_id": call_id, "content": output_text(&item["output"]) });
+                // A tool result must follow the turn holding its call (and that turn's other
+                // results), even when a message came in between.
+                let holder = messages.iter().rposition(|m| {
+                    m["tool_calls"]
+                        .as_array()
+                        .is_some_and(|calls| calls.iter().any(|c| c["id"] == call_id))
+                });
+                match holder {
+                    Some(at) => {
+                        let mut position = at + 1;
+                        while messages.get(position).is_some_and(|m| m["role"] == "tool") {
+                            position += 1;
+                        }
+                        messages.insert(position, tool);
+                    }
+                    None => messages.push(tool),
+                }
             }
             "reasoning" => {
                 if let Some(encoded) = item["encrypted_content"]
@@ -646,16 +663,17 @@ pub fn error_body(error: &GatewayError) -> Value {
 
 #[derive(Debug)]
 enum Open {
-    Reasoning {
-        index: usize,
-        text: String,
-    },
-    Message {
-        index: usize,
-        text: String,
-    },
-    /// A function call's arguments are streaming (its state is in `calls`).
-    Call,
+    Reasoning { index: usize, text: String },
+    Message { index: usize, text: String },
+}
+
+#[derive(Debug, Default)]
+struct PendingCall {
+    chat_index: u64,
+    id: String,
+    name: String,
+    arguments: String,
+    signature: Option<Value>,
 }
 
 /// Where the finished Response object goes (the runtime stores it when `store` is on).
@@ -671,8 +689,8 @@ pub struct ResponsesStream {
     open: Option<Open>,
     /// Finished output items, by output index.
     output: Vec<Value>,
-    /// Function calls in progress: (chat index, output index, item id, call id, name, arguments).
-    calls: Vec<(u64, usize, String, String, String, String)>,
+    /// Tool calls, collected until the end.
+    calls: Vec<PendingCall>,
     finish: Option<String>,
     usage: Option<Value>,
     failed: bool,
@@ -744,20 +762,59 @@ impl ResponsesStream {
                 );
                 self.output.push(item);
             }
-            Some(Open::Call) | None => {}
+            None => {}
         }
     }
 
-    /// Ends every call in progress, in order.
+    /// Every tool call, each whole: its signature's reasoning item first, then the call item
+    /// (`added`, the arguments, `done`). Calls are kept until the end because upstreams may
+    /// interleave parallel calls' arguments, and an item cannot reopen once done.
     fn close_calls(&mut self, out: &mut Vec<u8>) {
-        for (_, index, id, call_id, name, arguments) in std::mem::take(&mut self.calls) {
-            let item = call_item(&self.meta, &id, &call_id, &name, &arguments, "completed");
+        for (n, call) in std::mem::take(&mut self.calls).into_iter().enumerate() {
+            let call_id = if call.id.is_empty() {
+                format!("call_{}_{n}", self.meta.id_suffix())
+            } else {
+                call.id
+            };
+            if let Some(sig) = call.signature {
+                // Agents keep the items of `output_item.done` and send them back.
+                let index = self.output.len();
+                let mut signatures = Map::new();
+                signatures.insert(call_id.clone(), sig);
+                let item = reasoning_item(&self.item_id("rs", index), "", &signatures);
+                let data = json!({ "output_index": index, "item": item });
+                self.emit("response.output_item.added", data.clone(), out);
+                self.emit("response.output_item.done", data, out);
+                self.output.push(item);
+            }
+            let index = self.output.len();
+            let id = self.item_id("fc", index);
+            let added = call_item(&self.meta, &id, &call_id, &call.name, "", "in_progress");
+            self.emit(
+                "response.output_item.added",
+                json!({ "output_index": index, "item": added }),
+                out,
+            );
+            let item = call_item(
+                &self.meta,
+                &id,
+                &call_id,
+                &call.name,
+                &call.arguments,
+                "completed",
+            );
             if item["type"] == "custom_tool_call" {
-                // A custom tool's input is free text: it goes out whole once the call is done.
+                // A custom tool's input is free text, not the gateway's JSON wrapper.
                 let data = json!({ "item_id": id, "output_index": index, "input": item["input"] });
                 self.emit("response.custom_tool_call_input.done", data, out);
             } else {
-                let data = json!({ "item_id": id, "output_index": index, "arguments": arguments });
+                if !call.arguments.is_empty() {
+                    let data =
+                        json!({ "item_id": id, "output_index": index, "delta": call.arguments });
+                    self.emit("response.function_call_arguments.delta", data, out);
+                }
+                let data =
+                    json!({ "item_id": id, "output_index": index, "arguments": call.arguments });
                 self.emit("response.function_call_arguments.done", data, out);
             }
             self.emit(
@@ -779,7 +836,6 @@ impl ResponsesStream {
         );
         if !same {
             self.close(out);
-            self.close_calls(out);
             let index = self.output.len();
             if reasoning {
                 let id = self.item_id("rs", index);
@@ -819,66 +875,31 @@ impl ResponsesStream {
         self.emit(name, data, out);
     }
 
-    fn tool_call(&mut self, call: &Value, out: &mut Vec<u8>) {
+    /// A tool call delta, kept until the end (see `close_calls`).
+    fn tool_call(&mut self, call: &Value) {
         let chat_index = call["index"].as_u64().unwrap_or(0);
-        let position = self.calls.iter().position(|c| c.0 == chat_index);
-        let position = match position {
-            Some(p) => p,
+        let position = match self.calls.iter().position(|c| c.chat_index == chat_index) {
+            Some(position) => position,
             None => {
-                self.close(out);
-                let call_id = call["id"].as_str().unwrap_or_default().to_string();
-                if let Some(sig) = call.pointer("/extra_content/google/thought_signature") {
-                    // The signature travels in a reasoning item of its own, before its call:
-                    // agents keep the items of `output_item.done` and send them back.
-                    self.close_calls(out);
-                    let index = self.output.len();
-                    let mut signatures = Map::new();
-                    signatures.insert(call_id.clone(), sig.clone());
-                    let item = reasoning_item(&self.item_id("rs", index), "", &signatures);
-                    self.emit(
-                        "response.output_item.added",
-                        json!({ "output_index": index, "item": item }),
-                        out,
-                    );
-                    self.emit(
-                        "response.output_item.done",
-                        json!({ "output_index": index, "item": item }),
-                        out,
-                    );
-                    self.output.push(item);
-                }
-                let index = self.output.len() + self.calls.len();
-                let id = self.item_id("fc", index);
-                let name = call
-                    .pointer("/function/name")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string();
-                let item = call_item(&self.meta, &id, &call_id, &name, "", "in_progress");
-                self.emit(
-                    "response.output_item.added",
-                    json!({ "output_index": index, "item": item }),
-                    out,
-                );
-                self.open = Some(Open::Call);
-                self.calls
-                    .push((chat_index, index, id, call_id, name, String::new()));
+                self.calls.push(PendingCall {
+                    chat_index,
+                    ..PendingCall::default()
+                });
                 self.calls.len() - 1
             }
         };
-        if let Some(arguments) = call
-            .pointer("/function/arguments")
-            .and_then(Value::as_str)
-            .filter(|a| !a.is_empty())
-        {
-            let (_, index, id, _, name, _) = &self.calls[position];
-            let custom = self.meta.echo.custom_tools.iter().any(|t| t == name);
-            let data = json!({ "item_id": id, "output_index": index, "delta": arguments });
-            self.calls[position].5.push_str(arguments);
-            // A custom tool's arguments are the gateway's JSON wrapper: not shown piecewise.
-            if !custom {
-                self.emit("response.function_call_arguments.delta", data, out);
-            }
+        let pending = &mut self.calls[position];
+        if let Some(id) = call["id"].as_str().filter(|id| !id.is_empty()) {
+            pending.id = id.to_string();
+        }
+        if let Some(name) = call.pointer("/function/name").and_then(Value::as_str) {
+            pending.name.push_str(name);
+        }
+        if let Some(arguments) = call.pointer("/function/arguments").and_then(Value::as_str) {
+            pending.arguments.push_str(arguments);
+        }
+        if let Some(sig) = call.pointer("/extra_content/google/thought_signature") {
+            pending.signature = Some(sig.clone());
         }
     }
 
@@ -904,7 +925,7 @@ impl ResponsesStream {
             self.text(false, text, out);
         }
         for call in delta["tool_calls"].as_array().into_iter().flatten() {
-            self.tool_call(call, out);
+            self.tool_call(call);
         }
         if let Some(finish) = choice["finish_reason"].as_str() {
             self.finish = Some(finish.to_string());
@@ -914,7 +935,8 @@ impl ResponsesStream {
     fn fail(&mut self, error: &Value, out: &mut Vec<u8>) {
         self.failed = true;
         self.close(out);
-        self.close_calls(out);
+        // Calls cut off by the failure are not answered as if they were whole.
+        self.calls.clear();
         let mut response = response_object(
             &self.meta,
             "failed",
@@ -1216,7 +1238,6 @@ mod tests {
                 "response.output_item.done",
                 "response.output_item.added",
                 "response.function_call_arguments.delta",
-                "response.function_call_arguments.delta",
                 "response.function_call_arguments.done",
                 "response.output_item.done",
                 "response.completed"
@@ -1232,8 +1253,9 @@ mod tests {
             events[15].1["item"]["encrypted_content"],
             "gw1:{\"call_1\":\"S\"}"
         );
-        assert_eq!(events[19].1["arguments"], "{\"a\":1}");
-        let done = &events[21].1["response"];
+        assert_eq!(events[17].1["delta"], "{\"a\":1}");
+        assert_eq!(events[18].1["arguments"], "{\"a\":1}");
+        let done = &events[20].1["response"];
         assert_eq!(done["status"], "completed");
         assert_eq!(done["usage"]["total_tokens"], 5);
         let output = done["output"].as_array().unwrap();
@@ -1251,6 +1273,87 @@ mod tests {
             "S"
         );
         assert_eq!(sink.borrow().as_ref(), Some(done));
+    }
+
+    #[test]
+    fn a_tool_result_follows_its_call_even_after_a_message() {
+        let messages = items_to_messages(
+            &[
+                json!({"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"}),
+                json!({"type": "function_call", "call_id": "c2", "name": "g", "arguments": "{}"}),
+                json!({"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Running both."}]}),
+                json!({"type": "function_call_output", "call_id": "c2", "output": "two"}),
+                json!({"type": "function_call_output", "call_id": "c1", "output": "one"}),
+                json!({"role": "user", "content": "next"}),
+            ],
+            "input",
+        )
+        .unwrap();
+        let roles: Vec<&str> = messages
+            .iter()
+            .map(|m| m["role"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            roles,
+            vec!["assistant", "tool", "tool", "assistant", "user"]
+        );
+        assert_eq!(messages[1]["tool_call_id"], "c2");
+        assert_eq!(messages[2]["tool_call_id"], "c1");
+    }
+
+    #[test]
+    fn interleaved_parallel_calls_become_whole_items() {
+        let deltas = [
+            json!({"index": 0, "id": "a", "function": {"name": "f", "arguments": "{\"x\":"}}),
+            json!({"index": 1, "function": {"name": "g", "arguments": "{\"y\":"}}),
+            json!({"index": 0, "function": {"arguments": "1}"}}),
+            json!({"index": 1, "function": {"arguments": "2}"}}),
+        ];
+        let mut input = Vec::new();
+        for delta in &deltas {
+            input.extend(crate::sse::json_data(
+                &json!({"choices": [{"index": 0, "delta": {"tool_calls": [delta]}}]}),
+            ));
+        }
+        input.extend(crate::sse::done());
+        let sink: ResponseSink = Rc::new(RefCell::new(None));
+        let mut rewriter = StreamRewriter::new(Box::new(ResponsesStream::new(
+            meta(Echo::default()),
+            sink.clone(),
+        )));
+        let mut out = rewriter.push(&input);
+        out.extend(rewriter.finish());
+        let events = events(&out);
+        let done: Vec<&Value> = events
+            .iter()
+            .filter(|(n, _)| n == "response.output_item.done")
+            .map(|(_, d)| &d["item"])
+            .collect();
+        assert_eq!(done.len(), 2);
+        assert_eq!(
+            (done[0]["call_id"].as_str(), done[0]["arguments"].as_str()),
+            (Some("a"), Some("{\"x\":1}"))
+        );
+        assert_eq!(
+            (done[1]["call_id"].as_str(), done[1]["arguments"].as_str()),
+            (Some("call_abc_1"), Some("{\"y\":2}"))
+        );
+        // Every event of an item names the item that was added at its output index.
+        let mut ids = std::collections::HashMap::new();
+        for (name, data) in &events {
+            if name == "response.output_item.added" {
+                ids.insert(
+                    data["output_index"].as_u64().unwrap(),
+                    data["item"]["id"].clone(),
+                );
+            } else if let Some(id) = data.get("item_id") {
+                assert_eq!(
+                    ids.get(&data["output_index"].as_u64().unwrap()),
+                    Some(id),
+                    "{name}"
+                );
+            }
+        }
     }
 
     #[test]

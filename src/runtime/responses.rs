@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::dialects::responses::{self as dialect, ResponseMeta, ResponseSink};
 use crate::dialects::Dialect;
 use crate::error::GatewayError;
+use crate::log::SqlValue;
 use crate::openai::ChatRequest;
 use crate::response_store::{self as store, StoredResponse};
 use crate::route::{response_id, Route};
@@ -70,8 +71,9 @@ pub(super) async fn create(
             let found = row.and_then(|row| store::conversation(&row.messages));
             found.ok_or_else(|| GatewayError::InvalidRequest {
                 message: format!(
-                    "Previous response with id '{}' not found.",
-                    crate::error::excerpt(id, 80)
+                    "Previous response with id '{}' not found (stored responses expire after RESPONSES_TTL_HOURS, belong to the credential that created them, and are not kept with `store: false` or past {} bytes).",
+                    crate::error::excerpt(id, 80),
+                    store::MAX_ROW_BYTES
                 ),
                 param: Some("previous_response_id".into()),
                 code: Some("previous_response_not_found"),
@@ -174,7 +176,25 @@ async fn save_response(
     };
     let now = now_ms() as i64;
     let stored = StoredResponse::new(response, owner, conversation, now, ttl_ms);
-    let mut statements = vec![stored.insert()];
+    let mut insert = stored.insert();
+    // What is stored goes out again (GET, and upstream on `previous_response_id`): no
+    // secret is kept, exactly as in the request log.
+    let mut size = 0;
+    for param in &mut insert.params {
+        if let SqlValue::Text(text) = param {
+            *text = scrubber.text(text);
+            size += text.len();
+        }
+    }
+    if size > store::MAX_ROW_BYTES {
+        console_error!(
+            "response store: {} is not stored: its conversation is {size} bytes, more than {}",
+            stored.id,
+            store::MAX_ROW_BYTES
+        );
+        return;
+    }
+    let mut statements = vec![insert];
     if js_sys::Math::random() * store::TRIM_EVERY < 1.0 {
         statements.push(store::trim(now));
     }

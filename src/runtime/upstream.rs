@@ -411,10 +411,24 @@ impl Exchange {
             key: self.key(attempt),
             client_headers: &self.client_headers,
         })?;
+        if batches.len() > crate::embeddings::MAX_BATCHES {
+            return Err(GatewayError::invalid_param(
+                format!(
+                    "{} inputs need {} calls to `{}`, more than the {} one request may make: send fewer inputs per request",
+                    request.input_count(),
+                    batches.len(),
+                    target.upstream,
+                    crate::embeddings::MAX_BATCHES
+                ),
+                "input",
+            ));
+        }
         let passthrough = adapter.passes_json_through();
         let mut embeddings = Embeddings::default();
         let mut headers = None;
         let mut raw = Vec::new();
+        // MAX_RESPONSE_BYTES bounds the whole answer, not each batch.
+        let mut total_bytes = 0usize;
         for batch in batches {
             let (mut upstream, mut guard) = self.send_http(attempt, batch.request).await?;
             if let Some(log) = &self.log {
@@ -423,6 +437,12 @@ impl Exchange {
             self.check_status(attempt, &mut upstream).await?;
             let body = self.read_body(attempt, &mut upstream).await?;
             guard.disarm();
+            total_bytes += body.len();
+            if total_bytes > self.max_response_bytes {
+                return Err(GatewayError::ResponseTooLarge {
+                    limit: self.max_response_bytes,
+                });
+            }
             headers.get_or_insert_with(|| forwarded_headers(upstream.headers()));
             if passthrough {
                 raw = body;
@@ -965,18 +985,46 @@ fn sse_response(
             // Another API's events: the chat stream is rewritten frame by frame, and its end
             // (which may close open blocks) comes as one last item.
             Some(rewriter) => {
-                let rewriter = Rc::new(RefCell::new(rewriter));
-                let tail = rewriter.clone();
+                // The chat stream is scrubbed before it is rewritten (its error events are
+                // recognised there), and the rewritten events once more on their way out.
+                // `stream_end` runs as soon as the rewriter has ended (at `[DONE]`), before
+                // those last events go out: a stored Response exists before its client
+                // sees `response.completed`.
+                let state = Rc::new(RefCell::new((rewriter, stream_end)));
+                let tail = state.clone();
                 let scrub = Rc::new(scrub);
                 let scrub_tail = scrub.clone();
-                let body = stream
-                    .map(move |item| item.map(|bytes| scrub(rewriter.borrow_mut().push(&bytes))));
-                let end = futures::stream::once(async move {
-                    let last = scrub_tail(tail.borrow_mut().finish());
-                    if let Some(stream_end) = stream_end {
-                        stream_end().await;
+                let body = stream.then(move |item| {
+                    let state = state.clone();
+                    let scrub = scrub.clone();
+                    async move {
+                        let bytes = item?;
+                        let (out, end) = {
+                            let mut state = state.borrow_mut();
+                            let out = state.0.push(&scrub(bytes));
+                            let end = if state.0.is_ended() {
+                                state.1.take()
+                            } else {
+                                None
+                            };
+                            (out, end)
+                        };
+                        if let Some(end) = end {
+                            end().await;
+                        }
+                        Ok(scrub(out))
                     }
-                    Ok(last)
+                });
+                let end = futures::stream::once(async move {
+                    let (last, end) = {
+                        let mut state = tail.borrow_mut();
+                        let last = state.0.finish();
+                        (last, state.1.take())
+                    };
+                    if let Some(end) = end {
+                        end().await;
+                    }
+                    Ok(scrub_tail(last))
                 });
                 Box::pin(body.chain(end).filter(|item| {
                     std::future::ready(item.as_ref().map_or(true, |b| !b.is_empty()))

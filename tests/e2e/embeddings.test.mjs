@@ -492,3 +492,30 @@ test('router r-embed-dashscope: after a dead target, dsemb in the native format 
   assert.deepEqual(call.body.input.texts, texts);
   assert.equal(call.body.parameters.dimension, 128);
 });
+
+test('limits: MAX_RESPONSE_BYTES bounds the whole embeddings answer across batches; too many native batches is a 400 before any call', async () => {
+  const { LIMIT_GATEWAY } = await import('./helpers.mjs');
+  // 150 inputs → two Gemini batches, each under the 64 KiB limit, together over it.
+  const inputs = Array.from({ length: 150 }, (_, i) => `limit text ${i}`);
+  const tag = await scenario({});
+  const res = await fetch(`${LIMIT_GATEWAY}/v1/embeddings`, {
+    method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${ACCESS_TOKEN}` },
+    // The tag in one input of each batch, so both batches are recorded under it.
+    body: JSON.stringify({ model: 'gemini-embedding-001', input: inputs.map((t, i) => (i === 0 || i === 120 ? `${t} ${tag}` : t)), dimensions: 70, encoding_format: 'float' }),
+  });
+  assert.equal(res.status, 502);
+  assert.equal((await res.json()).error.code, 'response_too_large');
+  assert.equal((await received(tag)).length, 2, 'both batches were read, then the total was too large');
+
+  const many = Array.from({ length: 260 }, (_, i) => `t${i}`);
+  const tag2 = await scenario({});
+  const refused = await fetch(`${PUBLIC_GATEWAY}/v1/embeddings`, {
+    method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer sk-user-key' },
+    body: JSON.stringify({ model: 'text-embedding-v4', input: [`${many[0]} ${tag2}`, ...many.slice(1)] }),
+  });
+  assert.equal(refused.status, 400);
+  const body = await refused.json();
+  assert.equal(body.error.param, 'input');
+  assert.match(body.error.message, /260 inputs need 26 calls/);
+  assert.equal((await received(tag2)).length, 0);
+});

@@ -229,3 +229,11 @@ test('UNSUPPORTED_TOOLS=reject: a server tool is a 400 naming it, before any ups
   );
   assert.equal((await receivedOn(MOCK, tag)).length, 0);
 });
+
+test('a credential-looking token in a mid-stream upstream error never reaches the Anthropic client', async () => {
+  const broken = await rawEvents(GATEWAY, { model: 'gpt-claude-test', max_tokens: 50, messages: [{ role: 'user', content: await scenario({ content: 'some partial text', chunk_chars: 3, stream_error_event: 'refused Bearer sk-rotated-unknown-9f8e7d6c5b and key=zz-other-tenant-4444' }) }] }, { 'x-fake-stream': 'false' });
+  const [name, data] = broken.at(-1);
+  assert.equal(name, 'error');
+  assert.ok(!JSON.stringify(data).includes('sk-rotated-unknown-9f8e7d6c5b') && !JSON.stringify(data).includes('zz-other-tenant-4444'), JSON.stringify(data));
+  assert.match(data.error.message, /Bearer \*\*\*/);
+});

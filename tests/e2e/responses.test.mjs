@@ -250,3 +250,21 @@ test('UNSUPPORTED_TOOLS=reject: a hosted tool is a 400 unsupported_tool naming i
   );
   assert.equal((await received(tag)).length, 0);
 });
+
+test('a streamed stored response can be continued the moment response.completed arrives; masked tokens never come back', async () => {
+  const tag = await scenario({ content: 'first turn, token Bearer sk-leaky-unknown-1234abcd here', chunk_chars: 8 });
+  const stream = client.responses.stream({ model: 'gpt-resp-test', instructions: `t ${tag}`, input: 'start' }, NATIVE);
+  let id = null;
+  let continued = null;
+  for await (const event of stream) {
+    if (event.type === 'response.completed') {
+      id = event.response.id;
+      // Straight away, before the stream has even closed.
+      continued = await client.responses.create({ model: 'gpt-resp-test', previous_response_id: id, input: await scenario({ content: 'second turn' }) });
+    }
+  }
+  assert.ok(id, 'the stream completed');
+  assert.equal(continued.output_text, 'second turn');
+  const fetched = await client.responses.retrieve(id);
+  assert.ok(!JSON.stringify(fetched).includes('sk-leaky-unknown-1234abcd'), 'the stored response was scrubbed');
+});
