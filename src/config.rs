@@ -4,8 +4,10 @@
 use crate::adapters::ProviderOptions;
 use crate::dialects::UnsupportedTools;
 use crate::error::GatewayError;
+use crate::upstreams::{
+    demo_upstream, legacy_upstreams, parse_routes, parse_upstreams, ModelRoute, Upstream,
+};
 pub use crate::upstreams::{glob_match, normalize_base_url, split_list, FakeStreamMode};
-use crate::upstreams::{legacy_upstreams, parse_routes, parse_upstreams, ModelRoute, Upstream};
 
 pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 3000;
 pub const DEFAULT_UPSTREAM_TIMEOUT_MS: u64 = 300_000;
@@ -120,13 +122,30 @@ impl Config {
         };
         let mut problems: Vec<String> = Vec::new();
 
-        let (upstreams, upstreams_configured) = match get("UPSTREAMS") {
+        let (mut upstreams, upstreams_configured) = match get("UPSTREAMS") {
             Some(raw) => (
                 parse_upstreams(&raw, &|name| get(name), &mut problems),
                 true,
             ),
             None => (legacy_upstreams(&|name| get(name), &mut problems), false),
         };
+        let demo = match get("DEMO_UPSTREAM").map(|v| v.to_ascii_lowercase()) {
+            None => false,
+            Some(v) if matches!(v.as_str(), "true" | "1" | "yes" | "on") => true,
+            Some(v) if matches!(v.as_str(), "false" | "0" | "no" | "off") => false,
+            Some(v) => {
+                problems.push(format!("DEMO_UPSTREAM: `{v}` is not true or false"));
+                false
+            }
+        };
+        if demo && !upstreams.iter().any(|u| u.kind.id == "demo") {
+            // Before a catch-all upstream, which would otherwise take the demo models.
+            let at = upstreams
+                .iter()
+                .position(|u| u.patterns.iter().any(|p| p == "*"))
+                .unwrap_or(upstreams.len());
+            upstreams.insert(at, demo_upstream());
+        }
         let routes = match get("ROUTES") {
             Some(raw) => parse_routes(&raw, &upstreams, &mut problems),
             None => Vec::new(),
@@ -178,6 +197,7 @@ impl Config {
         ) as usize;
         let fake_stream_chunk_delay_ms = number("FAKE_STREAM_CHUNK_DELAY_MS", 0, 0, 10_000);
         let responses_ttl_ms = number("RESPONSES_TTL_HOURS", 24, 1, 8760) * 3_600_000;
+        let demo_think_ms = number("DEMO_THINK_MS", 1000, 0, 60_000);
         let retry = RetrySettings {
             max_attempts: number("MAX_ATTEMPTS", 3, 1, 10) as u32,
             key_cooldown_ms: number("KEY_COOLDOWN_MS", 60_000, 0, 86_400_000),
@@ -238,6 +258,7 @@ impl Config {
             provider_options: ProviderOptions {
                 gemini_safety_threshold: get("GEMINI_SAFETY_THRESHOLD")
                     .unwrap_or_else(|| "auto".into()),
+                demo_think_ms,
             },
             heartbeat_interval_ms,
             fake_stream,
@@ -278,6 +299,43 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn the_demo_upstream_is_on_only_when_asked() {
+        let names = |c: &Config| {
+            c.upstreams
+                .iter()
+                .map(|u| u.name.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(&config(&[]).unwrap()),
+            vec!["gemini", "dashscope", "openai"]
+        );
+        let on = config(&[("DEMO_UPSTREAM", "true"), ("DEMO_THINK_MS", "250")]).unwrap();
+        // Before the catch-all, which would otherwise take the demo models.
+        assert_eq!(names(&on), vec!["gemini", "dashscope", "demo", "openai"]);
+        assert_eq!(on.provider_options.demo_think_ms, 250);
+        let first = crate::router::candidates(&on, "demo-chat", &mut || 0.0).unwrap();
+        assert_eq!(on.upstreams[first[0].upstream].name, "demo");
+        // Listed by /v1/models even with an access token and no key.
+        let guarded = config(&[("DEMO_UPSTREAM", "1"), ("AUTH_TOKEN", "t")]).unwrap();
+        assert!(crate::models::listed_upstreams(&guarded)
+            .iter()
+            .any(|u| u.name == "demo"));
+        let upstreams = r#"[{"name":"any","kind":"openai","base_url":"https://x.test/v1"}]"#;
+        let configured = config(&[("DEMO_UPSTREAM", "on"), ("UPSTREAMS", upstreams)]).unwrap();
+        assert_eq!(names(&configured), vec!["demo", "any"]);
+        let own = r#"[{"name":"play","kind":"demo"}]"#;
+        let explicit = config(&[("DEMO_UPSTREAM", "true"), ("UPSTREAMS", own)]).unwrap();
+        assert_eq!(
+            names(&explicit),
+            vec!["play"],
+            "a configured demo upstream is not doubled"
+        );
+        let error = config(&[("DEMO_UPSTREAM", "maybe")]).unwrap_err();
+        assert!(error.to_string().contains("DEMO_UPSTREAM"));
     }
 
     #[test]

@@ -11,7 +11,11 @@ pub fn listed_upstreams(config: &Config) -> Vec<&Upstream> {
     config
         .upstreams
         .iter()
-        .filter(|u| !u.keys.is_empty() || (config.auth_token.is_none() && !u.keys_required))
+        .filter(|u| {
+            !u.keys.is_empty()
+                || u.kind.id == "demo"
+                || (config.auth_token.is_none() && !u.keys_required)
+        })
         .collect()
 }
 

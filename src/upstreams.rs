@@ -411,12 +411,39 @@ fn check_static_header(name: &str, value: &str) -> Result<(), String> {
 
 /// Today's per-provider variables as the upstreams `gemini`, `dashscope`, `openai`, in
 /// that routing order; each `<PREFIX>_API_KEY` may hold a comma-separated key list.
+/// The built-in demo upstream (`DEMO_UPSTREAM`): no network, no key, `demo`/`demo-*` models.
+pub fn demo_upstream() -> Upstream {
+    let spec = &crate::adapters::demo::SPEC;
+    Upstream {
+        name: spec.id.to_string(),
+        kind: spec,
+        base_url: spec.default_base_url.to_string(),
+        keys: Vec::new(),
+        keys_secret: None,
+        keys_required: false,
+        patterns: spec
+            .default_patterns
+            .iter()
+            .map(|p| p.to_string())
+            .collect(),
+        model_map: Vec::new(),
+        list_models: spec.default_models.iter().map(|m| m.to_string()).collect(),
+        timeout_ms: None,
+        fake_stream: None,
+        headers: Vec::new(),
+        weight: 1,
+        native_responses: false,
+    }
+}
+
 pub fn legacy_upstreams(
     get: &dyn Fn(&str) -> Option<String>,
     problems: &mut Vec<String>,
 ) -> Vec<Upstream> {
     PROVIDERS
         .iter()
+        // The demo upstream is added by `DEMO_UPSTREAM`, not by the legacy variables.
+        .filter(|provider| provider.spec().id != "demo")
         .map(|provider| {
             let spec = provider.spec();
             let base_url = match get(spec.base_url_var) {

@@ -8,6 +8,7 @@
 //! `<PREFIX>_MODEL_PATTERNS`) come from its `ProviderSpec`.
 
 pub mod dashscope;
+pub mod demo;
 pub mod gemini;
 pub mod gemini_schema;
 pub mod openai;
@@ -22,7 +23,12 @@ use crate::stream::ChunkMeta;
 
 /// Every provider, in routing priority order: the first whose patterns match a model
 /// serves it, so the catch-all OpenAI-compatible provider comes last.
-pub static PROVIDERS: &[&dyn Provider] = &[&gemini::Gemini, &dashscope::DashScope, &openai::OpenAi];
+pub static PROVIDERS: &[&dyn Provider] = &[
+    &gemini::Gemini,
+    &dashscope::DashScope,
+    &demo::Demo,
+    &openai::OpenAi,
+];
 
 /// What a provider declares about its settings.
 #[derive(Debug, PartialEq, Eq)]
@@ -96,6 +102,8 @@ pub enum Endpoint {
 pub struct ProviderOptions {
     /// `GEMINI_SAFETY_THRESHOLD`: `auto`, `none` (send no safety settings) or a threshold.
     pub gemini_safety_threshold: String,
+    /// `DEMO_THINK_MS`: how long the demo upstream thinks before answering.
+    pub demo_think_ms: u64,
 }
 
 /// One native embeddings call and how many of the inputs it carries.
@@ -286,7 +294,7 @@ mod tests {
     #[test]
     fn ids_are_unique_and_found() {
         let ids: Vec<&str> = PROVIDERS.iter().map(|p| p.spec().id).collect();
-        assert_eq!(ids, vec!["gemini", "dashscope", "openai"]);
+        assert_eq!(ids, vec!["gemini", "dashscope", "demo", "openai"]);
         assert!(provider_by_id("Gemini").is_some());
         assert!(provider_by_id("nope").is_none());
     }

@@ -15,6 +15,7 @@ pub fn request(body: Value) -> ChatRequest {
 pub fn with_ctx<T>(req: &ChatRequest, stream: bool, f: impl FnOnce(&CallContext) -> T) -> T {
     let options = ProviderOptions {
         gemini_safety_threshold: "auto".into(),
+        demo_think_ms: 0,
     };
     let raw = serde_json::to_vec(&req.body).unwrap();
     let ctx = CallContext {

@@ -209,6 +209,9 @@ impl Exchange {
         mut request: HttpRequest,
     ) -> Result<(Response, AbortOnDrop), GatewayError> {
         let target = self.target(attempt);
+        if request.url == crate::adapters::demo::DEMO_URL {
+            return demo_response(&request, self.options.demo_think_ms).await;
+        }
         request.headers.extend(target.headers.iter().cloned());
         send_request(&request, target.timeout_ms, self.client_signal.as_ref()).await
     }
@@ -1088,6 +1091,44 @@ async fn read_limited(
 
 /// Sends one upstream request within `timeout_ms`. Redirects are never followed: one
 /// could carry the upstream key to another host.
+/// The demo upstream's answer, made here instead of fetched: after its think time (JSON),
+/// or with headers at once and the first event after the think time (streams).
+async fn demo_response(
+    request: &HttpRequest,
+    think_ms: u64,
+) -> Result<(Response, AbortOnDrop), GatewayError> {
+    let answer =
+        crate::adapters::demo::answer(request.body.as_deref().unwrap_or_default(), think_ms);
+    let headers = Headers::new();
+    for (name, value) in &answer.headers {
+        let _ = headers.append(name, value);
+    }
+    let (guard, _) = AbortOnDrop::new(None)?;
+    let response = if answer.event_stream {
+        let think = answer.think_ms;
+        let gap = answer.frame_delay_ms;
+        let frames = futures::stream::iter(answer.frames.into_iter().enumerate()).then(
+            move |(i, frame)| async move {
+                let wait = if i == 0 { think } else { gap };
+                if wait > 0 {
+                    Delay::from(Duration::from_millis(wait)).await;
+                }
+                Ok::<Vec<u8>, worker::Error>(frame)
+            },
+        );
+        Response::from_stream(frames).map_err(internal)?
+    } else {
+        if answer.think_ms > 0 {
+            Delay::from(Duration::from_millis(answer.think_ms)).await;
+        }
+        Response::from_bytes(answer.frames.concat()).map_err(internal)?
+    };
+    Ok((
+        response.with_status(answer.status).with_headers(headers),
+        guard,
+    ))
+}
+
 async fn send_request(
     request: &HttpRequest,
     timeout_ms: u64,
