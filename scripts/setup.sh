@@ -23,7 +23,11 @@ if [ "$(installed_version "$HOME/.cargo/bin/worker-build")" != "$WORKER_BUILD_VE
   cargo install worker-build --version "=$WORKER_BUILD_VERSION" --force
 fi
 
-if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+# A node_modules that links to another checkout (the start test's scratch clone) is that
+# checkout's to install: `npm ci` here would empty it.
+if [ -L node_modules ]; then
+  :
+elif [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "setup: installing npm packages"
   npm ci --no-audit --no-fund
 fi

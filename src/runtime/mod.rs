@@ -24,6 +24,7 @@ use worker::{event, Context, D1Database, Env, Headers, Request, Response};
 
 const INDEX_HTML: &str = include_str!("../ui/index.html");
 const DASHBOARD_HTML: &str = include_str!("../ui/dashboard.html");
+const DASHBOARD_DISABLED_HTML: &str = include_str!("../ui/dashboard-disabled.html");
 const DASHBOARD_JS: &str = include_str!("../ui/dashboard.js");
 const APP_JS: &str = include_str!("../ui/app.js");
 const BASE_CSS: &str = include_str!("../ui/base.css");
@@ -286,9 +287,16 @@ async fn handle(
         Route::Models => models(&req, config_ok(config)?).await?,
         Route::Dashboard => {
             let config = config_ok(config)?;
-            // The page itself is static; its API calls check the token.
-            auth::admin_enabled(config.log.admin_token.as_deref())?;
-            page_response(DASHBOARD_HTML)?
+            // The page itself is static (its sign-in form keeps the token in
+            // sessionStorage); its API calls check the token.
+            match auth::admin_enabled(config.log.admin_token.as_deref()) {
+                Ok(_) => page_response(DASHBOARD_HTML)?,
+                // A browser gets a page saying how to enable it; API clients the JSON error.
+                Err(_) if wants_html(&req) => {
+                    with_status(page_response(DASHBOARD_DISABLED_HTML)?, 403)
+                }
+                Err(error) => return Err(error),
+            }
         }
         Route::DashboardScript => asset_response(DASHBOARD_JS, "text/javascript; charset=utf-8")?,
         Route::PageScript => asset_response(APP_JS, "text/javascript; charset=utf-8")?,
@@ -637,6 +645,11 @@ async fn models(req: &Request, config: &Config) -> Result<Response, GatewayError
         .collect::<Result<Vec<_>, GatewayError>>()?;
     let pairs: Vec<_> = listed.into_iter().zip(fetched).collect();
     json_response(&models::model_list(config, &pairs), 200)
+}
+
+/// Whether the client is a browser navigating to a page (it accepts HTML).
+fn wants_html(req: &Request) -> bool {
+    header(req, "Accept").is_some_and(|accept| accept.contains("text/html"))
 }
 
 fn presented_credential(req: &Request) -> Option<String> {

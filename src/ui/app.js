@@ -44,7 +44,7 @@ function reset() {
   $('reasoning').textContent = '';
   $('error-box').hidden = true;
   $('error').textContent = '';
-  for (const [id, v] of [['m-heartbeats', '0'], ['m-ttfb', '–'], ['m-total', '–'], ['m-chunks', '0'], ['m-tokens', '–']]) $(id).textContent = v;
+  for (const [id, v] of [['m-heartbeats', '0'], ['m-headers', '–'], ['m-first-heartbeat', '–'], ['m-first-token', '–'], ['m-total', '–'], ['m-chunks', '0'], ['m-tokens', '–']]) $(id).textContent = v;
 }
 
 const ms = (t) => `${Math.round(t)} ms`;
@@ -66,17 +66,22 @@ async function send(event) {
   $('stop').disabled = false;
   setStatus(stream ? 'Waiting for the stream…' : 'Waiting for the answer…');
   const started = performance.now();
-  let firstByte = null;
-  const markFirstByte = () => {
-    if (firstByte === null) {
-      firstByte = performance.now() - started;
-      $('m-ttfb').textContent = ms(firstByte);
+  // Four moments, shown apart so fake streaming's effect is visible: the response headers,
+  // the first heartbeat, the first content token, the end.
+  const marks = {};
+  const mark = (name, id) => {
+    if (marks[name] === undefined) {
+      marks[name] = performance.now() - started;
+      $(id).textContent = ms(marks[name]);
     }
   };
+  const markFirstByte = () => mark('token', 'm-first-token');
+  const markHeartbeat = () => mark('heartbeat', 'm-first-heartbeat');
   try {
     const res = await fetch('/v1/chat/completions', {
       method: 'POST', headers: headers(fake), body: JSON.stringify(body), signal: controller.signal,
     });
+    mark('headers', 'm-headers');
     const contentType = res.headers.get('content-type') || '';
     if (!res.ok || !contentType.includes('text/event-stream')) {
       const payload = await res.json().catch(() => ({ error: { message: `HTTP ${res.status}`, type: 'invalid_response' } }));
@@ -93,7 +98,7 @@ async function send(event) {
       }
     } else {
       setStatus(res.headers.get('x-gateway-fake-stream') ? 'Fake stream: waiting for the upstream…' : 'Streaming…');
-      await readStream(res, markFirstByte);
+      await readStream(res, markFirstByte, markHeartbeat);
     }
   } catch (error) {
     if (error.name === 'AbortError') setStatus('Stopped.', 'error');
@@ -107,7 +112,7 @@ async function send(event) {
 }
 
 /** Reads an SSE body: comments are heartbeats, data events are chunks. */
-async function readStream(res, markFirstByte) {
+async function readStream(res, markFirstByte, markHeartbeat) {
   const reader = res.body.getReader();
   const decoder = new TextDecoder();
   let buffer = '';
@@ -125,7 +130,10 @@ async function readStream(res, markFirstByte) {
       const block = buffer.slice(0, cut);
       buffer = buffer.slice(cut + 2);
       const lines = block.split('\n');
-      if (lines.some((l) => l.startsWith(':'))) $('m-heartbeats').textContent = String(++heartbeats);
+      if (lines.some((l) => l.startsWith(':'))) {
+        markHeartbeat();
+        $('m-heartbeats').textContent = String(++heartbeats);
+      }
       const data = lines.filter((l) => l.startsWith('data:')).map((l) => l.slice(5).trimStart()).join('\n');
       if (!data) continue;
       if (data === '[DONE]') {
@@ -136,10 +144,11 @@ async function readStream(res, markFirstByte) {
       let chunk;
       try { chunk = JSON.parse(data); } catch { continue; }
       if (chunk.error) { failed = true; showError(chunk); continue; }
-      markFirstByte();
       $('m-chunks').textContent = String(++chunks);
       const choice = chunk.choices?.[0];
       const delta = choice?.delta ?? {};
+      // The first token: the first chunk that carries content, not the role chunk.
+      if (delta.content || delta.reasoning_content || delta.tool_calls?.length) markFirstByte();
       if (delta.reasoning_content) $('reasoning').textContent += delta.reasoning_content;
       if (delta.content) $('answer').textContent += delta.content;
       for (const call of delta.tool_calls ?? []) {
@@ -167,6 +176,23 @@ async function loadModels() {
   } catch (error) {
     setStatus(`Could not load models: ${error.message}`, 'error');
   }
+}
+
+/** On load: when the built-in demo upstream is on (a fresh local clone), its model is
+ * preselected, so the first try works without any key. Quiet when the list needs a key. */
+async function preselectDemo() {
+  try {
+    const res = await fetch('/v1/models', { headers: headers('') });
+    if (!res.ok) return;
+    const body = await res.json();
+    const ids = body.data.map((m) => m.id);
+    $('models').replaceChildren(...ids.map((id) => Object.assign(document.createElement('option'), { value: id })));
+    if (ids.includes('demo-chat') && $('model').value === 'gpt-4o-mini') {
+      $('model').value = 'demo-chat';
+      setStatus('Demo model selected: the built-in demo upstream answers without any key.', 'ok');
+      renderSnippet();
+    }
+  } catch { /* the page works without the list */ }
 }
 
 function snippet() {
@@ -220,3 +246,4 @@ $('origin-label').textContent = location.origin;
 const saved = localStorage.getItem(KEY_STORE);
 if (saved) { $('key').value = saved; $('remember').checked = true; }
 renderSnippet();
+preselectDemo();
