@@ -1121,7 +1121,12 @@ async fn demo_response(
         if answer.think_ms > 0 {
             Delay::from(Duration::from_millis(answer.think_ms)).await;
         }
-        Response::from_bytes(answer.frames.concat()).map_err(internal)?
+        // A body stream, as a fetched response has: the readers take it the same way.
+        let body = answer.frames.concat();
+        Response::from_stream(futures::stream::once(async move {
+            Ok::<Vec<u8>, worker::Error>(body)
+        }))
+        .map_err(internal)?
     };
     Ok((
         response.with_status(answer.status).with_headers(headers),
