@@ -101,3 +101,17 @@ test('the dashboard asks again for a token the API refuses', async () => {
   assert.equal(await page.isVisible('#login'), true);
   await page.close();
 });
+
+test('without ADMIN_TOKEN a browser gets a page saying how to set it; API clients keep the JSON error', async () => {
+  const { PUBLIC_GATEWAY } = await import('./helpers.mjs');
+  const page = await browser.newPage();
+  const response = await page.goto(`${PUBLIC_GATEWAY}/dashboard`);
+  assert.equal(response.status(), 403);
+  assert.match(response.headers()['content-type'], /text\/html/);
+  assert.match(await page.textContent('#dashboard-disabled'), /ADMIN_TOKEN/);
+  assert.match(await page.textContent('#dashboard-disabled'), /wrangler secret put ADMIN_TOKEN/);
+  await page.close();
+  const api = await fetch(`${PUBLIC_GATEWAY}/dashboard`);
+  assert.equal(api.status, 403);
+  assert.equal((await api.json()).error.code, 'dashboard_disabled');
+});

@@ -88,7 +88,8 @@ test('the official SDK against a demo model: JSON, stream (fake, with heartbeats
   assert.equal(res.headers.get('x-gateway-fake-stream'), 'true');
   const raw = await res.text();
   assert.match(raw, /^: heartbeat/m);
-  assert.match(raw, /stream it/);
+  const replayed = raw.split('\n').filter((l) => l.startsWith('data: {')).map((l) => JSON.parse(l.slice(6)).choices[0]?.delta?.content ?? '').join('');
+  assert.match(replayed, /You asked: "stream it"/);
   assert.match(raw, /data: \[DONE\]/);
   const stream = await client.chat.completions.create({ model: 'demo-chat', stream: true, messages: [{ role: 'user', content: 'via the SDK' }] }, { headers: { 'x-fake-stream': 'false' } });
   let streamed = '';
