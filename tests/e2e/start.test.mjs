@@ -135,3 +135,21 @@ test('the try-it page preselects the demo model and shows its four timings apart
   assert.match(await page.textContent('#answer'), /demo upstream/);
   await page.close();
 });
+
+test("the README's quick-start examples (curl, Python, JS) run unchanged against it", async () => {
+  const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
+  const section = readme.slice(readme.indexOf('## Quick start'), readme.indexOf('### The demo upstream'));
+  const block = (lang) => {
+    const match = section.match(new RegExp('```' + lang + '\\n([\\s\\S]*?)```'));
+    assert.ok(match, `a ${lang} example`);
+    // Only the port differs from the README's: this gateway listens on a free one.
+    return match[1].replaceAll('127.0.0.1:8787', `127.0.0.1:${port}`);
+  };
+  const shell = section.match(/```sh\n(curl[\s\S]*?)```/)[1].replaceAll('127.0.0.1:8787', `127.0.0.1:${port}`);
+  const curl = JSON.parse(execFileSync('bash', ['-c', shell], { encoding: 'utf8', timeout: 30_000 }));
+  assert.match(curl.choices[0].message.content, /You asked: "Hello"/);
+  const python = execFileSync(path.join(root, '.venv', 'bin', 'python'), ['-c', block('python')], { encoding: 'utf8', timeout: 30_000 });
+  assert.match(python, /You asked: "Hello"/);
+  const js = execFileSync(process.execPath, ['--input-type=module', '-e', block('js')], { cwd: root, encoding: 'utf8', timeout: 30_000 });
+  assert.match(js, /You asked: "Hello"/);
+});
