@@ -72,6 +72,8 @@ pub struct LogRecord {
     pub api: Option<String>,
     /// Tool types dropped because no upstream can run them, comma-separated.
     pub dropped_tools: Option<String>,
+    /// When the first content reached the client (`first_byte_ms` may be a heartbeat).
+    pub first_token_ms: Option<i64>,
 }
 
 /// One upstream attempt of a call, as the log keeps it: never the key, only a hash prefix.
@@ -126,6 +128,7 @@ const COLUMNS: &[&str] = &[
     "attempt_log",
     "api",
     "dropped_tools",
+    "first_token_ms",
 ];
 
 impl LogRecord {
@@ -166,6 +169,7 @@ impl LogRecord {
                 self.attempt_log.clone().into(),
                 self.api.clone().into(),
                 self.dropped_tools.clone().into(),
+                self.first_token_ms.into(),
             ],
         }
     }
@@ -452,7 +456,7 @@ fn escape_like(text: &str) -> String {
         .replace('_', "\\_")
 }
 
-pub const SUMMARY_COLUMNS: &str = "id, request_id, created_at, created_ms, method, path, provider, model, stream, fake_stream, status, first_byte_ms, total_ms, prompt_tokens, completion_tokens, total_tokens, error, upstream, attempts, api";
+pub const SUMMARY_COLUMNS: &str = "id, request_id, created_at, created_ms, method, path, provider, model, stream, fake_stream, status, first_byte_ms, total_ms, prompt_tokens, completion_tokens, total_tokens, error, upstream, attempts, api, first_token_ms";
 
 /// One row of the list.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -478,6 +482,8 @@ pub struct SummaryRow {
     pub attempts: Option<i64>,
     #[serde(default)]
     pub api: Option<String>,
+    #[serde(default)]
+    pub first_token_ms: Option<i64>,
 }
 
 pub fn list_body(query: &ListQuery, total: i64, rows: Vec<SummaryRow>) -> Value {
@@ -536,6 +542,8 @@ pub struct StatRow {
     pub status: i64,
     pub total_ms: Option<i64>,
     pub first_byte_ms: Option<i64>,
+    #[serde(default)]
+    pub first_token_ms: Option<i64>,
     pub total_tokens: Option<i64>,
     pub error: Option<String>,
 }
@@ -570,7 +578,7 @@ pub fn parse_window(raw: Option<&str>) -> Result<(String, Option<i64>), GatewayE
 
 pub fn stats_statement(since_ms: Option<i64>) -> Statement {
     Statement {
-        sql: "SELECT created_ms, provider, upstream, model, status, total_ms, first_byte_ms, total_tokens, error FROM requests WHERE created_ms >= ?1 ORDER BY created_ms".into(),
+        sql: "SELECT created_ms, provider, upstream, model, status, total_ms, first_byte_ms, first_token_ms, total_tokens, error FROM requests WHERE created_ms >= ?1 ORDER BY created_ms".into(),
         params: vec![SqlValue::Int(since_ms.unwrap_or(0))],
     }
 }
@@ -627,6 +635,7 @@ pub fn stats_body(
     let mut latencies: Vec<i64> = rows.iter().filter_map(|r| r.total_ms).collect();
     latencies.sort_unstable();
     let first_bytes: Vec<i64> = rows.iter().filter_map(|r| r.first_byte_ms).collect();
+    let first_tokens: Vec<i64> = rows.iter().filter_map(|r| r.first_token_ms).collect();
     let start = match window_ms {
         Some(ms) => now_ms - ms,
         None => rows.first().map_or(now_ms, |r| r.created_ms),
@@ -663,6 +672,7 @@ pub fn stats_body(
         "p50_latency_ms": percentile(&latencies, 50.0),
         "p95_latency_ms": percentile(&latencies, 95.0),
         "avg_first_byte_ms": average(&first_bytes),
+        "avg_first_token_ms": average(&first_tokens),
         "total_tokens": rows.iter().filter_map(|r| r.total_tokens).sum::<i64>(),
         "refused": refused,
         "by_model": group_counts(rows, |r| r.model.as_ref()),
@@ -917,6 +927,7 @@ mod tests {
             status,
             total_ms: Some(total),
             first_byte_ms: Some(total / 2),
+            first_token_ms: Some(total * 3 / 4),
             total_tokens: Some(10),
             error: error.map(str::to_string),
         };
@@ -931,6 +942,8 @@ mod tests {
         assert_eq!(body["success"], 2);
         assert_eq!(body["success_rate"], 50.0);
         assert_eq!(body["avg_latency_ms"], 162.5);
+        // First byte (a fake stream's heartbeat) and first token are averaged apart.
+        assert!(body["avg_first_token_ms"].as_f64() > body["avg_first_byte_ms"].as_f64());
         assert_eq!(body["p50_latency_ms"], 100);
         assert_eq!(body["p95_latency_ms"], 300);
         assert_eq!(body["total_tokens"], 40);

@@ -100,6 +100,14 @@ impl LogTap {
         });
     }
 
+    /// Marks the first content token sent now (only the first call counts).
+    pub fn first_token(&self) {
+        let elapsed = self.elapsed();
+        self.update(|r| {
+            r.first_token_ms.get_or_insert(elapsed);
+        });
+    }
+
     /// Marks the response complete now.
     pub fn finished(&self) {
         let elapsed = self.elapsed();

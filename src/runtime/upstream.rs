@@ -383,6 +383,7 @@ impl Exchange {
             Cow::Owned(scrubbed) => scrubbed,
         };
         if let Some(log) = &self.log {
+            log.first_token();
             log.response_body(&String::from_utf8_lossy(&body));
             log.usage(usage.as_ref());
         }
@@ -479,6 +480,7 @@ impl Exchange {
             Cow::Owned(scrubbed) => scrubbed,
         };
         if let Some(log) = &self.log {
+            log.first_token();
             log.response_body(&String::from_utf8_lossy(&body));
             log.usage(usage.as_ref());
         }
@@ -662,6 +664,9 @@ impl Exchange {
                 match state {
                     FakeState::Waiting { mut pending, first } => {
                         if first {
+                            if let Some(log) = &log {
+                                log.first_byte();
+                            }
                             // An immediate first frame flushes headers through any buffering proxy.
                             return Some((
                                 fake::heartbeat(),
@@ -685,7 +690,7 @@ impl Exchange {
                             )),
                             Some(mut frames) => {
                                 if let Some(log) = &log {
-                                    log.first_byte();
+                                    log.first_token();
                                 }
                                 let first_frame = frames.next()?;
                                 Some((first_frame, FakeState::Replaying(frames)))
@@ -933,6 +938,9 @@ fn relay_stream(
                 if !out.is_empty() {
                     log.first_byte();
                 }
+                if !state.relay.content().is_empty() {
+                    log.first_token();
+                }
                 if state.finished {
                     let relay = &state.relay;
                     log.stream_done(relay.content(), relay.usage(), relay.error());
@@ -953,6 +961,7 @@ fn replay_stream(frames: Frames, log: Option<LogTap>) -> BoxedBytes {
             Some(frame) => {
                 if let Some(log) = &log {
                     log.first_byte();
+                    log.first_token();
                 }
                 Some((Ok(frame), (frames, log)))
             }

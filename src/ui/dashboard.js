@@ -60,6 +60,7 @@ async function loadStats() {
   $('s-avg').textContent = fmtMs(s.avg_latency_ms);
   $('s-pct').textContent = `${fmtMs(s.p50_latency_ms)} / ${fmtMs(s.p95_latency_ms)}`;
   $('s-ttfb').textContent = fmtMs(s.avg_first_byte_ms);
+  $('s-ttft').textContent = fmtMs(s.avg_first_token_ms);
   $('s-tokens').textContent = fmtNum(s.total_tokens);
   $('s-refused').textContent = fmtNum(s.refused ?? 0);
   fillGroups($('by-model'), s.by_model);
@@ -140,13 +141,14 @@ async function loadRows() {
       el('td', { text: r.stream ? (r.fake_stream ? 'fake stream' : 'stream') : 'json' }),
       el('td', { text: `${r.method} ${r.path}` }),
       el('td', { class: 'num', text: fmtMs(r.first_byte_ms) }),
+      el('td', { class: 'num first-token', text: fmtMs(r.first_token_ms) }),
       el('td', { class: 'num', text: fmtMs(r.total_ms) }),
       el('td', { class: 'num', text: fmtNum(r.total_tokens) }));
     tr.addEventListener('click', () => openDetail(r.id));
     tr.addEventListener('keydown', (e) => { if (e.key === 'Enter') openDetail(r.id); });
     return tr;
   });
-  if (!rows.length) rows.push(el('tr', {}, el('td', { class: 'muted', colspan: '11', text: 'No requests match.' })));
+  if (!rows.length) rows.push(el('tr', {}, el('td', { class: 'muted', colspan: '12', text: 'No requests match.' })));
   $('rows').replaceChildren(...rows);
 }
 
@@ -175,7 +177,7 @@ async function openDetail(id) {
   const meta = [['Time', r.created_at], ['Status', String(r.status)], ['Upstream', r.upstream ?? '–'], ['Provider', r.provider ?? '–'],
     ['Attempts', r.attempts ? String(r.attempts) : '–'], ['Model', r.model ?? '–'],
     ['Mode', r.stream ? (r.fake_stream ? 'fake stream' : 'stream') : 'json'], ['Path', `${r.method} ${r.path}`],
-    ['First byte', fmtMs(r.first_byte_ms)], ['Total', fmtMs(r.total_ms)],
+    ['First byte', fmtMs(r.first_byte_ms)], ['First token', fmtMs(r.first_token_ms)], ['Total', fmtMs(r.total_ms)],
     ['Tokens', `${fmtNum(r.prompt_tokens)} prompt · ${fmtNum(r.completion_tokens)} completion · ${fmtNum(r.total_tokens)} total`],
     ['Client', `${r.client_ip ?? '–'} ${r.origin ? `· ${r.origin}` : ''}`], ['User agent', r.user_agent ?? '–']];
   if (r.error) meta.push(['Error', r.error]);

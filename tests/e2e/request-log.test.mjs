@@ -77,7 +77,9 @@ test('proxied calls are logged with their fields; keys only as hashes', async ()
   assert.equal(streamRow.stream, 1);
   assert.equal(streamRow.fake_stream, 0);
   assert.equal(fakeRow.fake_stream, 1);
-  assert.ok(fakeRow.first_byte_ms >= 200, 'fake stream first byte is the first content, after the upstream delay');
+  assert.ok(fakeRow.first_byte_ms < 200, 'fake stream first byte is its first heartbeat, at once');
+  assert.ok(fakeRow.first_token_ms >= 200, 'fake stream first token is the first content, after the upstream delay');
+  assert.ok(jsonRow.first_token_ms >= jsonRow.first_byte_ms, 'JSON: the answer comes whole');
   assert.equal(badRow.status, 400);
   assert.match(badRow.error, /not valid JSON/);
 

@@ -153,3 +153,22 @@ test("the README's quick-start examples (curl, Python, JS) run unchanged against
   const js = execFileSync(process.execPath, ['--input-type=module', '-e', block('js')], { cwd: root, encoding: 'utf8', timeout: 30_000 });
   assert.match(js, /You asked: "Hello"/);
 });
+
+test('the request log keeps first byte (the fake stream\'s first heartbeat) and first token apart', async () => {
+  const auth = { headers: { authorization: `Bearer ${adminToken()}` } };
+  const found = await (await fetch(`${base}/api/requests?search=${encodeURIComponent('stream it')}`, auth)).json();
+  assert.equal(found.total, 1);
+  const row = found.data[0];
+  assert.equal(row.fake_stream, 1);
+  assert.ok(row.first_byte_ms < 900, `first byte ${row.first_byte_ms} ms: the heartbeat went out at once`);
+  assert.ok(row.first_token_ms >= 900, `first token ${row.first_token_ms} ms: after the demo's think time`);
+  const stats = await (await fetch(`${base}/api/stats`, auth)).json();
+  assert.ok(stats.avg_first_token_ms > 0);
+  const page = await browser.newPage();
+  await page.goto(`${base}/dashboard`);
+  await page.fill('#token', adminToken());
+  await page.click('#login-form button[type=submit]');
+  await page.waitForSelector('#rows tr.entry td.first-token');
+  await page.waitForFunction(() => document.getElementById('s-ttft').textContent.endsWith('ms'));
+  await page.close();
+});
