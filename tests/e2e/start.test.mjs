@@ -136,24 +136,6 @@ test('the try-it page preselects the demo model and shows its four timings apart
   await page.close();
 });
 
-test("the README's quick-start examples (curl, Python, JS) run unchanged against it", async () => {
-  const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
-  const section = readme.slice(readme.indexOf('## Quick start'), readme.indexOf('### The demo upstream'));
-  const block = (lang) => {
-    const match = section.match(new RegExp('```' + lang + '\\n([\\s\\S]*?)```'));
-    assert.ok(match, `a ${lang} example`);
-    // Only the port differs from the README's: this gateway listens on a free one.
-    return match[1].replaceAll('127.0.0.1:8787', `127.0.0.1:${port}`);
-  };
-  const shell = section.match(/```sh\n(curl[\s\S]*?)```/)[1].replaceAll('127.0.0.1:8787', `127.0.0.1:${port}`);
-  const curl = JSON.parse(execFileSync('bash', ['-c', shell], { encoding: 'utf8', timeout: 30_000 }));
-  assert.match(curl.choices[0].message.content, /You asked: "Hello"/);
-  const python = execFileSync(path.join(root, '.venv', 'bin', 'python'), ['-c', block('python')], { encoding: 'utf8', timeout: 30_000 });
-  assert.match(python, /You asked: "Hello"/);
-  const js = execFileSync(process.execPath, ['--input-type=module', '-e', block('js')], { cwd: root, encoding: 'utf8', timeout: 30_000 });
-  assert.match(js, /You asked: "Hello"/);
-});
-
 test('the request log keeps first byte (the fake stream\'s first heartbeat) and first token apart', async () => {
   const auth = { headers: { authorization: `Bearer ${adminToken()}` } };
   const found = await (await fetch(`${base}/api/requests?search=${encodeURIComponent('stream it')}`, auth)).json();
@@ -171,4 +153,24 @@ test('the request log keeps first byte (the fake stream\'s first heartbeat) and 
   await page.waitForSelector('#rows tr.entry td.first-token');
   await page.waitForFunction(() => document.getElementById('s-ttft').textContent.endsWith('ms'));
   await page.close();
+});
+
+// Last: a client that exits mid-connection can take wrangler's dev proxy down with it
+// (workers-sdk #15447).
+test("the README's quick-start examples (curl, Python, JS) run unchanged against it", async () => {
+  const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
+  const section = readme.slice(readme.indexOf('## Quick start'), readme.indexOf('### The demo upstream'));
+  const block = (lang) => {
+    const match = section.match(new RegExp('```' + lang + '\\n([\\s\\S]*?)```'));
+    assert.ok(match, `a ${lang} example`);
+    // Only the port differs from the README's: this gateway listens on a free one.
+    return match[1].replaceAll('127.0.0.1:8787', `127.0.0.1:${port}`);
+  };
+  const shell = section.match(/```sh\n(curl[\s\S]*?)```/)[1].replaceAll('127.0.0.1:8787', `127.0.0.1:${port}`);
+  const curl = JSON.parse(execFileSync('bash', ['-c', shell], { encoding: 'utf8', timeout: 30_000 }));
+  assert.match(curl.choices[0].message.content, /You asked: "Hello"/);
+  const python = execFileSync(path.join(root, '.venv', 'bin', 'python'), ['-c', block('python')], { encoding: 'utf8', timeout: 30_000 });
+  assert.match(python, /You asked: "Hello"/);
+  const js = execFileSync(process.execPath, ['--input-type=module', '-e', block('js')], { cwd: root, encoding: 'utf8', timeout: 30_000 });
+  assert.match(js, /You asked: "Hello"/);
 });
