@@ -44,22 +44,7 @@ pub struct EmbeddingRequest {
 
 impl EmbeddingRequest {
     pub fn parse(bytes: &[u8]) -> Result<EmbeddingRequest, GatewayError> {
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(GatewayError::invalid(
-                "Request body is empty: send a JSON object with `model` and `input`",
-            ));
-        }
-        let value: Value =
-            serde_json::from_slice(bytes).map_err(|e| GatewayError::InvalidRequest {
-                message: format!("Request body is not valid JSON: {e}"),
-                param: None,
-                code: Some("invalid_json"),
-            })?;
-        let Value::Object(body) = value else {
-            return Err(GatewayError::invalid(
-                "Request body must be a JSON object with `model` and `input`",
-            ));
-        };
+        let body = crate::openai::json_object(bytes, "`model` and `input`")?;
         let model = match body.get("model") {
             Some(Value::String(m)) if !m.trim().is_empty() => m.clone(),
             None | Some(Value::Null) => {

@@ -14,24 +14,30 @@ pub struct ChatRequest {
     pub include_usage: bool,
 }
 
+/// A client's request body as a JSON object; `fields` names what it should hold (for the
+/// errors: empty, not JSON, not an object).
+pub fn json_object(bytes: &[u8], fields: &str) -> Result<Map<String, Value>, GatewayError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(GatewayError::invalid(format!(
+            "Request body is empty: send a JSON object with {fields}"
+        )));
+    }
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| GatewayError::InvalidRequest {
+        message: format!("Request body is not valid JSON: {e}"),
+        param: None,
+        code: Some("invalid_json"),
+    })?;
+    match value {
+        Value::Object(body) => Ok(body),
+        _ => Err(GatewayError::invalid(format!(
+            "Request body must be a JSON object with {fields}"
+        ))),
+    }
+}
+
 impl ChatRequest {
     pub fn parse(bytes: &[u8]) -> Result<ChatRequest, GatewayError> {
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(GatewayError::invalid(
-                "Request body is empty: send a JSON object with `model` and `messages`",
-            ));
-        }
-        let value: Value =
-            serde_json::from_slice(bytes).map_err(|e| GatewayError::InvalidRequest {
-                message: format!("Request body is not valid JSON: {e}"),
-                param: None,
-                code: Some("invalid_json"),
-            })?;
-        let Value::Object(body) = value else {
-            return Err(GatewayError::invalid(
-                "Request body must be a JSON object with `model` and `messages`",
-            ));
-        };
+        let body = json_object(bytes, "`model` and `messages`")?;
         let model = match body.get("model") {
             Some(Value::String(m)) if !m.trim().is_empty() => m.clone(),
             None | Some(Value::Null) => {

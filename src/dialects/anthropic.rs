@@ -2,9 +2,9 @@
 //! chat request, the chat answer becomes a Message, the chat stream becomes Anthropic's
 //! event sequence, errors take Anthropic's shape.
 
-use super::{named_event, StreamDialect, UnsupportedTools};
+use super::{collect_call, named_event, PendingCall, StreamDialect, UnsupportedTools};
 use crate::error::GatewayError;
-use crate::openai::ChatCompletion;
+use crate::openai::{json_object, ChatCompletion};
 use crate::sse::SseItem;
 use serde_json::{json, Map, Value};
 
@@ -29,16 +29,7 @@ fn bad(message: impl Into<String>, param: &str) -> GatewayError {
 
 /// The Messages request as a chat request.
 pub fn to_chat(body: &[u8], unsupported: UnsupportedTools) -> Result<Translated, GatewayError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| GatewayError::InvalidRequest {
-        message: format!("Request body is not valid JSON: {e}"),
-        param: None,
-        code: Some("invalid_json"),
-    })?;
-    let Value::Object(request) = value else {
-        return Err(GatewayError::invalid(
-            "Request body must be a JSON object with `model`, `max_tokens` and `messages`",
-        ));
-    };
+    let request = json_object(body, "`model`, `max_tokens` and `messages`")?;
     let model = match request.get("model") {
         Some(Value::String(m)) if !m.trim().is_empty() => m.clone(),
         _ => return Err(bad("model: Field required", "model")),
@@ -500,11 +491,7 @@ pub fn error_body(error: &GatewayError) -> Value {
 /// `POST /v1/messages/count_tokens`: an estimate of the request's input tokens (about four
 /// bytes of system, message and tool text per token; images count 1600 tokens each).
 pub fn count_tokens(body: &[u8]) -> Result<Value, GatewayError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| GatewayError::InvalidRequest {
-        message: format!("Request body is not valid JSON: {e}"),
-        param: None,
-        code: Some("invalid_json"),
-    })?;
+    let value = Value::Object(json_object(body, "`model` and `messages`")?);
     if !value["messages"].is_array() {
         return Err(bad("messages: Field required", "messages"));
     }
@@ -546,15 +533,6 @@ enum Block {
 /// The chat stream as Anthropic events: `message_start`, content blocks (`text`, `thinking`,
 /// `tool_use` with `input_json_delta`), `message_delta` with the stop reason and usage,
 /// `message_stop`; heartbeats become `ping`, an error event becomes `error`.
-#[derive(Debug, Default)]
-struct PendingCall {
-    chat_index: u64,
-    id: String,
-    name: String,
-    arguments: String,
-    signature: Option<String>,
-}
-
 pub struct AnthropicStream {
     id: String,
     model: String,
@@ -656,33 +634,7 @@ impl AnthropicStream {
     /// arguments of parallel calls, and an Anthropic block cannot reopen once another
     /// started: each call goes out whole, as one block, at the end.
     fn tool_call(&mut self, call: &Value) {
-        let chat_index = call["index"].as_u64().unwrap_or(0);
-        let position = match self.calls.iter().position(|c| c.chat_index == chat_index) {
-            Some(position) => position,
-            None => {
-                self.calls.push(PendingCall {
-                    chat_index,
-                    ..PendingCall::default()
-                });
-                self.calls.len() - 1
-            }
-        };
-        let pending = &mut self.calls[position];
-        if let Some(id) = call["id"].as_str().filter(|id| !id.is_empty()) {
-            pending.id = id.to_string();
-        }
-        if let Some(name) = call.pointer("/function/name").and_then(Value::as_str) {
-            pending.name.push_str(name);
-        }
-        if let Some(arguments) = call.pointer("/function/arguments").and_then(Value::as_str) {
-            pending.arguments.push_str(arguments);
-        }
-        if let Some(sig) = call
-            .pointer("/extra_content/google/thought_signature")
-            .and_then(Value::as_str)
-        {
-            pending.signature = Some(sig.to_string());
-        }
+        collect_call(&mut self.calls, call);
     }
 
     /// Every tool call, each as one complete block (after its signature's thinking block).

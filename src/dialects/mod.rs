@@ -169,6 +169,51 @@ impl StreamRewriter {
     }
 }
 
+/// A tool call of the chat stream, collected from its deltas. Both dialects send each call
+/// whole once the stream ends: upstreams may interleave the arguments of parallel calls, and
+/// neither an Anthropic block nor a Responses item can reopen once another started.
+#[derive(Debug, Default)]
+pub(crate) struct PendingCall {
+    pub chat_index: u64,
+    pub id: String,
+    pub name: String,
+    pub arguments: String,
+    /// A Gemini thought signature (`extra_content.google.thought_signature`).
+    pub signature: Option<String>,
+}
+
+/// Adds one `delta.tool_calls[]` entry to the calls collected so far.
+pub(crate) fn collect_call(calls: &mut Vec<PendingCall>, call: &serde_json::Value) {
+    use serde_json::Value;
+    let chat_index = call["index"].as_u64().unwrap_or(0);
+    let position = match calls.iter().position(|c| c.chat_index == chat_index) {
+        Some(position) => position,
+        None => {
+            calls.push(PendingCall {
+                chat_index,
+                ..PendingCall::default()
+            });
+            calls.len() - 1
+        }
+    };
+    let pending = &mut calls[position];
+    if let Some(id) = call["id"].as_str().filter(|id| !id.is_empty()) {
+        pending.id = id.to_string();
+    }
+    if let Some(name) = call.pointer("/function/name").and_then(Value::as_str) {
+        pending.name.push_str(name);
+    }
+    if let Some(arguments) = call.pointer("/function/arguments").and_then(Value::as_str) {
+        pending.arguments.push_str(arguments);
+    }
+    if let Some(sig) = call
+        .pointer("/extra_content/google/thought_signature")
+        .and_then(Value::as_str)
+    {
+        pending.signature = Some(sig.to_string());
+    }
+}
+
 /// `event: <name>\ndata: <json>\n\n`, the framing both dialects use.
 pub(crate) fn named_event(name: &str, value: &serde_json::Value, out: &mut Vec<u8>) {
     out.extend_from_slice(b"event: ");

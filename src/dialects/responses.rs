@@ -2,9 +2,9 @@
 //! stored conversation of `previous_response_id`) becomes a chat request, the chat answer
 //! becomes a Response object, and the chat stream becomes the documented Responses events.
 
-use super::{named_event, StreamDialect, UnsupportedTools};
+use super::{collect_call, named_event, PendingCall, StreamDialect, UnsupportedTools};
 use crate::error::GatewayError;
-use crate::openai::ChatCompletion;
+use crate::openai::{json_object, ChatCompletion};
 use crate::sse::SseItem;
 use serde_json::{json, Map, Value};
 use std::cell::RefCell;
@@ -57,16 +57,7 @@ pub struct Parsed {
 }
 
 pub fn parse(body: &[u8], unsupported: UnsupportedTools) -> Result<Parsed, GatewayError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| GatewayError::InvalidRequest {
-        message: format!("Request body is not valid JSON: {e}"),
-        param: None,
-        code: Some("invalid_json"),
-    })?;
-    let Value::Object(request) = value else {
-        return Err(GatewayError::invalid(
-            "Request body must be a JSON object with `model` and `input`",
-        ));
-    };
+    let request = json_object(body, "`model` and `input`")?;
     let model = match request.get("model") {
         Some(Value::String(m)) if !m.trim().is_empty() => m.clone(),
         _ => return Err(bad("Missing required parameter: 'model'.", "model")),
@@ -667,15 +658,6 @@ enum Open {
     Message { index: usize, text: String },
 }
 
-#[derive(Debug, Default)]
-struct PendingCall {
-    chat_index: u64,
-    id: String,
-    name: String,
-    arguments: String,
-    signature: Option<Value>,
-}
-
 /// Where the finished Response object goes (the runtime stores it when `store` is on).
 pub type ResponseSink = Rc<RefCell<Option<Value>>>;
 
@@ -780,7 +762,7 @@ impl ResponsesStream {
                 // Agents keep the items of `output_item.done` and send them back.
                 let index = self.output.len();
                 let mut signatures = Map::new();
-                signatures.insert(call_id.clone(), sig);
+                signatures.insert(call_id.clone(), Value::String(sig));
                 let item = reasoning_item(&self.item_id("rs", index), "", &signatures);
                 let data = json!({ "output_index": index, "item": item });
                 self.emit("response.output_item.added", data.clone(), out);
@@ -877,30 +859,7 @@ impl ResponsesStream {
 
     /// A tool call delta, kept until the end (see `close_calls`).
     fn tool_call(&mut self, call: &Value) {
-        let chat_index = call["index"].as_u64().unwrap_or(0);
-        let position = match self.calls.iter().position(|c| c.chat_index == chat_index) {
-            Some(position) => position,
-            None => {
-                self.calls.push(PendingCall {
-                    chat_index,
-                    ..PendingCall::default()
-                });
-                self.calls.len() - 1
-            }
-        };
-        let pending = &mut self.calls[position];
-        if let Some(id) = call["id"].as_str().filter(|id| !id.is_empty()) {
-            pending.id = id.to_string();
-        }
-        if let Some(name) = call.pointer("/function/name").and_then(Value::as_str) {
-            pending.name.push_str(name);
-        }
-        if let Some(arguments) = call.pointer("/function/arguments").and_then(Value::as_str) {
-            pending.arguments.push_str(arguments);
-        }
-        if let Some(sig) = call.pointer("/extra_content/google/thought_signature") {
-            pending.signature = Some(sig.clone());
-        }
+        collect_call(&mut self.calls, call);
     }
 
     fn chunk(&mut self, chunk: &Value, out: &mut Vec<u8>) {

@@ -479,7 +479,7 @@ async fn run_chat(
     dialect: Dialect,
     mut finish: Option<upstream::StreamEnd>,
 ) -> Result<Response, GatewayError> {
-    let (request_id, tap) = (call.request_id, call.tap);
+    let tap = call.tap;
     if let Some(tap) = tap {
         tap.update(|r| {
             r.model = Some(request.model.clone());
@@ -509,26 +509,9 @@ async fn run_chat(
         });
     }
     let first = plan.first;
-    let exchange = upstream::Exchange {
-        log: tap.cloned(),
-        targets: plan.targets,
-        planner: std::cell::RefCell::new(plan.planner),
-        client_key: presented,
-        options: config.provider_options.clone(),
-        client_headers: req.headers().entries().collect(),
-        raw_body,
-        heartbeat_ms: config.heartbeat_interval_ms,
-        chunk_chars: config.fake_stream_chunk_chars,
-        chunk_delay_ms: config.fake_stream_chunk_delay_ms,
-        request,
-        embeddings: None,
-        request_id: request_id.to_string(),
-        scrubber: call.scrubber.clone(),
-        max_response_bytes: config.max_response_bytes,
-        client_signal: Some(req.inner().signal()),
-        dialect,
-        stream_end: std::cell::RefCell::new(None),
-    };
+    let exchange = new_exchange(
+        req, config, call, plan, presented, raw_body, request, dialect,
+    );
     *exchange.stream_end.borrow_mut() = match mode {
         ResponseMode::Json => None,
         _ => finish.take(),
@@ -552,6 +535,40 @@ async fn run_chat(
     result
 }
 
+/// The exchange of one call over its plan's targets.
+#[allow(clippy::too_many_arguments)]
+fn new_exchange(
+    req: &Request,
+    config: &Config,
+    call: &Call<'_>,
+    plan: Plan,
+    presented: Option<String>,
+    raw_body: Vec<u8>,
+    request: ChatRequest,
+    dialect: Dialect,
+) -> upstream::Exchange {
+    upstream::Exchange {
+        log: call.tap.cloned(),
+        targets: plan.targets,
+        planner: std::cell::RefCell::new(plan.planner),
+        client_key: presented,
+        options: config.provider_options.clone(),
+        client_headers: req.headers().entries().collect(),
+        raw_body,
+        heartbeat_ms: config.heartbeat_interval_ms,
+        chunk_chars: config.fake_stream_chunk_chars,
+        chunk_delay_ms: config.fake_stream_chunk_delay_ms,
+        request,
+        embeddings: None,
+        request_id: call.request_id.to_string(),
+        scrubber: call.scrubber.clone(),
+        max_response_bytes: config.max_response_bytes,
+        client_signal: Some(req.inner().signal()),
+        dialect,
+        stream_end: std::cell::RefCell::new(None),
+    }
+}
+
 /// `POST /v1/embeddings`: routed, key-pooled, retried and logged like a chat call.
 async fn embeddings(
     req: &mut Request,
@@ -573,31 +590,22 @@ async fn embeddings(
         });
     }
     let first = plan.first;
-    let exchange = upstream::Exchange {
-        log: tap.cloned(),
-        targets: plan.targets,
-        planner: std::cell::RefCell::new(plan.planner),
-        client_key: presented,
-        options: config.provider_options.clone(),
-        client_headers: req.headers().entries().collect(),
+    let mut exchange = new_exchange(
+        req,
+        config,
+        call,
+        plan,
+        presented,
         raw_body,
-        heartbeat_ms: config.heartbeat_interval_ms,
-        chunk_chars: config.fake_stream_chunk_chars,
-        chunk_delay_ms: config.fake_stream_chunk_delay_ms,
-        request: ChatRequest {
+        ChatRequest {
             body: serde_json::Map::new(),
             model: request.model.clone(),
             stream: false,
             include_usage: false,
         },
-        embeddings: Some(request),
-        request_id: call.request_id.to_string(),
-        scrubber: call.scrubber.clone(),
-        max_response_bytes: config.max_response_bytes,
-        client_signal: Some(req.inner().signal()),
-        dialect: Dialect::Chat,
-        stream_end: std::cell::RefCell::new(None),
-    };
+        Dialect::Chat,
+    );
+    exchange.embeddings = Some(request);
     let (result, served) = exchange.embeddings(first).await;
     note_served(call, served);
     result
