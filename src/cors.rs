@@ -9,7 +9,7 @@ pub const DEFAULT_ALLOWED_HEADERS: &str =
 /// Response headers browser code may read.
 /// What browsers may read: the gateway's own headers and the upstream headers it passes on
 /// (browser SDKs read `retry-after` and the rate limits to back off).
-pub const EXPOSED_HEADERS: &str = "X-Request-Id, X-Gateway-Fake-Stream, X-Gateway-Version, X-Gateway-Upstream, X-Gateway-Attempts, X-Upstream-Request-Id, Retry-After, X-RateLimit-Limit-Requests, X-RateLimit-Limit-Tokens, X-RateLimit-Remaining-Requests, X-RateLimit-Remaining-Tokens, X-RateLimit-Reset-Requests, X-RateLimit-Reset-Tokens, OpenAI-Processing-Ms, OpenAI-Version, OpenAI-Organization";
+pub const EXPOSED_HEADERS: &str = "X-Request-Id, X-Gateway-Fake-Stream, X-Gateway-Version, X-Gateway-Upstream, X-Gateway-Attempts, X-Gateway-Dropped-Tools, X-Upstream-Request-Id, Retry-After, X-RateLimit-Limit-Requests, X-RateLimit-Limit-Tokens, X-RateLimit-Remaining-Requests, X-RateLimit-Remaining-Tokens, X-RateLimit-Reset-Requests, X-RateLimit-Reset-Tokens, OpenAI-Processing-Ms, OpenAI-Version, OpenAI-Organization";
 pub const PREFLIGHT_MAX_AGE_SECONDS: &str = "86400";
 
 /// The CORS headers for a response. `origin` is the request's `Origin` header;
