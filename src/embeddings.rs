@@ -45,21 +45,7 @@ pub struct EmbeddingRequest {
 impl EmbeddingRequest {
     pub fn parse(bytes: &[u8]) -> Result<EmbeddingRequest, GatewayError> {
         let body = crate::openai::json_object(bytes, "`model` and `input`")?;
-        let model = match body.get("model") {
-            Some(Value::String(m)) if !m.trim().is_empty() => m.clone(),
-            None | Some(Value::Null) => {
-                return Err(GatewayError::invalid_param(
-                    "You must provide a model parameter",
-                    "model",
-                ))
-            }
-            Some(_) => {
-                return Err(GatewayError::invalid_param(
-                    "`model` must be a non-empty string",
-                    "model",
-                ))
-            }
-        };
+        let model = crate::openai::required_model(&body)?;
         let input = parse_input(body.get("input"))?;
         let dimensions =
             match body.get("dimensions") {

@@ -35,24 +35,25 @@ pub fn json_object(bytes: &[u8], fields: &str) -> Result<Map<String, Value>, Gat
     }
 }
 
+/// The body's `model`: required, a non-empty string.
+pub fn required_model(body: &Map<String, Value>) -> Result<String, GatewayError> {
+    match body.get("model") {
+        Some(Value::String(m)) if !m.trim().is_empty() => Ok(m.clone()),
+        None | Some(Value::Null) => Err(GatewayError::invalid_param(
+            "You must provide a model parameter",
+            "model",
+        )),
+        Some(_) => Err(GatewayError::invalid_param(
+            "`model` must be a non-empty string",
+            "model",
+        )),
+    }
+}
+
 impl ChatRequest {
     pub fn parse(bytes: &[u8]) -> Result<ChatRequest, GatewayError> {
         let body = json_object(bytes, "`model` and `messages`")?;
-        let model = match body.get("model") {
-            Some(Value::String(m)) if !m.trim().is_empty() => m.clone(),
-            None | Some(Value::Null) => {
-                return Err(GatewayError::invalid_param(
-                    "You must provide a model parameter",
-                    "model",
-                ))
-            }
-            Some(_) => {
-                return Err(GatewayError::invalid_param(
-                    "`model` must be a non-empty string",
-                    "model",
-                ))
-            }
-        };
+        let model = required_model(&body)?;
         match body.get("messages") {
             Some(Value::Array(messages)) if !messages.is_empty() => {
                 for (i, message) in messages.iter().enumerate() {

@@ -64,6 +64,24 @@ pub fn forwarded_request_header(name: &str) -> bool {
         || name.starts_with("anthropic-"))
 }
 
+/// The headers of an upstream request: the client's forwardable ones, then the upstream key
+/// and the JSON content type.
+fn upstream_headers(
+    client_headers: &[(String, String)],
+    key: &str,
+    accept: &str,
+) -> Vec<(String, String)> {
+    let mut headers: Vec<(String, String)> = client_headers
+        .iter()
+        .filter(|(name, _)| forwarded_request_header(name))
+        .cloned()
+        .collect();
+    headers.push(("Authorization".into(), format!("Bearer {key}")));
+    headers.push(("Content-Type".into(), "application/json".into()));
+    headers.push(("Accept".into(), accept.into()));
+    headers
+}
+
 impl Provider for OpenAi {
     fn spec(&self) -> &'static ProviderSpec {
         &SPEC
@@ -86,20 +104,12 @@ impl Provider for OpenAi {
             );
             serde_json::to_vec(&body).map_err(|e| GatewayError::Internal(e.to_string()))?
         };
-        let mut headers: Vec<(String, String)> = ctx
-            .client_headers
-            .iter()
-            .filter(|(name, _)| forwarded_request_header(name))
-            .cloned()
-            .collect();
-        headers.push(("Authorization".into(), format!("Bearer {}", ctx.key)));
-        headers.push(("Content-Type".into(), "application/json".into()));
         let accept = if ctx.stream {
             "text/event-stream"
         } else {
             "application/json"
         };
-        headers.push(("Accept".into(), accept.into()));
+        let headers = upstream_headers(ctx.client_headers, ctx.key, accept);
         Ok(HttpRequest {
             method: "POST",
             url: match ctx.endpoint {
@@ -138,15 +148,7 @@ impl Provider for OpenAi {
             serde_json::to_vec(&request.upstream_body(ctx.upstream_model))
                 .map_err(|e| GatewayError::Internal(e.to_string()))?
         };
-        let mut headers: Vec<(String, String)> = ctx
-            .client_headers
-            .iter()
-            .filter(|(name, _)| forwarded_request_header(name))
-            .cloned()
-            .collect();
-        headers.push(("Authorization".into(), format!("Bearer {}", ctx.key)));
-        headers.push(("Content-Type".into(), "application/json".into()));
-        headers.push(("Accept".into(), "application/json".into()));
+        let headers = upstream_headers(ctx.client_headers, ctx.key, "application/json");
         Ok(vec![EmbeddingBatch {
             request: HttpRequest {
                 method: "POST",

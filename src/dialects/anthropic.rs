@@ -762,8 +762,8 @@ impl StreamDialect for AnthropicStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dialects::test_support::events;
     use crate::dialects::StreamRewriter;
-    use crate::sse::SseParser;
 
     fn chat(body: Value) -> Map<String, Value> {
         to_chat(body.to_string().as_bytes(), UnsupportedTools::Drop)
@@ -949,20 +949,6 @@ mod tests {
         ] {
             assert_eq!(stop_reason(Some(finish)), stop);
         }
-    }
-
-    fn events(bytes: &[u8]) -> Vec<(String, Value)> {
-        SseParser::new()
-            .push(bytes)
-            .into_iter()
-            .filter_map(|item| match item {
-                SseItem::Event { event, data, .. } => Some((
-                    event.unwrap_or_default(),
-                    serde_json::from_str(&data).unwrap(),
-                )),
-                SseItem::Comment(_) => None,
-            })
-            .collect()
     }
 
     #[test]

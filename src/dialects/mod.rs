@@ -7,6 +7,27 @@
 pub mod anthropic;
 pub mod responses;
 
+#[cfg(test)]
+mod test_support {
+    use crate::sse::{SseItem, SseParser};
+    use serde_json::Value;
+
+    /// The named events of a rewritten stream, as (name, data) pairs.
+    pub fn events(bytes: &[u8]) -> Vec<(String, Value)> {
+        SseParser::new()
+            .push(bytes)
+            .into_iter()
+            .filter_map(|item| match item {
+                SseItem::Event { event, data, .. } => Some((
+                    event.unwrap_or_default(),
+                    serde_json::from_str(&data).unwrap(),
+                )),
+                SseItem::Comment(_) => None,
+            })
+            .collect()
+    }
+}
+
 use crate::error::GatewayError;
 use crate::openai::ChatCompletion;
 use crate::sse::{SseItem, SseParser};

@@ -950,8 +950,8 @@ impl StreamDialect for ResponsesStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dialects::test_support::events;
     use crate::dialects::StreamRewriter;
-    use crate::sse::SseParser;
 
     fn parsed(body: Value) -> Parsed {
         parse(body.to_string().as_bytes(), UnsupportedTools::Drop).unwrap()
@@ -1126,20 +1126,6 @@ mod tests {
             messages[0]["tool_calls"][1]["function"]["arguments"],
             "{\"input\":\"*** Begin\"}"
         );
-    }
-
-    fn events(bytes: &[u8]) -> Vec<(String, Value)> {
-        SseParser::new()
-            .push(bytes)
-            .into_iter()
-            .filter_map(|item| match item {
-                SseItem::Event { event, data, .. } => Some((
-                    event.unwrap_or_default(),
-                    serde_json::from_str(&data).unwrap(),
-                )),
-                SseItem::Comment(_) => None,
-            })
-            .collect()
     }
 
     #[test]

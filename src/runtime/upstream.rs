@@ -359,19 +359,8 @@ impl Exchange {
         let passthrough =
             adapter.passes_json_through() && !looks_like_sse(&body) && self.dialect.is_chat();
         let (body, usage) = if passthrough {
-            // Only `usage` is decoded; the answer itself is passed on as it came.
-            #[derive(serde::Deserialize)]
-            struct UsageOnly {
-                #[serde(default)]
-                usage: Option<serde_json::Value>,
-            }
-            let Ok(parsed) = serde_json::from_slice::<UsageOnly>(&body) else {
-                return Err(GatewayError::UpstreamMalformed(format!(
-                    "expected JSON, got: {}",
-                    excerpt(&String::from_utf8_lossy(&body[..body.len().min(600)]), 200)
-                )));
-            };
-            (body, parsed.usage)
+            let usage = passthrough_usage(&body, "JSON")?;
+            (body, usage)
         } else {
             let completion = adapter.parse_completion(&body, &self.context(attempt, false))?;
             drop(body);
@@ -455,18 +444,8 @@ impl Exchange {
             embeddings.extend(adapter.parse_embeddings(&body, batch.inputs)?);
         }
         let (body, usage) = if passthrough {
-            #[derive(serde::Deserialize)]
-            struct UsageOnly {
-                #[serde(default)]
-                usage: Option<serde_json::Value>,
-            }
-            let Ok(parsed) = serde_json::from_slice::<UsageOnly>(&raw) else {
-                return Err(GatewayError::UpstreamMalformed(format!(
-                    "expected an embeddings list, got: {}",
-                    excerpt(&String::from_utf8_lossy(&raw[..raw.len().min(600)]), 200)
-                )));
-            };
-            (raw, parsed.usage)
+            let usage = passthrough_usage(&raw, "an embeddings list")?;
+            (raw, usage)
         } else {
             let body = embeddings.to_openai(&request.model, request.encoding);
             let tokens = embeddings.prompt_tokens.unwrap_or(0);
@@ -1100,6 +1079,27 @@ async fn read_limited(
 
 /// Sends one upstream request within `timeout_ms`. Redirects are never followed: one
 /// could carry the upstream key to another host.
+/// The `usage` of an answer passed on as it came: only that is decoded. An answer that is
+/// not JSON is an error naming what was `expected`.
+fn passthrough_usage(
+    body: &[u8],
+    expected: &str,
+) -> Result<Option<serde_json::Value>, GatewayError> {
+    #[derive(serde::Deserialize)]
+    struct UsageOnly {
+        #[serde(default)]
+        usage: Option<serde_json::Value>,
+    }
+    serde_json::from_slice::<UsageOnly>(body)
+        .map(|parsed| parsed.usage)
+        .map_err(|_| {
+            GatewayError::UpstreamMalformed(format!(
+                "expected {expected}, got: {}",
+                excerpt(&String::from_utf8_lossy(&body[..body.len().min(600)]), 200)
+            ))
+        })
+}
+
 /// The demo upstream's answer, made here instead of fetched: after its think time (JSON),
 /// or with headers at once and the first event after the think time (streams).
 async fn demo_response(
