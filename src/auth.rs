@@ -72,9 +72,10 @@ pub fn admin_enabled(admin_token: Option<&str>) -> Result<&str, GatewayError> {
 }
 
 /// Whether a call to `upstream`, which has no pooled keys, may use the client's own key
-/// (public mode), or the 401 that names what to set. The access token is checked before.
+/// (public mode), or the 401 that names what to set. `gateway_auth`: the caller presented the
+/// access token or an access key (checked before), so only server keys may go upstream.
 pub fn client_key_allowed(
-    auth_token: Option<&str>,
+    gateway_auth: bool,
     upstream: &Upstream,
     presented: Option<&str>,
     model: &str,
@@ -89,7 +90,7 @@ pub fn client_key_allowed(
             code: "missing_server_key",
         });
     }
-    if auth_token.is_some() {
+    if gateway_auth {
         let set = match &upstream.keys_secret {
             Some(secret) => format!("set the {secret} secret"),
             None => "give it a `keys` secret in UPSTREAMS".to_string(),
@@ -164,16 +165,16 @@ mod tests {
     #[test]
     fn client_keys_only_in_public_mode() {
         let legacy = upstream(Some("OPENAI_API_KEY"), false);
-        assert!(client_key_allowed(None, &legacy, Some("sk-client"), "gpt-x").is_ok());
-        let none = client_key_allowed(None, &legacy, None, "gpt-x").unwrap_err();
+        assert!(client_key_allowed(false, &legacy, Some("sk-client"), "gpt-x").is_ok());
+        let none = client_key_allowed(false, &legacy, None, "gpt-x").unwrap_err();
         assert_eq!(none.to_body()["error"]["code"], "missing_api_key");
-        let token = client_key_allowed(Some("t"), &legacy, Some("t"), "gpt-x").unwrap_err();
+        let token = client_key_allowed(true, &legacy, Some("t"), "gpt-x").unwrap_err();
         assert_eq!(token.status(), 401);
         assert_eq!(token.to_body()["error"]["code"], "missing_server_key");
         assert!(token.to_string().contains("OPENAI_API_KEY"));
         // `keys` names a secret that is unset: never the client's key, the secret is named.
         let unset = upstream(Some("DEEPSEEK_KEYS"), true);
-        let err = client_key_allowed(None, &unset, Some("sk-client"), "m").unwrap_err();
+        let err = client_key_allowed(false, &unset, Some("sk-client"), "m").unwrap_err();
         assert_eq!(err.to_body()["error"]["code"], "missing_server_key");
         assert!(err.to_string().contains("DEEPSEEK_KEYS"));
         assert!(!err.to_body().to_string().contains("sk-client"));

@@ -109,6 +109,10 @@ pub struct Config {
     pub upstream_timeout_ms: u64,
     pub max_request_bytes: usize,
     pub max_response_bytes: usize,
+    /// `KEY_CACHE_TTL_MS` (default 30000): how long an isolate trusts an access key it read.
+    pub key_cache_ttl_ms: u64,
+    /// `PUBLIC_RPM`: requests per minute per client IP in public mode (no `AUTH_TOKEN`).
+    pub public_rpm: Option<u64>,
 }
 
 impl Config {
@@ -198,6 +202,10 @@ impl Config {
         let fake_stream_chunk_delay_ms = number("FAKE_STREAM_CHUNK_DELAY_MS", 0, 0, 10_000);
         let responses_ttl_ms = number("RESPONSES_TTL_HOURS", 24, 1, 8760) * 3_600_000;
         let demo_think_ms = number("DEMO_THINK_MS", 1000, 0, 60_000);
+        let key_cache_ttl_ms = number("KEY_CACHE_TTL_MS", 30_000, 0, 3_600_000);
+        let public_rpm = get("PUBLIC_RPM")
+            .is_some()
+            .then(|| number("PUBLIC_RPM", 0, 1, 1_000_000));
         let retry = RetrySettings {
             max_attempts: number("MAX_ATTEMPTS", 3, 1, 10) as u32,
             key_cooldown_ms: number("KEY_COOLDOWN_MS", 60_000, 0, 86_400_000),
@@ -271,6 +279,8 @@ impl Config {
             max_response_bytes,
             unsupported_tools,
             responses_ttl_ms,
+            key_cache_ttl_ms,
+            public_rpm,
         })
     }
 

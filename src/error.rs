@@ -47,6 +47,14 @@ pub enum GatewayError {
     UpstreamRedirect { status: u16, host: String },
     /// The upstream's answer is larger than `MAX_RESPONSE_BYTES` (502).
     ResponseTooLarge { limit: usize },
+    /// An access key's (or, in public mode, a client IP's) limit is used up (429), with the
+    /// `retry-after` that says when the next call is admitted.
+    RateLimited {
+        message: String,
+        /// `requests` or `tokens`, as OpenAI's own 429s say.
+        kind: &'static str,
+        headers: Vec<(String, String)>,
+    },
     /// The upstream answered with an error status; its OpenAI-shaped error object is kept,
     /// with the upstream headers worth passing back (`retry-after`, rate limits, ids).
     Upstream {
@@ -89,6 +97,7 @@ impl GatewayError {
             | GatewayError::UpstreamRedirect { .. }
             | GatewayError::ResponseTooLarge { .. } => 502,
             GatewayError::UpstreamTimeout { .. } => 504,
+            GatewayError::RateLimited { .. } => 429,
             GatewayError::Upstream { status, .. } => *status,
         }
     }
@@ -192,6 +201,9 @@ impl GatewayError {
                 None,
                 Some("response_too_large"),
             ),
+            GatewayError::RateLimited { message, kind, .. } => {
+                (message.clone(), *kind, None, Some("rate_limit_exceeded"))
+            }
             GatewayError::Upstream { error, .. } => return error.clone(),
         };
         let mut object = Map::new();
@@ -203,6 +215,15 @@ impl GatewayError {
             code.map_or(Value::Null, |c| Value::String(c.into())),
         );
         object
+    }
+
+    /// A limit of the gateway's own refused the call; `retry_after_s` goes in `retry-after`.
+    pub fn rate_limited(message: String, kind: &'static str, retry_after_s: u64) -> Self {
+        GatewayError::RateLimited {
+            message,
+            kind,
+            headers: vec![("retry-after".to_string(), retry_after_s.to_string())],
+        }
     }
 
     /// An invalid model id (400 `invalid_model`).
@@ -217,7 +238,9 @@ impl GatewayError {
     /// Upstream response headers to send with this error (empty for the gateway's own).
     pub fn headers(&self) -> &[(String, String)] {
         match self {
-            GatewayError::Upstream { headers, .. } => headers,
+            GatewayError::Upstream { headers, .. } | GatewayError::RateLimited { headers, .. } => {
+                headers
+            }
             _ => &[],
         }
     }
@@ -348,6 +371,11 @@ mod tests {
     fn every_variant_has_its_status_and_openai_shape() {
         let cases: Vec<(GatewayError, u16, &str)> = vec![
             (GatewayError::invalid("bad"), 400, "invalid_request_error"),
+            (
+                GatewayError::rate_limited("slow down".into(), "requests", 7),
+                429,
+                "requests",
+            ),
             (
                 GatewayError::Unauthorized {
                     message: "no".into(),

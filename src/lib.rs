@@ -10,6 +10,8 @@ pub mod cors;
 pub mod dialects;
 pub mod embeddings;
 pub mod error;
+pub mod keys;
+pub mod limits;
 pub mod log;
 pub mod models;
 pub mod openai;

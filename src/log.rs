@@ -74,6 +74,9 @@ pub struct LogRecord {
     pub dropped_tools: Option<String>,
     /// When the first content reached the client (`first_byte_ms` may be a heartbeat).
     pub first_token_ms: Option<i64>,
+    /// The access key the call was made with (never the key: its id and name).
+    pub key_id: Option<String>,
+    pub key_name: Option<String>,
 }
 
 /// One upstream attempt of a call, as the log keeps it: never the key, only a hash prefix.
@@ -129,6 +132,8 @@ const COLUMNS: &[&str] = &[
     "api",
     "dropped_tools",
     "first_token_ms",
+    "key_id",
+    "key_name",
 ];
 
 impl LogRecord {
@@ -170,6 +175,8 @@ impl LogRecord {
                 self.api.clone().into(),
                 self.dropped_tools.clone().into(),
                 self.first_token_ms.into(),
+                self.key_id.clone().into(),
+                self.key_name.clone().into(),
             ],
         }
     }
@@ -194,6 +201,7 @@ impl LogRecord {
             &mut self.response_body,
             &mut self.error,
             &mut self.attempt_log,
+            &mut self.key_name,
         ]
         .into_iter()
         .flatten()
@@ -308,6 +316,8 @@ pub struct ListQuery {
     pub status: Option<StatusFilter>,
     pub model: Option<String>,
     pub upstream: Option<String>,
+    /// An access key id.
+    pub key: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -379,6 +389,7 @@ impl ListQuery {
             status,
             model: get("model"),
             upstream: get("upstream"),
+            key: get("key"),
         })
     }
 
@@ -399,6 +410,10 @@ impl ListQuery {
         if let Some(upstream) = &self.upstream {
             params.push(SqlValue::Text(upstream.clone()));
             clauses.push(format!("upstream = ?{}", params.len()));
+        }
+        if let Some(key) = &self.key {
+            params.push(SqlValue::Text(key.clone()));
+            clauses.push(format!("key_id = ?{}", params.len()));
         }
         match self.status {
             None => {}
@@ -456,7 +471,7 @@ fn escape_like(text: &str) -> String {
         .replace('_', "\\_")
 }
 
-pub const SUMMARY_COLUMNS: &str = "id, request_id, created_at, created_ms, method, path, provider, model, stream, fake_stream, status, first_byte_ms, total_ms, prompt_tokens, completion_tokens, total_tokens, error, upstream, attempts, api, first_token_ms";
+pub const SUMMARY_COLUMNS: &str = "id, request_id, created_at, created_ms, method, path, provider, model, stream, fake_stream, status, first_byte_ms, total_ms, prompt_tokens, completion_tokens, total_tokens, error, upstream, attempts, api, first_token_ms, key_id, key_name";
 
 /// One row of the list.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -484,6 +499,10 @@ pub struct SummaryRow {
     pub api: Option<String>,
     #[serde(default)]
     pub first_token_ms: Option<i64>,
+    #[serde(default)]
+    pub key_id: Option<String>,
+    #[serde(default)]
+    pub key_name: Option<String>,
 }
 
 pub fn list_body(query: &ListQuery, total: i64, rows: Vec<SummaryRow>) -> Value {

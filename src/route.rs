@@ -28,6 +28,16 @@ pub enum Route {
     /// `/api/request/{id}`
     RequestDetail,
     Stats,
+    /// `GET /api/keys`
+    KeyList,
+    /// `POST /api/keys`
+    KeyCreate,
+    /// `GET /api/keys/{id}`
+    KeyGet,
+    /// `PATCH /api/keys/{id}`
+    KeyUpdate,
+    /// `DELETE /api/keys/{id}`
+    KeyDelete,
     Preflight,
 }
 
@@ -37,6 +47,7 @@ struct Endpoint {
     get: Option<Route>,
     post: Option<Route>,
     delete: Option<Route>,
+    patch: Option<Route>,
 }
 
 const ENDPOINTS: &[Endpoint] = &[
@@ -45,104 +56,141 @@ const ENDPOINTS: &[Endpoint] = &[
         get: Some(Route::Page),
         post: Some(Route::Chat),
         delete: None,
+        patch: None,
     },
     Endpoint {
         paths: &["/v1/chat/completions", "/chat/completions", "/api/chat"],
         get: None,
         post: Some(Route::Chat),
         delete: None,
+        patch: None,
     },
     Endpoint {
         paths: &["/v1/messages", "/messages"],
         get: None,
         post: Some(Route::Messages),
         delete: None,
+        patch: None,
     },
     Endpoint {
         paths: &["/v1/messages/count_tokens", "/messages/count_tokens"],
         get: None,
         post: Some(Route::CountTokens),
         delete: None,
+        patch: None,
     },
     Endpoint {
         paths: &["/v1/responses", "/responses"],
         get: None,
         post: Some(Route::Responses),
         delete: None,
+        patch: None,
     },
     Endpoint {
         paths: &["/v1/responses/{id}"],
         get: Some(Route::ResponseGet),
         post: None,
         delete: Some(Route::ResponseDelete),
+        patch: None,
     },
     Endpoint {
         paths: &["/v1/embeddings", "/embeddings"],
         get: None,
         post: Some(Route::Embeddings),
         delete: None,
+        patch: None,
     },
     Endpoint {
         paths: &["/v1/models", "/models"],
         get: Some(Route::Models),
         post: Some(Route::Models),
         delete: None,
+        patch: None,
     },
     Endpoint {
         paths: &["/health", "/healthz"],
         get: Some(Route::Health),
         post: None,
         delete: None,
+        patch: None,
     },
     Endpoint {
         paths: &["/api/status"],
         get: Some(Route::Status),
         post: None,
         delete: None,
+        patch: None,
     },
     Endpoint {
         paths: &["/app.js"],
         get: Some(Route::PageScript),
         post: None,
         delete: None,
+        patch: None,
     },
     Endpoint {
         paths: &["/base.css"],
         get: Some(Route::Stylesheet),
         post: None,
         delete: None,
+        patch: None,
     },
     Endpoint {
         paths: &["/dashboard"],
         get: Some(Route::Dashboard),
         post: None,
         delete: None,
+        patch: None,
     },
     Endpoint {
         paths: &["/dashboard.js"],
         get: Some(Route::DashboardScript),
         post: None,
         delete: None,
+        patch: None,
     },
     Endpoint {
         paths: &["/api/requests"],
         get: Some(Route::RequestList),
         post: None,
         delete: None,
+        patch: None,
     },
     Endpoint {
         paths: &["/api/request/{id}"],
         get: Some(Route::RequestDetail),
         post: None,
         delete: None,
+        patch: None,
     },
     Endpoint {
         paths: &["/api/stats"],
         get: Some(Route::Stats),
         post: None,
         delete: None,
+        patch: None,
+    },
+    Endpoint {
+        paths: &["/api/keys"],
+        get: Some(Route::KeyList),
+        post: Some(Route::KeyCreate),
+        delete: None,
+        patch: None,
+    },
+    Endpoint {
+        paths: &["/api/keys/{id}"],
+        get: Some(Route::KeyGet),
+        post: None,
+        delete: Some(Route::KeyDelete),
+        patch: Some(Route::KeyUpdate),
     },
 ];
+
+/// The `{id}` of `/api/keys/{id}`.
+pub fn key_id(path: &str) -> Option<&str> {
+    let id = path.strip_prefix("/api/keys/")?.trim_end_matches('/');
+    (!id.is_empty() && !id.contains('/')).then_some(id)
+}
 
 /// The `{id}` of `/v1/responses/{id}` (also `/responses/{id}`).
 pub fn response_id(path: &str) -> Option<&str> {
@@ -174,6 +222,8 @@ pub fn route(method: &str, path: &str) -> Result<Route, GatewayError> {
         "/api/request/{id}"
     } else if response_id(normalized).is_some() {
         "/v1/responses/{id}"
+    } else if key_id(normalized).is_some() {
+        "/api/keys/{id}"
     } else {
         normalized
     };
@@ -188,20 +238,25 @@ pub fn route(method: &str, path: &str) -> Result<Route, GatewayError> {
         "GET" | "HEAD" => endpoint.get,
         "POST" => endpoint.post,
         "DELETE" => endpoint.delete,
+        "PATCH" => endpoint.patch,
         _ => None,
     };
     found.ok_or_else(|| GatewayError::MethodNotAllowed {
         method: method.to_string(),
         path: path.to_string(),
-        allow: match (
-            endpoint.get.is_some(),
-            endpoint.post.is_some(),
-            endpoint.delete.is_some(),
-        ) {
-            (true, true, _) => "GET, POST, OPTIONS",
-            (true, false, true) => "GET, DELETE, OPTIONS",
-            (true, false, false) => "GET, OPTIONS",
-            _ => "POST, OPTIONS",
+        allow: if endpoint.patch.is_some() {
+            "GET, PATCH, DELETE, OPTIONS"
+        } else {
+            match (
+                endpoint.get.is_some(),
+                endpoint.post.is_some(),
+                endpoint.delete.is_some(),
+            ) {
+                (true, true, _) => "GET, POST, OPTIONS",
+                (true, false, true) => "GET, DELETE, OPTIONS",
+                (true, false, false) => "GET, OPTIONS",
+                _ => "POST, OPTIONS",
+            }
         },
     })
 }
@@ -289,6 +344,28 @@ mod tests {
         assert_eq!(route("GET", "/api/request/").unwrap_err().status(), 404);
         assert_eq!(route("GET", "/api/request/a/b").unwrap_err().status(), 404);
         assert_eq!(route("POST", "/api/stats").unwrap_err().status(), 405);
+    }
+
+    #[test]
+    fn key_routes() {
+        assert_eq!(route("GET", "/api/keys").unwrap(), Route::KeyList);
+        assert_eq!(route("POST", "/api/keys/").unwrap(), Route::KeyCreate);
+        assert_eq!(route("GET", "/api/keys/key_1").unwrap(), Route::KeyGet);
+        assert_eq!(route("PATCH", "/api/keys/key_1").unwrap(), Route::KeyUpdate);
+        assert_eq!(
+            route("DELETE", "/api/keys/key_1").unwrap(),
+            Route::KeyDelete
+        );
+        assert_eq!(key_id("/api/keys/key_1/"), Some("key_1"));
+        let error = route("POST", "/api/keys/key_1").unwrap_err();
+        assert!(matches!(
+            error,
+            GatewayError::MethodNotAllowed {
+                allow: "GET, PATCH, DELETE, OPTIONS",
+                ..
+            }
+        ));
+        assert_eq!(route("GET", "/api/keys/a/b").unwrap_err().status(), 404);
     }
 
     #[test]

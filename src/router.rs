@@ -118,7 +118,7 @@ pub enum KeySource {
 
 /// The key source of `upstream` for a call, following the access rules of `auth`.
 pub fn key_source(
-    config: &Config,
+    gateway_auth: bool,
     upstream: &Upstream,
     presented: Option<&str>,
     model: &str,
@@ -130,7 +130,7 @@ pub fn key_source(
     if upstream.kind.id == "demo" {
         return KeySource::Client;
     }
-    match auth::client_key_allowed(config.auth_token.as_deref(), upstream, presented, model) {
+    match auth::client_key_allowed(gateway_auth, upstream, presented, model) {
         Ok(()) => KeySource::Client,
         Err(error) => KeySource::Missing(error),
     }

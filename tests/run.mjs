@@ -204,6 +204,24 @@ function instances(mockUrl, frontendPort, { mockB, mockC, dead }) {
       TOML_B_KEYS: 'zk-toml-b-key',
       TOML_C_KEYS: 'sk-toml-c-key',
     },
+    // Access keys (tests/e2e/keys.test.mjs, keys-dashboard.test.mjs, tests/python/test_keys.py):
+    // the master token, server keys, fake streaming by pattern.
+    KEYS_GATEWAY_URL: {
+      SOURCE_API_URL: mockUrl,
+      OPENAI_API_KEY: 'sk-keys-server-key',
+      AUTH_TOKEN: 'keys-master-token',
+      ADMIN_TOKEN: 'keys-admin-token',
+      FAKE_STREAM: 'fake-*',
+      HEARTBEAT_INTERVAL_MS: '100',
+      ALLOWED_ORIGINS: '*',
+    },
+    // Public mode with PUBLIC_RPM: clients' own keys, three calls a minute per client IP.
+    PUBLICRPM_GATEWAY_URL: {
+      SOURCE_API_URL: `${mockUrl}/v1`,
+      PUBLIC_RPM: '3',
+      FAKE_STREAM: 'off',
+      LOG_REQUESTS: 'false',
+    },
     // A route naming an upstream that does not exist: every request answers 500.
     BADCONFIG_GATEWAY_URL: {
       AUTH_TOKEN: 'badconfig-access-token',
@@ -288,6 +306,12 @@ function scanLogsForSecrets(configs, hosts) {
     }
   }
   for (const [name, value] of Object.entries(CLIENT_SECRETS)) secrets.push({ name, value });
+  // Access keys the tests created (tests/e2e/keys*.test.mjs write them here, one per line).
+  const created = path.join(stateDir, 'created-secrets.txt');
+  if (fs.existsSync(created)) {
+    fs.readFileSync(created, 'utf8').split('\n').filter(Boolean)
+      .forEach((value, i) => secrets.push({ name: `access key created by a test (${i + 1})`, value }));
+  }
   const findings = [];
   for (const file of fs.readdirSync(artifacts).filter((f) => /^wrangler-.*\.log$/.test(f))) {
     const text = fs.readFileSync(path.join(artifacts, file), 'utf8');
@@ -407,6 +431,7 @@ const hosts = { mock: mock.url, mockB: mockB.url, mockC: mockC.url, dead: `http:
 const frontendPort = await freePort();
 const workers = [];
 const configs = instances(mock.url, frontendPort, hosts);
+fs.rmSync(path.join(stateDir, 'created-secrets.txt'), { force: true });
 const tomlConfig = writeTomlConfig(hosts);
 let code = 1;
 try {

@@ -2,6 +2,7 @@
 //! (`ctx.wait_until`), so logging never delays or breaks a response. A failed write only
 //! shows in the Worker's log.
 
+use super::access::Charge;
 use super::now_ms;
 use crate::config::LogSettings;
 use crate::log::AttemptEntry;
@@ -25,6 +26,10 @@ pub struct LogTap {
 
 struct Flush {
     record: Rc<RefCell<LogRecord>>,
+    /// The access key (or client IP) the call's tokens are charged to, once admitted.
+    charge: Rc<RefCell<Option<Charge>>>,
+    /// Bytes of the request and of the answer: the token estimate when no usage came.
+    sizes: Rc<Cell<(usize, usize)>>,
     /// Set when the call was refused for its access token: only counted, no row.
     refused: Rc<Cell<bool>>,
     scrubber: Rc<Scrubber>,
@@ -48,10 +53,11 @@ impl Drop for Flush {
 }
 
 impl LogTap {
-    /// Starts a record and schedules its write for when the call is done.
+    /// Starts a record and schedules, for when the call is done, its write (with `db`) and
+    /// the charge of its tokens (once `charge_to` names where).
     pub fn start(
         ctx: &Context,
-        db: D1Database,
+        db: Option<D1Database>,
         settings: &LogSettings,
         record: LogRecord,
         scrubber: Rc<Scrubber>,
@@ -59,12 +65,30 @@ impl LogTap {
         let (sender, receiver) = oneshot::channel::<()>();
         let shared = Rc::new(RefCell::new(record));
         let refused = Rc::new(Cell::new(false));
+        let charge = Rc::new(RefCell::new(None::<Charge>));
+        let sizes = Rc::new(Cell::new((0usize, 0usize)));
         let (for_writer, refused_for_writer) = (shared.clone(), refused.clone());
+        let (charge_for_writer, sizes_for_writer) = (charge.clone(), sizes.clone());
         let scrubber_for_writer = scrubber.clone();
         let max_rows = settings.max_rows;
         ctx.wait_until(async move {
             // Resolves (as cancelled) when the last tap is dropped.
             let _ = receiver.await;
+            let pending = charge_for_writer.borrow_mut().take();
+            if let Some(pending) = pending {
+                let (status, usage) = {
+                    let r = for_writer.borrow();
+                    (
+                        r.status,
+                        [r.total_tokens, r.prompt_tokens, r.completion_tokens],
+                    )
+                };
+                let (request_bytes, answer_bytes) = sizes_for_writer.get();
+                let tokens =
+                    crate::keys::tokens_to_charge(status, usage, request_bytes, answer_bytes);
+                pending.tokens(tokens, &scrubber_for_writer).await;
+            }
+            let Some(db) = db else { return };
             if refused_for_writer.get() {
                 write_refusal(&db, &scrubber_for_writer).await;
                 return;
@@ -76,6 +100,8 @@ impl LogTap {
         LogTap {
             inner: Rc::new(Flush {
                 record: shared,
+                charge,
+                sizes,
                 refused,
                 scrubber,
                 started_ms: now_ms(),
@@ -83,6 +109,21 @@ impl LogTap {
                 _done: sender,
             }),
         }
+    }
+
+    /// The call was admitted under limits that count tokens: charge them when it is done.
+    pub fn charge_to(&self, charge: Charge) {
+        *self.inner.charge.borrow_mut() = Some(charge);
+    }
+
+    pub fn request_size(&self, bytes: usize) {
+        let (_, answer) = self.inner.sizes.get();
+        self.inner.sizes.set((bytes, answer));
+    }
+
+    fn answer_size(&self, bytes: usize) {
+        let (request, _) = self.inner.sizes.get();
+        self.inner.sizes.set((request, bytes));
     }
 
     pub fn update(&self, change: impl FnOnce(&mut LogRecord)) {
@@ -139,6 +180,7 @@ impl LogTap {
     }
 
     pub fn response_body(&self, text: &str) {
+        self.answer_size(text.len());
         let body = self.body_text(text);
         self.update(|r| r.response_body = body);
     }
@@ -215,6 +257,11 @@ pub async fn first<T: serde::de::DeserializeOwned>(
     column: Option<&str>,
 ) -> worker::Result<Option<T>> {
     prepare(db, statement)?.first::<T>(column).await
+}
+
+/// Runs one statement for its effect.
+pub async fn run(db: &D1Database, statement: &Statement) -> worker::Result<()> {
+    prepare(db, statement)?.run().await.map(|_| ())
 }
 
 async fn run_batch(db: &D1Database, statements: &[Statement]) -> worker::Result<()> {

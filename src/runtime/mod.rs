@@ -1,6 +1,7 @@
 //! The Workers binding: entry point, env, and turning plans and errors into Responses.
 //! Every failure becomes an OpenAI error response here; the fetch handler never fails.
 
+mod access;
 mod logging;
 mod responses;
 mod upstream;
@@ -47,10 +48,10 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
     let request_id = new_request_id();
     let scrubber = Rc::new(request_scrubber(&req, config.as_ref().ok()));
     let route = route(req.method().as_ref(), &req.path());
+    // Every API call gets a tap: it writes the log row (when logging is on) and charges
+    // an access key's tokens when the call is done.
     let tap = match (&route, config) {
-        (Ok(Route::Chat | Route::Embeddings | Route::Messages | Route::Responses), Ok(config))
-            if config.log.enabled =>
-        {
+        (Ok(Route::Chat | Route::Embeddings | Route::Messages | Route::Responses), Ok(config)) => {
             let api = match route {
                 Ok(Route::Embeddings) => "embeddings",
                 Ok(Route::Messages) => "messages",
@@ -69,6 +70,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
         tap: tap.as_ref(),
         scrubber: &scrubber,
         gateway_headers: Default::default(),
+        caller: Default::default(),
     };
     // Errors take the shape of the API the client speaks.
     let error_shape = match route {
@@ -171,6 +173,8 @@ struct Call<'a> {
     scrubber: &'a Rc<Scrubber>,
     /// Headers the gateway adds to this call's response, answer or error.
     gateway_headers: std::cell::RefCell<Vec<(String, String)>>,
+    /// Who is calling, once authorized.
+    caller: std::cell::RefCell<Option<Rc<access::Caller>>>,
 }
 
 /// Every secret in play for this request: the configured keys and tokens, and whatever
@@ -193,13 +197,14 @@ fn is_refusal(error: &GatewayError) -> bool {
     matches!(
         error,
         GatewayError::Unauthorized {
-            code: "missing_api_key" | "invalid_api_key",
+            code: "missing_api_key" | "invalid_api_key" | "key_disabled" | "key_expired",
             ..
         }
     )
 }
 
-/// Starts the record of a chat call, when the `DB` binding exists.
+/// Starts the record of an API call; it is written when logging is on and the `DB` binding
+/// exists.
 fn start_log(
     req: &Request,
     env: &Env,
@@ -209,12 +214,20 @@ fn start_log(
     scrubber: &Rc<Scrubber>,
     api: &str,
 ) -> Option<LogTap> {
-    let db: D1Database = match env.d1("DB") {
-        Ok(db) => db,
+    let db = match env.d1("DB") {
+        Ok(db) if config.log.enabled => Some(db),
+        Ok(_) => None,
         Err(_) => {
-            worker::console_warn!("request log: no D1 binding `DB`; calls are not logged");
-            return None;
+            if config.log.enabled {
+                worker::console_warn!("request log: no D1 binding `DB`; calls are not logged");
+            }
+            None
         }
+    };
+    // Nothing is stored without a database: keep no bodies either.
+    let settings = crate::config::LogSettings {
+        bodies: config.log.bodies && db.is_some(),
+        ..config.log.clone()
     };
     let headers: Vec<(String, String)> = req.headers().entries().collect();
     let client_ip = header(req, "CF-Connecting-IP")
@@ -237,13 +250,7 @@ fn start_log(
         api: Some(api.to_string()),
         ..LogRecord::default()
     };
-    Some(LogTap::start(
-        ctx,
-        db,
-        &config.log,
-        record,
-        scrubber.clone(),
-    ))
+    Some(LogTap::start(ctx, db, &settings, record, scrubber.clone()))
 }
 
 fn header_value(headers: &Headers, name: &str) -> Option<String> {
@@ -281,10 +288,13 @@ async fn handle(
         }
         Route::CountTokens => {
             let config = config_ok(config)?;
-            let (raw_body, _) = client_body(&mut req, config, None).await?;
+            let (raw_body, _) = client_body(&mut req, config, call).await?;
             json_response(&anthropic::count_tokens(&raw_body)?, 200)?
         }
-        Route::Models => models(&req, config_ok(config)?).await?,
+        Route::Models => models(&req, config_ok(config)?, call).await?,
+        Route::KeyList | Route::KeyCreate | Route::KeyGet | Route::KeyUpdate | Route::KeyDelete => {
+            access::admin(&mut req, route, config_ok(config)?, call).await?
+        }
         Route::Dashboard => {
             let config = config_ok(config)?;
             // The page itself is static (its sign-in form keeps the token in
@@ -322,15 +332,35 @@ fn config_ok(config: &Result<Config, GatewayError>) -> Result<&Config, GatewayEr
     config.as_ref().map_err(Clone::clone)
 }
 
-/// The client's body, read whole within `MAX_REQUEST_BYTES`, after the access check.
+/// Authorizes the caller (see `access`) and keeps it in the call.
+async fn authorize(
+    req: &Request,
+    config: &Config,
+    call: &Call<'_>,
+) -> Result<Rc<access::Caller>, GatewayError> {
+    let caller = Rc::new(access::authorize(req, config, call.env).await?);
+    if let (Some(tap), Some(key)) = (call.tap, &caller.key) {
+        let (id, name) = (key.id.clone(), key.name.clone());
+        tap.update(|r| {
+            r.key_id = Some(id);
+            r.key_name = Some(name);
+        });
+    }
+    *call.caller.borrow_mut() = Some(caller.clone());
+    Ok(caller)
+}
+
+/// The client's body, read whole within `MAX_REQUEST_BYTES`, once the caller is authorized
+/// and admitted by its rate limits.
 async fn client_body(
     req: &mut Request,
     config: &Config,
-    tap: Option<&LogTap>,
+    call: &Call<'_>,
 ) -> Result<(Vec<u8>, Option<String>), GatewayError> {
-    let presented = presented_credential(req);
-    // A wrong access token is refused before the body is read.
-    auth::check_access(config.auth_token.as_deref(), presented.as_deref())?;
+    let tap = call.tap;
+    // A wrong credential is refused before the body is read.
+    let caller = authorize(req, config, call).await?;
+    let presented = caller.presented.clone();
     if let Some(length) = header(req, "Content-Length").and_then(|v| v.trim().parse::<usize>().ok())
     {
         if length > config.max_request_bytes {
@@ -339,9 +369,10 @@ async fn client_body(
             });
         }
     }
-    let raw_body = req
-        .bytes()
-        .await
+    // The limiter's round trip runs while the body arrives.
+    let (admitted, raw_body) = futures::join!(access::admit(&caller, call), req.bytes());
+    admitted?;
+    let raw_body = raw_body
         .map_err(|e| GatewayError::invalid(format!("Could not read the request body: {e}")))?;
     if raw_body.len() > config.max_request_bytes {
         return Err(GatewayError::PayloadTooLarge {
@@ -349,6 +380,7 @@ async fn client_body(
         });
     }
     if let Some(tap) = tap {
+        tap.request_size(raw_body.len());
         let body = tap.body_text(&String::from_utf8_lossy(&raw_body));
         tap.update(|r| r.request_body = body);
     }
@@ -364,9 +396,23 @@ struct Plan {
     first_upstream: usize,
 }
 
-fn plan(config: &Config, model: &str, presented: Option<&str>) -> Result<Plan, GatewayError> {
+fn plan(
+    config: &Config,
+    call: &Call<'_>,
+    model: &str,
+    presented: Option<&str>,
+) -> Result<Plan, GatewayError> {
     // Whitespace or control characters are refused before routing looks at the id.
     crate::adapters::validate_body_model(model)?;
+    let caller = call.caller.borrow().clone();
+    if let Some(caller) = &caller {
+        caller.check_model(model)?;
+    }
+    let gateway_auth = caller
+        .as_ref()
+        .map_or(config.auth_token.is_some(), |c| c.gateway_auth(config));
+    // An access key is the gateway's own credential: it never goes upstream.
+    let presented = presented.filter(|_| caller.as_ref().is_none_or(|c| c.key.is_none()));
     let candidates = router::candidates(config, model, &mut || js_sys::Math::random())?;
     let mut targets = Vec::with_capacity(candidates.len());
     let mut sources = Vec::with_capacity(candidates.len());
@@ -374,7 +420,7 @@ fn plan(config: &Config, model: &str, presented: Option<&str>) -> Result<Plan, G
         let upstream = &config.upstreams[candidate.upstream];
         // A model id goes into upstream URLs and bodies: anything odd stops here.
         upstream.adapter().validate_model(&candidate.model)?;
-        sources.push(router::key_source(config, upstream, presented, model));
+        sources.push(router::key_source(gateway_auth, upstream, presented, model));
         targets.push(upstream::Target {
             upstream: upstream.name.clone(),
             adapter: upstream.adapter(),
@@ -413,7 +459,7 @@ async fn chat(
     config: &Config,
     call: &Call<'_>,
 ) -> Result<Response, GatewayError> {
-    let (raw_body, presented) = client_body(req, config, call.tap).await?;
+    let (raw_body, presented) = client_body(req, config, call).await?;
     let request = ChatRequest::parse(&raw_body)?;
     run_chat(
         req,
@@ -434,7 +480,7 @@ async fn messages(
     config: &Config,
     call: &Call<'_>,
 ) -> Result<Response, GatewayError> {
-    let (raw_body, presented) = client_body(req, config, call.tap).await?;
+    let (raw_body, presented) = client_body(req, config, call).await?;
     let translated = anthropic::to_chat(&raw_body, config.unsupported_tools)?;
     note_dropped_tools(call, &translated.dropped_tools);
     let chat_body =
@@ -486,7 +532,7 @@ async fn run_chat(
             r.stream = request.stream;
         });
     }
-    let plan = plan(config, &request.model, presented.as_deref())?;
+    let plan = plan(config, call, &request.model, presented.as_deref())?;
     // The first candidate's upstream decides the response mode of the whole call.
     let first_upstream = &config.upstreams[plan.first_upstream];
     let fake = proxy::wants_fake_stream(
@@ -551,7 +597,13 @@ fn new_exchange(
         log: call.tap.cloned(),
         targets: plan.targets,
         planner: std::cell::RefCell::new(plan.planner),
-        client_key: presented,
+        // An access key never goes upstream as the client's own key.
+        client_key: presented.filter(|_| {
+            call.caller
+                .borrow()
+                .as_ref()
+                .is_none_or(|c| c.key.is_none())
+        }),
         options: config.provider_options.clone(),
         client_headers: req.headers().entries().collect(),
         raw_body,
@@ -576,12 +628,12 @@ async fn embeddings(
     call: &Call<'_>,
 ) -> Result<Response, GatewayError> {
     let tap = call.tap;
-    let (raw_body, presented) = client_body(req, config, tap).await?;
+    let (raw_body, presented) = client_body(req, config, call).await?;
     let request = crate::embeddings::EmbeddingRequest::parse(&raw_body)?;
     if let Some(tap) = tap {
         tap.update(|r| r.model = Some(request.model.clone()));
     }
-    let plan = plan(config, &request.model, presented.as_deref())?;
+    let plan = plan(config, call, &request.model, presented.as_deref())?;
     let first_upstream = &config.upstreams[plan.first_upstream];
     if let Some(tap) = tap {
         tap.update(|r| {
@@ -613,9 +665,9 @@ async fn embeddings(
 
 /// `GET/POST /v1/models`: configured models of every usable provider, merged with what
 /// the upstreams list. An upstream list that fails is left out, never fails the call.
-async fn models(req: &Request, config: &Config) -> Result<Response, GatewayError> {
-    let presented = presented_credential(req);
-    auth::check_access(config.auth_token.as_deref(), presented.as_deref())?;
+async fn models(req: &Request, config: &Config, call: &Call<'_>) -> Result<Response, GatewayError> {
+    let caller = authorize(req, config, call).await?;
+    let presented = caller.client_key();
     let listed = models::listed_upstreams(config);
     // A client's own key goes only to the catch-all upstream its chat calls would reach.
     let catch_all = listed
@@ -624,7 +676,7 @@ async fn models(req: &Request, config: &Config) -> Result<Response, GatewayError
         .map(|u| u.name.clone());
     let fetches = listed.iter().map(|upstream| {
         let key = if upstream.keys.is_empty() {
-            (config.auth_token.is_none() && catch_all.as_deref() == Some(upstream.name.as_str()))
+            (!caller.gateway_auth(config) && catch_all.as_deref() == Some(upstream.name.as_str()))
                 .then(|| presented.clone())
                 .flatten()
         } else {
@@ -652,7 +704,12 @@ async fn models(req: &Request, config: &Config) -> Result<Response, GatewayError
         .into_iter()
         .collect::<Result<Vec<_>, GatewayError>>()?;
     let pairs: Vec<_> = listed.into_iter().zip(fetched).collect();
-    json_response(&models::model_list(config, &pairs), 200)
+    let mut list = models::model_list(config, &pairs);
+    // An access key sees the models it may call.
+    if let (Some(key), Some(data)) = (&caller.key, list["data"].as_array_mut()) {
+        data.retain(|m| m["id"].as_str().is_some_and(|id| key.allows_model(id)));
+    }
+    json_response(&list, 200)
 }
 
 /// Whether the client is a browser navigating to a page (it accepts HTML).

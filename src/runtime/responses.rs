@@ -3,10 +3,8 @@
 
 use super::logging;
 use super::{
-    client_body, json_response, note_dropped_tools, now_ms, now_seconds, presented_credential,
-    run_chat, upstream, Call,
+    client_body, json_response, note_dropped_tools, now_ms, now_seconds, run_chat, upstream, Call,
 };
-use crate::auth;
 use crate::config::Config;
 use crate::dialects::responses::{self as dialect, ResponseMeta, ResponseSink};
 use crate::dialects::Dialect;
@@ -41,7 +39,7 @@ pub(super) async fn create(
     config: &Config,
     call: &Call<'_>,
 ) -> Result<Response, GatewayError> {
-    let (raw_body, presented) = client_body(req, config, call.tap).await?;
+    let (raw_body, presented) = client_body(req, config, call).await?;
     // Upstreams that serve the Responses API themselves get the request as it came, hosted
     // tools and file ids included.
     if let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(&raw_body) {
@@ -223,8 +221,7 @@ pub(super) async fn stored(
     config: &Config,
     call: &Call<'_>,
 ) -> Result<Response, GatewayError> {
-    let presented = presented_credential(req);
-    auth::check_access(config.auth_token.as_deref(), presented.as_deref())?;
+    let presented = super::authorize(req, config, call).await?.presented.clone();
     let path = req.path();
     let id = response_id(&path).unwrap_or_default().to_string();
     let owner = store::owner(presented.as_deref());
