@@ -4,7 +4,7 @@
 
 const $ = (id) => document.getElementById(id);
 const TOKEN_KEY = 'gateway-admin-token';
-const state = { page: 1, totalPages: 1, timer: null, openId: null };
+const state = { page: 1, totalPages: 1, timer: null, openId: null, keysJson: '', keyOptions: '', keysFailed: false };
 
 function token() {
   return sessionStorage.getItem(TOKEN_KEY) || localStorage.getItem(TOKEN_KEY) || '';
@@ -21,15 +21,18 @@ function el(tag, props = {}, ...children) {
   return node;
 }
 
-async function api(path) {
-  const res = await fetch(path, { headers: { authorization: `Bearer ${token()}` } });
-  const body = await res.json().catch(() => ({}));
-  if (res.status === 401) { showLogin(body.error?.message || 'The token was refused.'); throw new Error('unauthorized'); }
-  if (!res.ok) throw new Error(body.error?.message || `HTTP ${res.status}`);
-  return body;
+async function api(path, { method = 'GET', body } = {}) {
+  const headers = { authorization: `Bearer ${token()}` };
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const answer = await res.json().catch(() => ({}));
+  if (res.status === 401) { showLogin(answer.error?.message || 'The token was refused.'); throw new Error('unauthorized'); }
+  if (!res.ok) throw new Error(answer.error?.message || `HTTP ${res.status}`);
+  return answer;
 }
 
 function showLogin(message = '') {
+  hideNewKey();
   $('app').hidden = true;
   $('detail').hidden = true;
   $('login').hidden = false;
@@ -124,6 +127,7 @@ async function loadRows() {
   const seq = ++rowsSeq;
   const params = new URLSearchParams({ page: state.page, page_size: 20 });
   for (const id of ['search', 'status', 'model', 'upstream']) if ($(id).value.trim()) params.set(id, $(id).value.trim());
+  if ($('key-filter').value) params.set('key', $('key-filter').value);
   const list = await api(`/api/requests?${params}`);
   if (seq !== rowsSeq) return;
   state.totalPages = Math.max(1, list.total_pages);
@@ -135,6 +139,7 @@ async function loadRows() {
       el('td', { class: 'muted', text: String(r.id) }),
       el('td', { text: new Date(r.created_ms).toLocaleString(), title: r.created_at }),
       el('td', {}, badge(r)),
+      el('td', { class: 'key-name', text: r.key_name ?? '–', title: r.key_id ? `${r.key_name} (${r.key_id})` : 'no access key' }),
       el('td', { class: 'upstream', text: r.upstream ?? r.provider ?? '–', title: r.provider ? `kind: ${r.provider}` : '' }),
       el('td', { class: 'num attempts', text: r.attempts ? String(r.attempts) : '–' }),
       el('td', { text: r.model ?? '–' }),
@@ -148,7 +153,7 @@ async function loadRows() {
     tr.addEventListener('keydown', (e) => { if (e.key === 'Enter') openDetail(r.id); });
     return tr;
   });
-  if (!rows.length) rows.push(el('tr', {}, el('td', { class: 'muted', colspan: '12', text: 'No requests match.' })));
+  if (!rows.length) rows.push(el('tr', {}, el('td', { class: 'muted', colspan: '13', text: 'No requests match.' })));
   $('rows').replaceChildren(...rows);
 }
 
@@ -177,6 +182,7 @@ async function openDetail(id) {
   const meta = [['Time', r.created_at], ['Status', String(r.status)], ['Upstream', r.upstream ?? '–'], ['Provider', r.provider ?? '–'],
     ['Attempts', r.attempts ? String(r.attempts) : '–'], ['Model', r.model ?? '–'],
     ['Mode', r.stream ? (r.fake_stream ? 'fake stream' : 'stream') : 'json'], ['Path', `${r.method} ${r.path}`],
+    ['Access key', r.key_name ? `${r.key_name} (${r.key_id})` : '–'],
     ['First byte', fmtMs(r.first_byte_ms)], ['First token', fmtMs(r.first_token_ms)], ['Total', fmtMs(r.total_ms)],
     ['Tokens', `${fmtNum(r.prompt_tokens)} prompt · ${fmtNum(r.completion_tokens)} completion · ${fmtNum(r.total_tokens)} total`],
     ['Client', `${r.client_ip ?? '–'} ${r.origin ? `· ${r.origin}` : ''}`], ['User agent', r.user_agent ?? '–']];
@@ -195,7 +201,163 @@ async function openDetail(id) {
   $('detail').hidden = false;
 }
 
+// ---- access keys -------------------------------------------------------------------------
+
+const fmtTime = (secs, none = '–') => (secs === null || secs === undefined ? none : new Date(secs * 1000).toLocaleString());
+const listText = (items, none) => (items && items.length ? items.join(', ') : none);
+const splitList = (value) => value.split(',').map((s) => s.trim()).filter(Boolean);
+const expired = (k) => k.expires_at !== null && k.expires_at !== undefined && k.expires_at * 1000 <= Date.now();
+
+function limitsText(k) {
+  const parts = ['rpm', 'tpm', 'tpd'].filter((n) => k[n] !== null && k[n] !== undefined).map((n) => `${fmtNum(k[n])} ${n}`);
+  return parts.length ? parts.join(' · ') : '–';
+}
+
+function keyStatus(k) {
+  if (expired(k)) return el('span', { class: 'badge bad', text: 'expired' });
+  return el('span', { class: `badge ${k.enabled ? 'ok' : 'bad'}`, text: k.enabled ? 'enabled' : 'disabled' });
+}
+
+function keyError(e) {
+  if (e.message !== 'unauthorized') $('key-error').textContent = e.message;
+  state.keysFailed = false;
+}
+
+/** A failed list load is shown until a load succeeds (an action's error stays until the next action). */
+function keyListError(e) {
+  keyError(e);
+  state.keysFailed = e.message !== 'unauthorized';
+}
+
+let keysSeq = 0;
+
+async function loadKeys() {
+  const seq = ++keysSeq;
+  const list = await api('/api/keys');
+  if (seq !== keysSeq) return;
+  if (state.keysFailed) { $('key-error').textContent = ''; state.keysFailed = false; }
+  const keys = Array.isArray(list.data) ? list.data : [];
+  fillKeyFilter(keys);
+  // Unchanged answers leave the table alone, so a button is not replaced under the pointer.
+  const json = `${JSON.stringify(keys)} ${keys.filter(expired).length}`;
+  if (json === state.keysJson && $('key-rows').childElementCount) return;
+  state.keysJson = json;
+  const rows = keys.map(keyRow);
+  if (!rows.length) rows.push(el('tr', {}, el('td', { class: 'muted', colspan: '12', text: 'No access keys yet.' })));
+  $('key-rows').replaceChildren(...rows);
+}
+
+function keyRow(k) {
+  const usage = k.usage || {};
+  const toggle = el('button', { type: 'button', class: 'toggle', text: k.enabled ? 'Disable' : 'Enable' });
+  toggle.addEventListener('click', () => keyAction(toggle, `/api/keys/${encodeURIComponent(k.id)}`, { method: 'PATCH', body: { enabled: !k.enabled } }));
+  const del = el('button', { type: 'button', class: 'delete', text: 'Delete' });
+  del.addEventListener('click', () => {
+    if (!confirm(`Delete the key "${k.name}"? Clients using it are refused from now on.`)) return;
+    keyAction(del, `/api/keys/${encodeURIComponent(k.id)}`, { method: 'DELETE' });
+  });
+  return el('tr', { class: 'key', 'data-id': k.id },
+    el('td', { class: 'name', text: k.name, title: k.id }),
+    el('td', {}, el('code', { class: 'hint', text: k.hint ?? '–' })),
+    el('td', { class: `models${k.models?.length ? '' : ' muted'}`, text: listText(k.models, 'all'), title: listText(k.models, 'all models') }),
+    el('td', { class: `origins${k.origins?.length ? '' : ' muted'}`, text: listText(k.origins, 'any'), title: listText(k.origins, 'any origin') }),
+    el('td', { class: 'limits', text: limitsText(k) }),
+    el('td', { class: 'expires', text: fmtTime(k.expires_at, 'never') }),
+    el('td', { class: 'status' }, keyStatus(k)),
+    el('td', { class: 'num calls', text: fmtNum(usage.calls ?? 0) }),
+    el('td', { class: 'num tokens', text: fmtNum(usage.tokens ?? 0) }),
+    el('td', { class: 'num errors', text: fmtNum(usage.errors ?? 0) }),
+    el('td', { class: 'last-used', text: fmtTime(usage.last_used_at) }),
+    el('td', { class: 'actions' }, toggle, del));
+}
+
+async function keyAction(button, path, options) {
+  button.disabled = true;
+  try {
+    await api(path, options);
+    $('key-error').textContent = '';
+  } catch (e) {
+    keyError(e);
+  } finally {
+    button.disabled = false;
+  }
+  await loadKeys().catch(keyListError);
+}
+
+/** The request list's key filter: one option per key, the choice kept across refreshes. */
+function fillKeyFilter(keys) {
+  const select = $('key-filter');
+  const current = select.value;
+  const options = JSON.stringify(keys.map((k) => [k.id, k.name]));
+  if (options === state.keyOptions) return;
+  state.keyOptions = options;
+  select.replaceChildren(el('option', { value: '', text: 'all keys' }), ...keys.map((k) => el('option', { value: k.id, text: k.name })));
+  if (keys.some((k) => k.id === current)) select.value = current;
+  else if (current) { select.value = ''; state.page = 1; loadRows().catch(() => {}); }
+}
+
+function keyBody() {
+  const body = { name: $('key-name').value.trim() };
+  for (const [id, field] of [['key-models', 'models'], ['key-origins', 'origins']]) {
+    const items = splitList($(id).value);
+    if (items.length) body[field] = items;
+  }
+  for (const field of ['rpm', 'tpm', 'tpd']) {
+    const value = $(`key-${field}`).value.trim();
+    if (value) body[field] = Number(value);
+  }
+  const expires = $('key-expires').value;
+  // datetime-local is local time; the API takes RFC 3339 (UTC, whole seconds).
+  if (expires) body.expires_at = new Date(expires).toISOString().replace(/\.\d{3}Z$/, 'Z');
+  return body;
+}
+
+async function createKey(e) {
+  e.preventDefault();
+  const submit = $('key-form').querySelector('button[type=submit]');
+  $('key-error').textContent = '';
+  submit.disabled = true;
+  try {
+    const created = await api('/api/keys', { method: 'POST', body: keyBody() });
+    $('key-form').reset();
+    showNewKey(created.key);
+  } catch (err) {
+    keyError(err);
+  } finally {
+    submit.disabled = false;
+  }
+  await loadKeys().catch(keyListError);
+}
+
+function showNewKey(secret) {
+  $('new-key-value').textContent = secret;
+  $('copy-key').textContent = 'Copy';
+  $('new-key').hidden = false;
+}
+
+/** Takes the secret off the page for good. */
+function hideNewKey() {
+  $('new-key').hidden = true;
+  $('new-key-value').textContent = '';
+  window.getSelection()?.removeAllRanges();
+}
+
+async function copyKey() {
+  const node = $('new-key-value');
+  const button = $('copy-key');
+  try {
+    await navigator.clipboard.writeText(node.textContent);
+    button.textContent = 'Copied';
+  } catch {
+    // No clipboard access (e.g. not a secure context): select the text for Ctrl+C.
+    window.getSelection().selectAllChildren(node);
+    button.textContent = document.execCommand('copy') ? 'Copied' : 'Selected: press Ctrl+C';
+  }
+  setTimeout(() => { button.textContent = 'Copy'; }, 2000);
+}
+
 async function refresh() {
+  loadKeys().catch(keyListError);
   try {
     await Promise.all([loadStats(), loadRows()]);
     $('error').textContent = '';
@@ -224,6 +386,11 @@ $('prev').addEventListener('click', () => { state.page = Math.max(1, state.page 
 $('next').addEventListener('click', () => { state.page = Math.min(state.totalPages, state.page + 1); loadRows(); });
 $('window').addEventListener('change', () => loadStats());
 $('auto').addEventListener('change', startTimer);
+$('key-filter').addEventListener('change', () => { state.page = 1; loadRows().catch((err) => { $('error').textContent = err.message; }); });
+$('key-form').addEventListener('submit', createKey);
+$('keys-refresh').addEventListener('click', () => loadKeys().catch(keyListError));
+$('copy-key').addEventListener('click', copyKey);
+$('dismiss-key').addEventListener('click', hideNewKey);
 $('close').addEventListener('click', () => { $('detail').hidden = true; state.openId = null; });
 document.addEventListener('keydown', (e) => { if (e.key === 'Escape') $('detail').hidden = true; });
 
