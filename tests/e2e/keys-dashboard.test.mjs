@@ -4,6 +4,7 @@
 // and disable / enable / delete in the table take effect on the next call.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import path from 'node:path';
 import OpenAI from 'openai';
 import { scenario, waitFor } from './helpers.mjs';
@@ -71,6 +72,8 @@ test('dashboard keys: create, copy once, usage, filter the request list, disable
     await page.click('#key-form button[type=submit]');
     await page.waitForSelector('#new-key:not([hidden])');
     const secret = (await page.textContent('#new-key-value')).trim();
+    // For the secret scan of the wrangler logs (tests/run.mjs).
+    fs.appendFileSync(path.join(process.env.TEST_STATE_DIR, 'created-secrets.txt'), `${secret}\n`);
     assert.ok(secret.startsWith('sk-gw-'), `the new key is shown (${secret.slice(0, 8)}…)`);
     assert.match(await page.textContent('#new-key'), /not be shown again/);
     assert.equal(await page.textContent('#key-error'), '');
