@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Benchmarks (bench/*.mjs): builds once, then runs each against local servers on loopback.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$ROOT"
+bash scripts/setup.sh
+bash scripts/build.sh
+export GATEWAY_SKIP_BUILD=1
+for bench in bench/*.mjs; do
+  node "$bench" "$@"
+done
