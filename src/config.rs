@@ -312,6 +312,25 @@ mod tests {
     }
 
     #[test]
+    fn access_key_settings() {
+        let defaults = config(&[]).unwrap();
+        assert_eq!(
+            (defaults.key_cache_ttl_ms, defaults.public_rpm),
+            (30_000, None)
+        );
+        let set = config(&[("KEY_CACHE_TTL_MS", "0"), ("PUBLIC_RPM", "60")]).unwrap();
+        assert_eq!((set.key_cache_ttl_ms, set.public_rpm), (0, Some(60)));
+        for (name, value) in [
+            ("PUBLIC_RPM", "0"),
+            ("PUBLIC_RPM", "many"),
+            ("KEY_CACHE_TTL_MS", "-1"),
+        ] {
+            let error = config(&[(name, value)]).unwrap_err();
+            assert!(error.to_string().contains(name), "{name}={value}");
+        }
+    }
+
+    #[test]
     fn the_demo_upstream_is_on_only_when_asked() {
         let names = |c: &Config| {
             c.upstreams

@@ -833,6 +833,14 @@ mod tests {
         );
         assert_eq!(count.params[1], SqlValue::Text("deepseek".into()));
         assert!(list.sql.contains("upstream, attempts"), "{}", list.sql);
+        let by_key = ListQuery::parse(&pairs(&[("key", "key_1"), ("status", "error")])).unwrap();
+        let (count, list) = by_key.statements();
+        assert!(
+            count.sql.contains("key_id = ?1 AND (status >= 400"),
+            "{}",
+            count.sql
+        );
+        assert!(list.sql.contains("key_id, key_name"), "{}", list.sql);
         let label = key_label("sk-pool-key-1");
         assert!(label.starts_with("sha256:") && label.len() == "sha256:".len() + 8);
         assert!(crate::auth::key_fingerprint("sk-pool-key-1").starts_with(&label));
