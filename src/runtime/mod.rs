@@ -192,14 +192,20 @@ fn request_scrubber(req: &Request, config: Option<&Config>) -> Scrubber {
     Scrubber::new(configured.chain(presented.iter().map(String::as_str)))
 }
 
-/// A refusal for the access token: counted in the log, never stored as a row.
+/// A call refused before its caller was admitted — a missing or wrong credential, a
+/// disabled, expired or deleted access key, a key used from a foreign origin, a used-up rate
+/// limit: counted in the log, never stored as a row, so a flood of them cannot push real
+/// rows out. What passes admission is bounded by the caller's limits and logged.
 fn is_refusal(error: &GatewayError) -> bool {
     matches!(
         error,
         GatewayError::Unauthorized {
             code: "missing_api_key" | "invalid_api_key" | "key_disabled" | "key_expired",
             ..
-        }
+        } | GatewayError::Forbidden {
+            code: "origin_not_allowed",
+            ..
+        } | GatewayError::RateLimited { .. }
     )
 }
 
