@@ -186,6 +186,24 @@ impl Counters {
     }
 }
 
+/// OpenAI's rate-limit headers for an admitted call: the key's own limits and what is left
+/// of them in the current minute (this call counted).
+pub fn rate_headers(limits: &Limits, usage: &Usage) -> Vec<(String, String)> {
+    let mut headers = Vec::new();
+    let mut add = |name: &str, limit: Option<u64>, used: u64| {
+        if let Some(limit) = limit {
+            headers.push((format!("x-ratelimit-limit-{name}"), limit.to_string()));
+            headers.push((
+                format!("x-ratelimit-remaining-{name}"),
+                limit.saturating_sub(used).to_string(),
+            ));
+        }
+    };
+    add("requests", limits.rpm, usage.requests_minute);
+    add("tokens", limits.tpm, usage.tokens_minute);
+    headers
+}
+
 /// What the worker asks the limiter object (one JSON body per round trip).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -300,6 +318,30 @@ mod tests {
         assert!(!c.is_empty());
         c.current(5_000 + DAY_MS);
         assert!(c.is_empty());
+    }
+
+    #[test]
+    fn rate_headers_say_what_is_left() {
+        let limits = Limits {
+            rpm: Some(3),
+            tpm: Some(100),
+            tpd: Some(1000),
+        };
+        let mut c = Counters::default();
+        c.charge(150, 0);
+        let usage = c.admit(&Limits::default(), 0).unwrap();
+        let headers = rate_headers(&limits, &usage);
+        let get = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(get("x-ratelimit-limit-requests"), Some("3"));
+        assert_eq!(get("x-ratelimit-remaining-requests"), Some("2"));
+        assert_eq!(get("x-ratelimit-remaining-tokens"), Some("0"));
+        assert_eq!(headers.len(), 4);
+        assert!(rate_headers(&Limits::default(), &usage).is_empty());
     }
 
     #[test]

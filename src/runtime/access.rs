@@ -162,6 +162,11 @@ pub async fn admit(caller: &Caller, call: &Call<'_>) -> Result<(), GatewayError>
             refused.retry_after_s,
         ));
     }
+    if let Some(usage) = &reply.usage {
+        call.gateway_headers
+            .borrow_mut()
+            .extend(limits::rate_headers(limits, usage));
+    }
     if limits.counts_tokens() {
         if let Some(tap) = call.tap {
             tap.charge_to(Charge {

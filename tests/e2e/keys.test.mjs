@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
+import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
 import { MOCK, scenario, received, waitFor, readSse } from './helpers.mjs';
 import { launch } from './browser.mjs';
@@ -174,7 +175,13 @@ describe('access keys', { concurrency: true }, () => {
 
   test('rpm: 3 — the 4th call within the minute gets 429 with retry-after, and is accepted after', async () => {
     const key = await createKey({ name: 'rpm-3', rpm: 3 });
-    for (let i = 0; i < 3; i++) assert.equal((await chat(key.key, { content: await scenario() })).status, 200, `call ${i + 1}`);
+    for (let i = 0; i < 3; i++) {
+      const ok = await chat(key.key, { content: await scenario() });
+      assert.equal(ok.status, 200, `call ${i + 1}`);
+      // OpenAI's rate-limit headers, for the key's own limit.
+      assert.equal(ok.headers.get('x-ratelimit-limit-requests'), '3');
+      assert.equal(ok.headers.get('x-ratelimit-remaining-requests'), String(2 - i));
+    }
     const res = await chat(key.key);
     const retryAfter = Number(res.headers.get('retry-after'));
     const refused = await errorOf(res);
@@ -230,6 +237,27 @@ describe('access keys', { concurrency: true }, () => {
     const refused = await errorOf(await chat(key.key, { model: 'fake-keys', stream: true }));
     assert.deepEqual([refused.status, refused.code], [429, 'rate_limit_exceeded']);
     assert.match(refused.message, /tokens per minute/);
+  });
+
+  test('Anthropic clients (X-Api-Key) and embeddings use keys too, refusals in their own shape', async () => {
+    const key = await createKey({ name: 'agents', models: ['claude-*', 'text-embedding-3-*'] });
+    const anthropic = new Anthropic({ baseURL: KEYS, apiKey: key.key, maxRetries: 0 });
+    const tag = await scenario({ content: 'hello claude key' });
+    const message = await anthropic.messages.create({ model: 'claude-sonnet-4-5', max_tokens: 64, messages: [{ role: 'user', content: tag }] });
+    assert.equal(message.content[0].text, 'hello claude key');
+    assert.equal((await received(tag))[0].key, SERVER_KEY);
+    await assert.rejects(anthropic.messages.create({ model: 'gpt-4o', max_tokens: 8, messages: [{ role: 'user', content: 'x' }] }),
+      (e) => e instanceof Anthropic.PermissionDeniedError && e.error?.type === 'error' && e.error.error.type === 'permission_error');
+
+    const embed = (model) => fetch(`${KEYS}/v1/embeddings`, {
+      method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${key.key}` },
+      body: JSON.stringify({ model, input: 'hello' }),
+    });
+    const allowed = await embed('text-embedding-3-small');
+    assert.equal(allowed.status, 200);
+    assert.equal((await allowed.json()).data.length, 1);
+    const refused = await errorOf(await embed('other-embedding'));
+    assert.deepEqual([refused.status, refused.code], [403, 'model_not_allowed']);
   });
 
   test('PUBLIC_RPM limits each client IP in public mode', async () => {
