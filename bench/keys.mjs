@@ -4,7 +4,7 @@
 // (rpm), plus the token charge after the call (rpm + tpm). Runs the real worker under
 // `wrangler dev` against the local mock upstream; loopback only, bounded in count.
 //
-//   node bench/keys.mjs [--calls N]      (npm run bench runs it)
+//   node bench/keys.mjs [--calls N]      (npm run bench runs it after bench/gateway.mjs)
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';

@@ -6,6 +6,5 @@ cd "$ROOT"
 bash scripts/setup.sh
 bash scripts/build.sh
 export GATEWAY_SKIP_BUILD=1
-for bench in bench/*.mjs; do
-  node "$bench" "$@"
-done
+node bench/gateway.mjs "$@"
+node bench/keys.mjs

@@ -1,0 +1,15 @@
+// The benchmark's yardstick: the least a JS Worker can do in front of an upstream — forward
+// the request with the server key and hand the answer back as it streams.
+export default {
+  async fetch(request, env) {
+    const url = new URL(request.url);
+    const headers = new Headers(request.headers);
+    headers.set('authorization', `Bearer ${env.UPSTREAM_KEY}`);
+    headers.delete('host');
+    return fetch(`${env.UPSTREAM}${url.pathname}${url.search}`, {
+      method: request.method,
+      headers,
+      body: request.body,
+    });
+  },
+};

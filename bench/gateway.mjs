@@ -1,0 +1,280 @@
+// What the gateway costs next to a minimal JS pass-through Worker (bench/baseline.js): both on
+// bare workerd (one process each, so each one's CPU time is its own), side by side against one
+// fast mock upstream (bench/mock.mjs, its own process), driven by autocannon. The request-log
+// delta needs D1, which bare workerd lacks: it is measured on Miniflare, log on vs off, so
+// Miniflare's own per-request cost cancels out. Loopback only, bounded in time.
+//
+//   node bench/gateway.mjs [--duration SECONDS] [--connections N]   (npm run bench runs it)
+//
+// Prints one table and writes bench/results.json.
+import { execFileSync, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import zlib from 'node:zlib';
+import { fileURLToPath } from 'node:url';
+import autocannon from 'autocannon';
+import workerdPackage from 'workerd';
+
+// The binary wrangler runs, from the `workerd` npm package (CommonJS: its default export).
+const workerdBinary = workerdPackage.default ?? workerdPackage;
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const arg = (name, fallback) => {
+  const at = process.argv.indexOf(`--${name}`);
+  return at > 0 ? Number(process.argv[at + 1]) : fallback;
+};
+const DURATION = arg('duration', 10);
+const CONNECTIONS = arg('connections', 50);
+const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
+const COMPATIBILITY_DATE = '2026-04-01';
+const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'gateway-bench-'));
+const children = [];
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+    srv.on('error', reject);
+  });
+}
+
+/** CPU time (user + system) of a process so far, in microseconds. */
+function cpuMicros(pid) {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1e6) / CLOCK_TICKS;
+}
+
+/** Resident memory now and at its peak, in MiB. */
+function memory(pid) {
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kib = (name) => Number(new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? 0);
+  return { rss: kib('VmRSS') / 1024, peak: kib('VmHWM') / 1024 };
+}
+
+async function waitUntilUp(url, child) {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`${url}: the server exited (${child.exitCode})`);
+    try {
+      await (await fetch(url)).arrayBuffer();
+      return;
+    } catch { /* starting */ }
+    if (Date.now() > deadline) throw new Error(`${url} did not come up`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function startMock() {
+  const child = spawn(process.execPath, [path.join(root, 'bench', 'mock.mjs')], { stdio: ['ignore', 'pipe', 'inherit'] });
+  children.push(child);
+  const port = await new Promise((resolve, reject) => {
+    child.stdout.on('data', (data) => {
+      const found = /listening (\d+)/.exec(data.toString());
+      if (found) resolve(Number(found[1]));
+    });
+    child.on('exit', () => reject(new Error('the mock upstream exited')));
+  });
+  return `http://127.0.0.1:${port}`;
+}
+
+const capnpString = (s) => JSON.stringify(s);
+
+/** Starts one workerd serving one Worker; `modules` are [name, kind, file]. */
+async function startWorkerd(name, modules, bindings, flags = []) {
+  const port = await freePort();
+  const config = `using Workerd = import "/workerd/workerd.capnp";
+const config :Workerd.Config = (
+  services = [
+    (name = "main", worker = .worker),
+    (name = "internet", network = (allow = ["public", "private", "local"])),
+  ],
+  sockets = [(name = "http", address = "127.0.0.1:${port}", http = (), service = "main")],
+);
+const worker :Workerd.Worker = (
+  modules = [
+${modules.map(([module, kind]) => `    (name = ${capnpString(module)}, ${kind} = embed ${capnpString(`${name}/${module}`)}),`).join('\n')}
+  ],
+  compatibilityDate = ${capnpString(COMPATIBILITY_DATE)},
+  compatibilityFlags = [${flags.map(capnpString).join(', ')}],
+  bindings = [
+${Object.entries(bindings).map(([k, v]) => `    (name = ${capnpString(k)}, text = ${capnpString(v)}),`).join('\n')}
+  ],
+  globalOutbound = "internet",
+);
+`;
+  // `embed` paths are relative to the config file.
+  fs.mkdirSync(path.join(scratch, name));
+  for (const [module, , source] of modules) fs.copyFileSync(source, path.join(scratch, name, module));
+  const file = path.join(scratch, `${name}.capnp`);
+  fs.writeFileSync(file, config);
+  // Its log (clients closing keep-alive sockets at the end of a run are logged as errors).
+  const log = fs.openSync(path.join(scratch, `${name}.log`), 'w');
+  const child = spawn(workerdBinary, ['serve', file], { stdio: ['ignore', log, log] });
+  children.push(child);
+  const url = `http://127.0.0.1:${port}`;
+  await waitUntilUp(`${url}/health`, child);
+  return { name, url, pid: child.pid };
+}
+
+/** Starts the gateway on Miniflare with a D1 `DB` (migrations applied); returns its workerd. */
+async function startMiniflare(name, bindings) {
+  const { Miniflare } = await import('miniflare');
+  const mf = new Miniflare({
+    host: '127.0.0.1',
+    port: await freePort(),
+    modules: [
+      { type: 'ESModule', path: path.join(root, 'build', 'index.js') },
+      { type: 'CompiledWasm', path: path.join(root, 'build', 'index_bg.wasm') },
+    ],
+    modulesRoot: path.join(root, 'build'),
+    compatibilityDate: COMPATIBILITY_DATE,
+    compatibilityFlags: ['enable_request_signal'],
+    bindings,
+    d1Databases: ['DB'],
+    durableObjects: { LIMITER: 'KeyLimiter' },
+  });
+  const url = (await mf.ready).toString().replace(/\/$/, '');
+  const db = await mf.getD1Database('DB');
+  for (const file of fs.readdirSync(path.join(root, 'migrations')).sort()) {
+    const sql = fs.readFileSync(path.join(root, 'migrations', file), 'utf8')
+      .split('\n').filter((line) => !line.trim().startsWith('--')).join('\n');
+    const statements = sql.split(';').map((s) => s.trim()).filter(Boolean);
+    await db.batch(statements.map((s) => db.prepare(s)));
+  }
+  // Miniflare's workerd is a child of this process.
+  const pid = Number(execFileSync('pgrep', ['-n', '-P', String(process.pid), 'workerd']).toString().trim());
+  return { name, url, pid, dispose: () => mf.dispose() };
+}
+
+const SCENARIOS = [
+  { id: 'json', label: 'non-streaming JSON', body: { model: 'gpt-bench', messages: [{ role: 'user', content: 'hello' }] } },
+  { id: 'stream', label: 'passthrough stream (20 events)', body: { model: 'gpt-bench', stream: true, messages: [{ role: 'user', content: 'hello' }] } },
+  { id: 'fake', label: 'fake stream (1 KB, 300 ms upstream, 100 ms heartbeats)', body: { model: 'slow-bench', stream: true, messages: [{ role: 'user', content: 'hello' }] } },
+  { id: 'gemini', label: 'Gemini native stream, translated (20 events)', body: { model: 'gemini-bench', stream: true, messages: [{ role: 'user', content: 'hello' }] } },
+];
+
+async function load(target, body, duration) {
+  const before = cpuMicros(target.pid);
+  const result = await autocannon({
+    url: `${target.url}/v1/chat/completions`,
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: 'Bearer bench-client' },
+    body: JSON.stringify(body),
+    connections: CONNECTIONS,
+    duration,
+  });
+  const cpu = cpuMicros(target.pid) - before;
+  const ok = result['2xx'];
+  if (result.non2xx || result.errors) {
+    throw new Error(`${target.name}: ${result.non2xx} non-2xx answers, ${result.errors} errors`);
+  }
+  return {
+    requests_per_s: result.requests.average,
+    p50_ms: result.latency.p50,
+    p99_ms: result.latency.p99,
+    cpu_us_per_call: ok ? cpu / ok : null,
+    calls: ok,
+    rss_mib: memory(target.pid).rss,
+  };
+}
+
+/** Peak RSS growth for one 20 MiB passthrough stream (run first, on fresh processes). */
+async function hugeStream(target) {
+  const before = memory(target.pid).peak;
+  const res = await fetch(`${target.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: 'Bearer bench-client' },
+    body: JSON.stringify({ model: 'huge-bench', stream: true, messages: [{ role: 'user', content: 'x' }] }),
+  });
+  let bytes = 0;
+  for await (const part of res.body) bytes += part.length;
+  if (bytes < 20 * 1024 * 1024) throw new Error(`${target.name}: the huge stream ended after ${bytes} bytes`);
+  return memory(target.pid).peak - before;
+}
+
+function bundleSize() {
+  const gz = (file) => zlib.gzipSync(fs.readFileSync(path.join(root, 'build', file)), { level: 9 }).length;
+  return {
+    wasm_raw_kib: fs.statSync(path.join(root, 'build', 'index_bg.wasm')).size / 1024,
+    gzip_kib: (gz('index_bg.wasm') + gz('index.js')) / 1024,
+  };
+}
+
+const fmt = (n, digits = 0) => (n === null || n === undefined ? '–' : n.toFixed(digits));
+
+try {
+  if (!fs.existsSync(path.join(root, 'build', 'index.js'))) throw new Error('build first: npm run build');
+  const mock = await startMock();
+  const gatewayBindings = {
+    SOURCE_API_URL: mock, OPENAI_API_KEY: 'sk-bench-server-key', GEMINI_BASE_URL: mock,
+    GEMINI_API_KEY: 'gm-bench-server-key', FAKE_STREAM: 'slow-*', HEARTBEAT_INTERVAL_MS: '100',
+    LOG_REQUESTS: 'false', MAX_RESPONSE_BYTES: String(64 * 1024 * 1024),
+  };
+  const gateway = await startWorkerd('gateway', [
+    ['index.js', 'esModule', path.join(root, 'build', 'index.js')],
+    ['index_bg.wasm', 'wasm', path.join(root, 'build', 'index_bg.wasm')],
+  ], gatewayBindings, ['enable_request_signal']);
+  const baseline = await startWorkerd('baseline', [['baseline.js', 'esModule', path.join(root, 'bench', 'baseline.js')]],
+    { UPSTREAM: mock, UPSTREAM_KEY: 'sk-bench-server-key' });
+
+  const memoryGrowth = { gateway: await hugeStream(gateway), baseline: await hugeStream(baseline) };
+  const rows = [];
+  for (const scenario of SCENARIOS) {
+    // Warm both up, then measure them one after the other.
+    await load(gateway, scenario.body, 2);
+    await load(baseline, scenario.body, 2);
+    const g = await load(gateway, scenario.body, DURATION);
+    const b = await load(baseline, scenario.body, DURATION);
+    rows.push({ scenario: scenario.id, label: scenario.label, gateway: g, baseline: b,
+      cpu_ratio: g.cpu_us_per_call / b.cpu_us_per_call, rps_ratio: g.requests_per_s / b.requests_per_s });
+  }
+
+  // The request log: the same gateway on Miniflare with D1, log off then on.
+  const logOff = await startMiniflare('log-off', { ...gatewayBindings });
+  const logOn = await startMiniflare('log-on', { ...gatewayBindings, LOG_REQUESTS: 'true', ADMIN_TOKEN: 'bench-admin' });
+  const json = SCENARIOS[0].body;
+  await load(logOff, json, 2);
+  await load(logOn, json, 2);
+  const off = await load(logOff, json, DURATION);
+  const on = await load(logOn, json, DURATION);
+  await logOff.dispose();
+  await logOn.dispose();
+
+  const results = {
+    ran_at: new Date().toISOString(),
+    machine: { cpu: os.cpus()[0]?.model, cores: os.cpus().length, memory_gib: Math.round(os.totalmem() / 2 ** 30), node: process.version,
+      workerd: execFileSync(workerdBinary, ['--version']).toString().trim() },
+    settings: { duration_s: DURATION, connections: CONNECTIONS },
+    bundle: bundleSize(),
+    scenarios: rows,
+    request_log: { off, on, extra_cpu_us_per_call: on.cpu_us_per_call - off.cpu_us_per_call, rps_ratio: on.requests_per_s / off.requests_per_s },
+    memory_20mib_stream_mib: { ...memoryGrowth, ratio: memoryGrowth.gateway / Math.max(memoryGrowth.baseline, 1) },
+  };
+  fs.writeFileSync(path.join(root, 'bench', 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
+
+  const line = (cells, widths) => cells.map((c, i) => (i === 0 ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join(' ');
+  const widths = [48, 10, 8, 8, 9, 8, 9, 9];
+  console.log(`\ngateway vs minimal JS Worker, bare workerd, ${CONNECTIONS} connections, ${DURATION} s per run; ${results.machine.cores} × ${results.machine.cpu}`);
+  console.log(line(['scenario / worker', 'req/s', 'p50 ms', 'p99 ms', 'CPU µs', 'RSS MiB', 'CPU ×', 'req/s ×'], widths));
+  for (const row of rows) {
+    console.log(line([`${row.label}: gateway`, fmt(row.gateway.requests_per_s), fmt(row.gateway.p50_ms, 1), fmt(row.gateway.p99_ms, 1),
+      fmt(row.gateway.cpu_us_per_call), fmt(row.gateway.rss_mib), fmt(row.cpu_ratio, 2), fmt(row.rps_ratio, 2)], widths));
+    console.log(line(['  minimal JS Worker', fmt(row.baseline.requests_per_s), fmt(row.baseline.p50_ms, 1), fmt(row.baseline.p99_ms, 1),
+      fmt(row.baseline.cpu_us_per_call), fmt(row.baseline.rss_mib), '', ''], widths));
+  }
+  console.log(line(['request log (Miniflare + D1): off', fmt(off.requests_per_s), fmt(off.p50_ms, 1), fmt(off.p99_ms, 1), fmt(off.cpu_us_per_call), fmt(off.rss_mib), '', ''], widths));
+  console.log(line(['  on', fmt(on.requests_per_s), fmt(on.p50_ms, 1), fmt(on.p99_ms, 1), fmt(on.cpu_us_per_call), fmt(on.rss_mib),
+    `+${fmt(results.request_log.extra_cpu_us_per_call)} µs`, fmt(results.request_log.rps_ratio, 2)], widths));
+  console.log(`20 MiB passthrough stream, peak RSS growth: gateway ${fmt(memoryGrowth.gateway)} MiB, minimal JS Worker ${fmt(memoryGrowth.baseline)} MiB`);
+  console.log(`bundle: wasm ${fmt(results.bundle.wasm_raw_kib)} KiB raw, gzip(wasm + js) ${fmt(results.bundle.gzip_kib)} KiB`);
+  console.log('written: bench/results.json');
+} finally {
+  for (const child of children) child.kill('SIGTERM');
+  fs.rmSync(scratch, { recursive: true, force: true });
+}
