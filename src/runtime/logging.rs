@@ -26,6 +26,8 @@ pub struct LogTap {
 
 struct Flush {
     record: Rc<RefCell<LogRecord>>,
+    /// Whether the record is written (logging on, `DB` bound).
+    stores: bool,
     /// The access key (or client IP) the call's tokens are charged to, once admitted.
     charge: Rc<RefCell<Option<Charge>>>,
     /// Bytes of the request and of the answer: the token estimate when no usage came.
@@ -62,6 +64,7 @@ impl LogTap {
         record: LogRecord,
         scrubber: Rc<Scrubber>,
     ) -> LogTap {
+        let db_bound = db.is_some();
         let (sender, receiver) = oneshot::channel::<()>();
         let shared = Rc::new(RefCell::new(record));
         let refused = Rc::new(Cell::new(false));
@@ -99,6 +102,7 @@ impl LogTap {
         });
         LogTap {
             inner: Rc::new(Flush {
+                stores: db_bound,
                 record: shared,
                 charge,
                 sizes,
@@ -109,6 +113,11 @@ impl LogTap {
                 _done: sender,
             }),
         }
+    }
+
+    /// Whether this record becomes a log row (else the tap only charges tokens).
+    pub fn stores(&self) -> bool {
+        self.inner.stores
     }
 
     /// The call was admitted under limits that count tokens: charge them when it is done.

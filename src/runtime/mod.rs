@@ -114,12 +114,16 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
     let _ = headers.set("X-Gateway-Version", crate::VERSION);
     if let Some(tap) = tap {
         let status = response.status_code();
-        let sent: Vec<(String, String)> = headers.entries().collect();
         let streaming = header_value(headers, "Content-Type")
             .is_some_and(|t| t.starts_with("text/event-stream"));
+        let sent = tap.stores().then(|| {
+            request_log::redact_headers(&headers.entries().collect::<Vec<_>>(), &scrubber)
+        });
         tap.update(|r| {
             r.status = i64::from(status);
-            r.response_headers = request_log::redact_headers(&sent, &scrubber);
+            if let Some(sent) = sent {
+                r.response_headers = sent;
+            }
         });
         if !streaming {
             tap.finished();
@@ -235,6 +239,20 @@ fn start_log(
         bodies: config.log.bodies && db.is_some(),
         ..config.log.clone()
     };
+    if db.is_none() {
+        // Only the charge of an access key's tokens needs this tap: no row is built.
+        let record = LogRecord {
+            status: 0,
+            ..LogRecord::default()
+        };
+        return Some(LogTap::start(
+            ctx,
+            None,
+            &settings,
+            record,
+            scrubber.clone(),
+        ));
+    }
     let headers: Vec<(String, String)> = req.headers().entries().collect();
     let client_ip = header(req, "CF-Connecting-IP")
         .or_else(|| header(req, "X-Real-IP"))

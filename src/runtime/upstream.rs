@@ -824,6 +824,8 @@ fn relay_stream(
         /// When the upstream last sent bytes.
         last_read_ms: f64,
         bytes_read: usize,
+        /// One timer per silence, not one per read: it is re-armed only when it fires.
+        tick: Delay,
     }
     let RelayLimits {
         idle_timeout_ms,
@@ -840,6 +842,7 @@ fn relay_stream(
         log,
         last_read_ms: now_ms(),
         bytes_read: start.bytes_read,
+        tick: Delay::from(Duration::from_millis(heartbeat_ms)),
     };
     let stream = futures::stream::unfold(state, move |mut state| async move {
         loop {
@@ -858,11 +861,28 @@ fn relay_stream(
                 first
             } else {
                 let read = {
-                    let next = pin!(state.body.next());
-                    let tick = Delay::from(Duration::from_millis(heartbeat_ms));
-                    match select(next, tick).await {
-                        Either::Left((item, _)) => Some(item),
-                        Either::Right(_) => None,
+                    let RelayState {
+                        body,
+                        tick,
+                        last_read_ms,
+                        ..
+                    } = &mut state;
+                    let mut next = pin!(body.next());
+                    loop {
+                        match select(next.as_mut(), &mut *tick).await {
+                            Either::Left((item, _)) => break Some(item),
+                            Either::Right(_) => {
+                                // Armed during an earlier silence: wait out the rest of
+                                // this one before a heartbeat is due.
+                                let rest = heartbeat_ms as f64 - (now_ms() - *last_read_ms);
+                                if rest >= 1.0 {
+                                    *tick = Delay::from(Duration::from_millis(rest as u64));
+                                    continue;
+                                }
+                                *tick = Delay::from(Duration::from_millis(heartbeat_ms));
+                                break None;
+                            }
+                        }
                     }
                 };
                 let next = match read {
@@ -1050,6 +1070,33 @@ async fn read_limited(
         .and_then(|v| v.trim().parse::<usize>().ok());
     if declared.is_some_and(|length| length > limit) {
         return Err(GatewayError::ResponseTooLarge { limit });
+    }
+    // A declared length of a body that is not compressed bounds what `arrayBuffer()` reads:
+    // one call instead of a read per chunk. A compressed body may inflate past its declared
+    // length, so it is read chunk by chunk, counting.
+    let identity = response
+        .headers()
+        .get("Content-Encoding")
+        .ok()
+        .flatten()
+        .is_none_or(|e| e.trim().is_empty() || e.trim().eq_ignore_ascii_case("identity"));
+    if declared.is_some() && identity {
+        let read = async {
+            let body = response.bytes().await.map_err(|e| {
+                GatewayError::UpstreamUnreachable(format!(
+                    "the connection broke while reading the answer ({e})"
+                ))
+            })?;
+            if body.len() > limit {
+                return Err(GatewayError::ResponseTooLarge { limit });
+            }
+            Ok(body)
+        };
+        return within(timeout_ms, read)
+            .await
+            .unwrap_or(Err(GatewayError::UpstreamTimeout {
+                after_ms: timeout_ms,
+            }));
     }
     let Ok(mut stream) = response.stream() else {
         // No body at all.
