@@ -1,5 +1,6 @@
-// What the gateway costs next to a minimal JS pass-through Worker (bench/baseline.js): both on
-// bare workerd (one process each, so each one's CPU time is its own), side by side against one
+// What the gateway costs next to a minimal JS pass-through Worker (bench/baseline.js) and, for
+// streams, a JS Worker that touches every chunk as the gateway must (bench/baseline-transform.js):
+// all on bare workerd (one process each, so each one's CPU time is its own), side by side against one
 // fast mock upstream (bench/mock.mjs, its own process), driven by autocannon. The request-log
 // delta needs D1, which bare workerd lacks: it is measured on Miniflare, log on vs off, so
 // Miniflare's own per-request cost cancels out. Loopback only, bounded in time.
@@ -222,17 +223,25 @@ try {
   ], gatewayBindings, ['enable_request_signal']);
   const baseline = await startWorkerd('baseline', [['baseline.js', 'esModule', path.join(root, 'bench', 'baseline.js')]],
     { UPSTREAM: mock, UPSTREAM_KEY: 'sk-bench-server-key' });
+  const transform = await startWorkerd('transform', [['baseline-transform.js', 'esModule', path.join(root, 'bench', 'baseline-transform.js')]],
+    { UPSTREAM: mock, UPSTREAM_KEY: 'sk-bench-server-key' });
 
-  const memoryGrowth = { gateway: await hugeStream(gateway), baseline: await hugeStream(baseline) };
+  const memoryGrowth = {
+    gateway: await hugeStream(gateway), baseline: await hugeStream(baseline), transform: await hugeStream(transform),
+  };
   const rows = [];
   for (const scenario of SCENARIOS) {
     // Warm both up, then measure them one after the other.
-    await load(gateway, scenario.body, 2);
-    await load(baseline, scenario.body, 2);
-    const g = await load(gateway, scenario.body, DURATION);
-    const b = await load(baseline, scenario.body, DURATION);
-    rows.push({ scenario: scenario.id, label: scenario.label, gateway: g, baseline: b,
-      cpu_ratio: g.cpu_us_per_call / b.cpu_us_per_call, rps_ratio: g.requests_per_s / b.requests_per_s });
+    const streams = scenario.body.stream === true;
+    const targets = streams ? [gateway, baseline, transform] : [gateway, baseline];
+    for (const target of targets) await load(target, scenario.body, 2);
+    const measured = [];
+    for (const target of targets) measured.push(await load(target, scenario.body, DURATION));
+    const [gw, base, touched] = measured;
+    rows.push({ scenario: scenario.id, label: scenario.label, gateway: gw, baseline: base, transform: touched ?? null,
+      cpu_ratio: gw.cpu_us_per_call / base.cpu_us_per_call, rps_ratio: gw.requests_per_s / base.requests_per_s,
+      cpu_ratio_transform: touched ? gw.cpu_us_per_call / touched.cpu_us_per_call : null,
+      rps_ratio_transform: touched ? gw.requests_per_s / touched.requests_per_s : null });
   }
 
   // The request log: the same gateway on Miniflare with D1, log off then on.
@@ -254,7 +263,7 @@ try {
     bundle: bundleSize(),
     scenarios: rows,
     request_log: { off, on, extra_cpu_us_per_call: on.cpu_us_per_call - off.cpu_us_per_call, rps_ratio: on.requests_per_s / off.requests_per_s },
-    memory_20mib_stream_mib: { ...memoryGrowth, ratio: memoryGrowth.gateway / Math.max(memoryGrowth.baseline, 1) },
+    memory_20mib_stream_mib: { ...memoryGrowth, ratio_transform: memoryGrowth.gateway / Math.max(memoryGrowth.transform, 1) },
   };
   fs.writeFileSync(path.join(root, 'bench', 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
 
@@ -265,13 +274,18 @@ try {
   for (const row of rows) {
     console.log(line([`${row.label}: gateway`, fmt(row.gateway.requests_per_s), fmt(row.gateway.p50_ms, 1), fmt(row.gateway.p99_ms, 1),
       fmt(row.gateway.cpu_us_per_call), fmt(row.gateway.rss_mib), fmt(row.cpu_ratio, 2), fmt(row.rps_ratio, 2)], widths));
-    console.log(line(['  minimal JS Worker', fmt(row.baseline.requests_per_s), fmt(row.baseline.p50_ms, 1), fmt(row.baseline.p99_ms, 1),
+    console.log(line(['  minimal JS Worker (pass-through)', fmt(row.baseline.requests_per_s), fmt(row.baseline.p50_ms, 1), fmt(row.baseline.p99_ms, 1),
       fmt(row.baseline.cpu_us_per_call), fmt(row.baseline.rss_mib), '', ''], widths));
+    if (row.transform) {
+      console.log(line(['  JS Worker touching each chunk', fmt(row.transform.requests_per_s), fmt(row.transform.p50_ms, 1), fmt(row.transform.p99_ms, 1),
+        fmt(row.transform.cpu_us_per_call), fmt(row.transform.rss_mib), '', ''], widths));
+      console.log(line(['  gateway ÷ chunk-touching JS Worker', '', '', '', '', '', fmt(row.cpu_ratio_transform, 2), fmt(row.rps_ratio_transform, 2)], widths));
+    }
   }
   console.log(line(['request log (Miniflare + D1): off', fmt(off.requests_per_s), fmt(off.p50_ms, 1), fmt(off.p99_ms, 1), fmt(off.cpu_us_per_call), fmt(off.rss_mib), '', ''], widths));
   console.log(line(['  on', fmt(on.requests_per_s), fmt(on.p50_ms, 1), fmt(on.p99_ms, 1), fmt(on.cpu_us_per_call), fmt(on.rss_mib),
     `+${fmt(results.request_log.extra_cpu_us_per_call)} µs`, fmt(results.request_log.rps_ratio, 2)], widths));
-  console.log(`20 MiB passthrough stream, peak RSS growth: gateway ${fmt(memoryGrowth.gateway)} MiB, minimal JS Worker ${fmt(memoryGrowth.baseline)} MiB`);
+  console.log(`20 MiB passthrough stream, peak RSS growth: gateway ${fmt(memoryGrowth.gateway)} MiB, minimal JS Worker ${fmt(memoryGrowth.baseline)} MiB, chunk-touching JS Worker ${fmt(memoryGrowth.transform)} MiB`);
   console.log(`bundle: wasm ${fmt(results.bundle.wasm_raw_kib)} KiB raw, gzip(wasm + js) ${fmt(results.bundle.gzip_kib)} KiB`);
   console.log('written: bench/results.json');
 } finally {

@@ -83,6 +83,9 @@ pub struct LogSettings {
     pub max_rows: i64,
     /// `ADMIN_TOKEN` secret: enables the dashboard and its API.
     pub admin_token: Option<String>,
+    /// `LOG_SAMPLE_RATE` (0–1, default 1) in parts per million: the share of successful
+    /// calls written; errors are always written.
+    pub sample_ppm: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -215,6 +218,18 @@ impl Config {
 
         let log_max_body_bytes = number("LOG_MAX_BODY_BYTES", 65_536, 256, 1_000_000) as usize;
         let max_rows = number("MAX_REQUESTS_HISTORY", 1000, 1, 1_000_000) as i64;
+        let sample_ppm = match get("LOG_SAMPLE_RATE") {
+            None => 1_000_000,
+            Some(raw) => match raw.parse::<f64>() {
+                Ok(rate) if (0.0..=1.0).contains(&rate) => (rate * 1_000_000.0).round() as u32,
+                _ => {
+                    problems.push(format!(
+                        "LOG_SAMPLE_RATE: `{raw}` is not a number from 0 to 1"
+                    ));
+                    1_000_000
+                }
+            },
+        };
         let mut flag = |name: &str, default: bool| match get(name).map(|v| v.to_ascii_lowercase()) {
             None => default,
             Some(v) if matches!(v.as_str(), "true" | "1" | "yes" | "on") => true,
@@ -225,6 +240,7 @@ impl Config {
             }
         };
         let log = LogSettings {
+            sample_ppm,
             enabled: flag("LOG_REQUESTS", true),
             bodies: flag("LOG_BODIES", true),
             max_body_bytes: log_max_body_bytes,
@@ -318,6 +334,13 @@ mod tests {
             (defaults.key_cache_ttl_ms, defaults.public_rpm),
             (30_000, None)
         );
+        assert_eq!(defaults.log.sample_ppm, 1_000_000);
+        let sampled = config(&[("LOG_SAMPLE_RATE", "0.25")]).unwrap();
+        assert_eq!(sampled.log.sample_ppm, 250_000);
+        assert!(config(&[("LOG_SAMPLE_RATE", "1.5")])
+            .unwrap_err()
+            .to_string()
+            .contains("LOG_SAMPLE_RATE"));
         let set = config(&[("KEY_CACHE_TTL_MS", "0"), ("PUBLIC_RPM", "60")]).unwrap();
         assert_eq!((set.key_cache_ttl_ms, set.public_rpm), (0, Some(60)));
         for (name, value) in [

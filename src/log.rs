@@ -219,6 +219,20 @@ impl LogRecord {
     }
 }
 
+/// Whether a finished call becomes a row under `LOG_SAMPLE_RATE` (`sample_ppm` parts per
+/// million): an error always does, a success when `random` (0 ≤ r < 1) falls in the sample.
+pub fn sampled(record: &LogRecord, sample_ppm: u32, random: f64) -> bool {
+    let failed = record.status >= 400 || record.error.is_some();
+    failed || random * 1_000_000.0 < f64::from(sample_ppm)
+}
+
+/// How often an isolate trims the log to `MAX_REQUESTS_HISTORY`: every `n`-th row it writes
+/// (the first one included), so most calls cost one statement. Between trims the table holds
+/// at most `n - 1` rows more per isolate; a small history is trimmed on every write.
+pub fn trim_every(max_rows: i64) -> u64 {
+    (max_rows / 50).clamp(1, 20) as u64
+}
+
 /// Keeps at most `max_rows` rows, dropping the oldest.
 pub fn retention(max_rows: i64) -> Statement {
     Statement {
@@ -820,6 +834,37 @@ mod tests {
         assert!(statement.sql.contains(&format!("?{}", COLUMNS.len())));
         assert_eq!(statement.params[7], SqlValue::Int(1));
         assert_eq!(retention(1000).params, vec![SqlValue::Int(1000)]);
+    }
+
+    #[test]
+    fn small_histories_are_trimmed_on_every_write() {
+        assert_eq!(trim_every(6), 1);
+        assert_eq!(trim_every(100), 2);
+        assert_eq!(trim_every(1000), 20);
+        assert_eq!(trim_every(1_000_000), 20);
+    }
+
+    #[test]
+    fn sampling_keeps_every_error() {
+        let ok = LogRecord {
+            status: 200,
+            ..LogRecord::default()
+        };
+        assert!(sampled(&ok, 1_000_000, 0.999_999));
+        assert!(!sampled(&ok, 0, 0.0));
+        assert!(sampled(&ok, 250_000, 0.249));
+        assert!(!sampled(&ok, 250_000, 0.25));
+        let failed = LogRecord {
+            status: 502,
+            ..LogRecord::default()
+        };
+        assert!(sampled(&failed, 0, 0.9));
+        let broke = LogRecord {
+            status: 200,
+            error: Some("the client disconnected".into()),
+            ..LogRecord::default()
+        };
+        assert!(sampled(&broke, 0, 0.9));
     }
 
     #[test]

@@ -204,6 +204,14 @@ function instances(mockUrl, frontendPort, { mockB, mockC, dead }) {
       TOML_B_KEYS: 'zk-toml-b-key',
       TOML_C_KEYS: 'sk-toml-c-key',
     },
+    // LOG_SAMPLE_RATE=0: only errors become rows (tests/e2e/request-log.test.mjs).
+    SAMPLED_GATEWAY_URL: {
+      SOURCE_API_URL: mockUrl,
+      OPENAI_API_KEY: 'sk-sampled-server-key',
+      ADMIN_TOKEN: 'sampled-admin-token',
+      LOG_SAMPLE_RATE: '0',
+      FAKE_STREAM: 'off',
+    },
     // Access keys (tests/e2e/keys.test.mjs, keys-dashboard.test.mjs, tests/python/test_keys.py):
     // the master token, server keys, fake streaming by pattern.
     KEYS_GATEWAY_URL: {

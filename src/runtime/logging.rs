@@ -74,6 +74,7 @@ impl LogTap {
         let (charge_for_writer, sizes_for_writer) = (charge.clone(), sizes.clone());
         let scrubber_for_writer = scrubber.clone();
         let max_rows = settings.max_rows;
+        let sample_ppm = settings.sample_ppm;
         ctx.wait_until(async move {
             // Resolves (as cancelled) when the last tap is dropped.
             let _ = receiver.await;
@@ -94,6 +95,9 @@ impl LogTap {
             let Some(db) = db else { return };
             if refused_for_writer.get() {
                 write_refusal(&db, &scrubber_for_writer).await;
+                return;
+            }
+            if !log::sampled(&for_writer.borrow(), sample_ppm, js_sys::Math::random()) {
                 return;
             }
             let mut record = for_writer.borrow().clone();
@@ -281,9 +285,20 @@ async fn run_batch(db: &D1Database, statements: &[Statement]) -> worker::Result<
     db.batch(prepared).await.map(|_| ())
 }
 
+thread_local! {
+    /// Rows this isolate has written: every `log::trim_every`-th write also trims the table.
+    static WRITES: Cell<u64> = const { Cell::new(0) };
+}
+
 async fn write(db: &D1Database, record: &LogRecord, max_rows: i64, scrubber: &Scrubber) {
-    let statements = [record.insert(), log::retention(max_rows)];
-    if let Err(e) = run_batch(db, &statements).await {
+    let written = WRITES.with(|w| w.replace(w.get() + 1));
+    let trim = written.is_multiple_of(log::trim_every(max_rows));
+    let result = if trim {
+        run_batch(db, &[record.insert(), log::retention(max_rows)]).await
+    } else {
+        run(db, &record.insert()).await
+    };
+    if let Err(e) = result {
         // A storage error can quote what was bound: scrubbed like everything else.
         let line = format!(
             "request log: writing request {} failed: {e}",

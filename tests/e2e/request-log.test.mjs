@@ -198,6 +198,27 @@ test('LOG_BODIES=false keeps everything but the bodies', async () => {
   assert.equal(search.total, 0);
 });
 
+test('LOG_SAMPLE_RATE=0 writes errors only', async () => {
+  const SAMPLED = process.env.SAMPLED_GATEWAY_URL;
+  const headers = { authorization: 'Bearer sampled-admin-token' };
+  const call = async (knobs) => post('/v1/chat/completions', { model: 'gpt-sampled', messages: [{ role: 'user', content: await scenario(knobs) }] },
+    { base: SAMPLED, headers: { authorization: 'Bearer whatever' } });
+  const ok = await call({});
+  assert.equal(ok.status, 200);
+  const failed = await call({ status: 500, error_body: JSON.stringify({ error: { message: 'sampled failure', type: 'server_error' } }) });
+  assert.equal(failed.status, 500);
+  const row = await waitFor(async () => {
+    const r = await fetch(`${SAMPLED}/api/request/${failed.headers.get('x-request-id')}`, { headers });
+    return r.status === 200 ? r.json() : null;
+  }, { timeoutMs: 10_000 });
+  assert.ok(row, 'the failed call is logged');
+  assert.equal(row.status, 500);
+  // Written before the failure, if it were written at all.
+  await new Promise((r) => setTimeout(r, 500));
+  const success = await fetch(`${SAMPLED}/api/request/${ok.headers.get('x-request-id')}`, { headers });
+  assert.equal(success.status, 404, 'the successful call is sampled out');
+});
+
 test('LOG_REQUESTS=false writes nothing (checked in the D1 database itself)', async () => {
   const tag = await scenario();
   const res = await post('/v1/chat/completions', { model: 'gpt-public', messages: [{ role: 'user', content: tag }] },
