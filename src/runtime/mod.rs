@@ -289,18 +289,17 @@ async fn handle(
 ) -> Result<(Response, bool), GatewayError> {
     let (env, config) = (call.env, call.config);
     let route = route?;
-    let timestamp = now_iso();
     let response = match route {
         Route::Preflight => {
             return Ok((with_status(Response::empty().map_err(internal)?, 204), true))
         }
-        Route::Health => json_response(&status::health(&timestamp), 200)?,
+        Route::Health => json_response(&status::health(&now_iso()), 200)?,
         Route::Status => {
             let config = config_ok(config)?;
             let key_health = |u: &crate::upstreams::Upstream| {
                 upstream::key_book(|book| book.counts(&u.name, u.keys.len(), now_ms()))
             };
-            json_response(&status::status(config, &timestamp, &key_health), 200)?
+            json_response(&status::status(config, &now_iso(), &key_health), 200)?
         }
         Route::Page => page_response(INDEX_HTML)?,
         Route::Chat => chat(&mut req, config_ok(config)?, call).await?,
