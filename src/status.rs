@@ -33,6 +33,13 @@ pub fn status(
                 AllowedOrigins::List(list) => json!(list),
             },
             "access_token_required": config.auth_token.is_some(),
+            // Access keys themselves are never listed here, nor counted.
+            "access_keys": {
+                "enabled": config.log.admin_token.is_some(),
+                "cache_ttl_ms": config.key_cache_ttl_ms,
+                "public_rpm": config.public_rpm,
+            },
+            "log_sample_rate": f64::from(config.log.sample_ppm) / 1_000_000.0,
         },
         "environment": {
             "has_api_key": openai.is_some_and(|u| !u.keys.is_empty()),
@@ -107,6 +114,11 @@ mod tests {
         assert_eq!(body["environment"]["has_api_key"], true);
         assert_eq!(body["environment"]["key_mode"], "access-token");
         assert_eq!(body["features"]["fake_stream"], "always");
+        assert_eq!(
+            body["features"]["access_keys"],
+            json!({"enabled": false, "cache_ttl_ms": 30000, "public_rpm": null})
+        );
+        assert_eq!(body["features"]["log_sample_rate"], 1.0);
         assert_eq!(body["status"], "ok");
         assert_eq!(body["upstreams"][2]["name"], "openai");
         assert_eq!(body["upstreams"][2]["host"], "api.openai.com");
