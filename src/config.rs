@@ -267,6 +267,12 @@ impl Config {
             }),
         };
 
+        if get("AUTH_TOKEN").is_some_and(|t| crate::keys::is_access_key(&t)) {
+            problems.push(format!(
+                "AUTH_TOKEN must not start with `{}`: that prefix marks access keys",
+                crate::keys::KEY_PREFIX
+            ));
+        }
         if !problems.is_empty() {
             return Err(GatewayError::Config(problems.join("; ")));
         }
@@ -347,6 +353,7 @@ mod tests {
             ("PUBLIC_RPM", "0"),
             ("PUBLIC_RPM", "many"),
             ("KEY_CACHE_TTL_MS", "-1"),
+            ("AUTH_TOKEN", "sk-gw-looks-like-an-access-key"),
         ] {
             let error = config(&[(name, value)]).unwrap_err();
             assert!(error.to_string().contains(name), "{name}={value}");

@@ -27,6 +27,17 @@ pub fn is_access_key(credential: &str) -> bool {
     credential.starts_with(KEY_PREFIX)
 }
 
+/// Whether an access-key credential has the shape `new_secret` makes: anything else is
+/// refused without a database read.
+pub fn is_well_formed(credential: &str) -> bool {
+    credential.strip_prefix(KEY_PREFIX).is_some_and(|rest| {
+        rest.len() == 43
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
+}
+
 /// A new key from 32 random bytes: the prefix and 43 base64url characters (256 bits).
 pub fn new_secret(random: &[u8; 32]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -161,8 +172,14 @@ impl AccessKey {
         })
     }
 
+    /// A `*` does not reach across a `/` unless the pattern has one itself: `o*` allows
+    /// `o3`, not `openrouter/anthropic/claude-opus-4`.
     pub fn allows_model(&self, model: &str) -> bool {
-        self.models.is_empty() || self.models.iter().any(|p| glob_match(p, model))
+        self.models.is_empty()
+            || self
+                .models
+                .iter()
+                .any(|p| (p.contains('/') || !model.contains('/')) && glob_match(p, model))
     }
 
     /// The admin API's view of the key, with its usage when known.
@@ -242,14 +259,12 @@ pub fn tokens_to_charge(
 ) -> u64 {
     let reported = total.or(match (prompt, completion) {
         (None, None) => None,
-        (p, c) => Some(p.unwrap_or(0) + c.unwrap_or(0)),
+        (p, c) => Some(p.unwrap_or(0).saturating_add(c.unwrap_or(0))),
     });
     match reported {
         Some(tokens) => u64::try_from(tokens).unwrap_or(0),
-        None if (200..400).contains(&status) => {
-            crate::dialects::estimate_tokens(request_bytes)
-                + crate::dialects::estimate_tokens(answer_bytes)
-        }
+        None if (200..400).contains(&status) => crate::dialects::estimate_tokens(request_bytes)
+            .saturating_add(crate::dialects::estimate_tokens(answer_bytes)),
         None => 0,
     }
 }
@@ -448,6 +463,9 @@ fn limit(value: &Value, field: &str) -> Result<Option<u64>, GatewayError> {
     }
 }
 
+/// 9999-12-31T23:59:59Z: later "seconds" are surely milliseconds.
+const LATEST_EXPIRY: i64 = 253_402_300_799;
+
 fn expires_at(value: &Value, now_s: i64) -> Result<Option<i64>, GatewayError> {
     let at = match value {
         Value::Null => return Ok(None),
@@ -455,6 +473,12 @@ fn expires_at(value: &Value, now_s: i64) -> Result<Option<i64>, GatewayError> {
         Value::String(text) => parse_timestamp(text.trim()),
         _ => None,
     };
+    if at.is_some_and(|at| at > LATEST_EXPIRY) {
+        return Err(GatewayError::invalid_param(
+            "`expires_at` is after the year 9999: it takes Unix seconds, not milliseconds",
+            "expires_at",
+        ));
+    }
     let Some(at) = at else {
         return Err(GatewayError::invalid_param(
             "`expires_at` must be Unix seconds or an RFC 3339 time such as `2027-01-31T00:00:00Z`",
@@ -470,10 +494,12 @@ fn expires_at(value: &Value, now_s: i64) -> Result<Option<i64>, GatewayError> {
     Ok(Some(at))
 }
 
-/// Unix seconds of `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM[:SS[.fff]](Z|±HH:MM)`.
+/// Unix seconds of `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM[:SS[.fff]](Z|±HH:MM)`, years 1970 to
+/// 9999. Every field is range-checked before any arithmetic, so nothing can overflow.
 pub fn parse_timestamp(text: &str) -> Option<i64> {
-    let number = |s: &str| -> Option<i64> {
-        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+    // At most `digits` ASCII digits.
+    let number = |s: &str, digits: usize| -> Option<i64> {
+        (!s.is_empty() && s.len() <= digits && s.bytes().all(|b| b.is_ascii_digit()))
             .then(|| s.parse().ok())
             .flatten()
     };
@@ -483,11 +509,15 @@ pub fn parse_timestamp(text: &str) -> Option<i64> {
     };
     let mut parts = date.split('-');
     let (year, month, day) = (
-        number(parts.next()?)?,
-        number(parts.next()?)?,
-        number(parts.next()?)?,
+        number(parts.next()?, 4)?,
+        number(parts.next()?, 2)?,
+        number(parts.next()?, 2)?,
     );
-    if parts.next().is_some() || !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+    if parts.next().is_some()
+        || !(1970..=9999).contains(&year)
+        || !(1..=12).contains(&month)
+        || !(1..=days_in_month(year, month)).contains(&day)
+    {
         return None;
     }
     let mut seconds = days_from_civil(year, month, day) * 86_400;
@@ -499,25 +529,40 @@ pub fn parse_timestamp(text: &str) -> Option<i64> {
             let (clock, zone) = time.split_at(at);
             let sign = if zone.starts_with('-') { -1 } else { 1 };
             let (h, m) = zone[1..].split_once(':')?;
-            (clock, sign * (number(h)? * 3600 + number(m)? * 60))
-        };
-        let clock = clock.split_once('.').map_or(clock, |(whole, fraction)| {
-            if fraction.bytes().all(|b| b.is_ascii_digit()) {
-                whole
-            } else {
-                ""
+            let (h, m) = (number(h, 2)?, number(m, 2)?);
+            if h > 23 || m > 59 {
+                return None;
             }
-        });
+            (clock, sign * (h * 3600 + m * 60))
+        };
+        let clock = match clock.split_once('.') {
+            Some((whole, fraction))
+                if !fraction.is_empty() && fraction.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                whole
+            }
+            Some(_) => return None,
+            None => clock,
+        };
         let mut fields = clock.split(':');
-        let hours = number(fields.next()?)?;
-        let minutes = number(fields.next()?)?;
-        let secs = fields.next().map_or(Some(0), number)?;
+        let hours = number(fields.next()?, 2)?;
+        let minutes = number(fields.next()?, 2)?;
+        let secs = fields.next().map_or(Some(0), |s| number(s, 2))?;
         if fields.next().is_some() || hours > 23 || minutes > 59 || secs > 60 {
             return None;
         }
         seconds += hours * 3600 + minutes * 60 + secs - offset;
     }
     Some(seconds)
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
@@ -559,20 +604,40 @@ pub struct KeyRow {
 }
 
 impl KeyRow {
+    /// The key of a row. A row that does not read back as written (not JSON lists, a limit
+    /// below 1) fails closed: the key comes out disabled, never unrestricted.
     pub fn key(&self) -> AccessKey {
-        let list = |text: &str| serde_json::from_str::<Vec<String>>(text).unwrap_or_default();
-        let limit = |n: Option<i64>| n.and_then(|n| u64::try_from(n).ok());
+        let mut intact = true;
+        let mut list = |text: &str| {
+            serde_json::from_str::<Vec<String>>(text).unwrap_or_else(|_| {
+                intact = false;
+                Vec::new()
+            })
+        };
+        let (models, origins) = (list(&self.models), list(&self.origins));
+        let mut limit = |n: Option<i64>| {
+            n.map(|n| {
+                u64::try_from(n)
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .unwrap_or_else(|| {
+                        intact = false;
+                        1
+                    })
+            })
+        };
+        let (rpm, tpm, tpd) = (limit(self.rpm), limit(self.tpm), limit(self.tpd));
         AccessKey {
             id: self.id.clone(),
             name: self.name.clone(),
             hint: self.hint.clone(),
-            models: list(&self.models),
-            origins: list(&self.origins),
-            rpm: limit(self.rpm),
-            tpm: limit(self.tpm),
-            tpd: limit(self.tpd),
+            models,
+            origins,
+            rpm,
+            tpm,
+            tpd,
             expires_at: self.expires_at,
-            enabled: self.enabled != 0,
+            enabled: self.enabled != 0 && intact,
             created_at: self.created_at,
             updated_at: self.updated_at,
         }
@@ -671,38 +736,64 @@ pub fn list_statement(id: Option<&str>) -> Statement {
 
 // ---- the per-isolate cache ------------------------------------------------------------------
 
-/// Entries kept at most; a flood of made-up keys only ever costs this much memory.
+/// Entries kept at most, of each kind: a flood of made-up keys only ever costs this much
+/// memory, and never pushes the real keys out.
 pub const CACHE_CAPACITY: usize = 1024;
 
-/// Keys by hash, each as found in D1 (or known to be missing) at a time.
+/// Keys by hash as found in D1 at a time, and credentials found unknown, kept apart.
 #[derive(Debug, Default)]
 pub struct KeyCache {
-    entries: HashMap<String, (Option<AccessKey>, i64)>,
+    found: HashMap<String, (AccessKey, i64)>,
+    unknown: HashMap<String, i64>,
 }
 
 impl KeyCache {
     /// `Some(found)` while the entry is fresh, `None` when D1 must be asked.
     pub fn get(&self, key_hash: &str, now_ms: i64, ttl_ms: i64) -> Option<Option<AccessKey>> {
-        let (key, at) = self.entries.get(key_hash)?;
-        (now_ms - at < ttl_ms).then(|| key.clone())
+        if let Some((key, at)) = self.found.get(key_hash) {
+            return (now_ms - at < ttl_ms).then(|| Some(key.clone()));
+        }
+        let at = self.unknown.get(key_hash)?;
+        (now_ms - at < ttl_ms).then_some(None)
     }
 
-    pub fn put(&mut self, key_hash: &str, key: Option<AccessKey>, now_ms: i64, ttl_ms: i64) {
-        if self.entries.len() >= CACHE_CAPACITY && !self.entries.contains_key(key_hash) {
-            self.entries.retain(|_, (_, at)| now_ms - *at < ttl_ms);
-            if self.entries.len() >= CACHE_CAPACITY {
-                self.entries.clear();
+    /// What D1 said at `at_ms` (or what the admin API just wrote). An entry newer than that
+    /// is kept: a read that started before an admin change cannot undo it.
+    pub fn put(&mut self, key_hash: &str, key: Option<AccessKey>, at_ms: i64, ttl_ms: i64) {
+        let found_at = self.found.get(key_hash).map(|(_, at)| *at);
+        let unknown_at = self.unknown.get(key_hash).copied();
+        if found_at.into_iter().chain(unknown_at).any(|at| at > at_ms) {
+            return;
+        }
+        self.found.remove(key_hash);
+        self.unknown.remove(key_hash);
+        match key {
+            Some(key) => {
+                if self.found.len() >= CACHE_CAPACITY {
+                    self.found.retain(|_, (_, at)| at_ms - *at < ttl_ms);
+                }
+                if self.found.len() < CACHE_CAPACITY {
+                    self.found.insert(key_hash.to_string(), (key, at_ms));
+                }
+            }
+            None => {
+                if self.unknown.len() >= CACHE_CAPACITY {
+                    self.unknown.retain(|_, at| at_ms - *at < ttl_ms);
+                    if self.unknown.len() >= CACHE_CAPACITY {
+                        self.unknown.clear();
+                    }
+                }
+                self.unknown.insert(key_hash.to_string(), at_ms);
             }
         }
-        self.entries.insert(key_hash.to_string(), (key, now_ms));
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.found.len() + self.unknown.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
     }
 }
 
@@ -863,6 +954,15 @@ mod tests {
             "2027-01-31T00:00:00",
             "x-1-1",
             "2027-01-31T00:00:00.x1Z",
+            "9223372036854775807-01-01",
+            "99999999999999-01-01",
+            "10000-01-01",
+            "1969-12-31",
+            "2027-02-29",
+            "2027-04-31",
+            "2027-01-01T00:00+9999999999999999:00",
+            "2027-01-01T00:00+24:00",
+            "2027-01-01T00:00:00.Z",
         ] {
             assert_eq!(parse_timestamp(bad), None, "{bad}");
         }
@@ -892,6 +992,47 @@ mod tests {
     }
 
     #[test]
+    fn well_formed_keys_and_model_patterns() {
+        assert!(is_well_formed(&new_secret(&[7; 32])));
+        let long = format!("sk-gw-{}", "a".repeat(44));
+        let odd = format!("sk-gw-{}!", "a".repeat(42));
+        for bad in ["sk-gw-", "sk-gw-x", "sk-gw-not-a-real-key", &long, &odd] {
+            assert!(!is_well_formed(bad), "{bad}");
+        }
+        let k = key(r#"{"name":"a","models":["o*","openrouter/*"]}"#);
+        assert!(k.allows_model("o3-mini"));
+        assert!(k.allows_model("openrouter/anthropic/claude"));
+        let o = key(r#"{"name":"a","models":["o*"]}"#);
+        assert!(!o.allows_model("openrouter/anthropic/claude-opus-4"));
+        let millis = parse_new(
+            br#"{"name":"a","expires_at":1801353600000}"#,
+            "k".into(),
+            "s",
+            NOW,
+        );
+        assert_eq!(
+            millis.unwrap_err().to_body()["error"]["param"],
+            "expires_at"
+        );
+        assert_eq!(parse_timestamp("2028-02-29"), Some(1_835_395_200));
+    }
+
+    #[test]
+    fn corrupt_rows_fail_closed() {
+        let row = |models: &str, rpm: Option<i64>| -> KeyRow {
+            serde_json::from_value(json!({
+                "id": "key_1", "name": "a", "key_hash": "h", "hint": "sk-gw-…", "models": models,
+                "origins": "[]", "rpm": rpm, "tpm": null, "tpd": null, "expires_at": null, "enabled": 1,
+                "created_at": NOW, "updated_at": NOW
+            }))
+            .unwrap()
+        };
+        assert!(row("[]", Some(3)).key().enabled);
+        assert!(!row("garbage", None).key().enabled);
+        assert!(!row("[]", Some(-5)).key().enabled);
+    }
+
+    #[test]
     fn charged_tokens_come_from_usage_else_an_estimate() {
         assert_eq!(
             tokens_to_charge(200, [Some(30), Some(10), Some(20)], 400, 400),
@@ -901,6 +1042,10 @@ mod tests {
         assert_eq!(tokens_to_charge(200, [None, None, None], 401, 80), 101 + 20);
         assert_eq!(tokens_to_charge(502, [None, None, None], 400, 80), 0);
         assert_eq!(tokens_to_charge(429, [Some(-3), None, None], 0, 0), 0);
+        assert_eq!(
+            tokens_to_charge(200, [None, Some(i64::MAX), Some(1)], 0, 0),
+            i64::MAX as u64
+        );
     }
 
     #[test]
@@ -909,13 +1054,23 @@ mod tests {
         let k = key(r#"{"name":"a"}"#);
         cache.put("h1", Some(k.clone()), 1_000, 30_000);
         cache.put("h2", None, 1_000, 30_000);
-        assert_eq!(cache.get("h1", 30_999, 30_000), Some(Some(k)));
+        assert_eq!(cache.get("h1", 30_999, 30_000), Some(Some(k.clone())));
         assert_eq!(cache.get("h2", 2_000, 30_000), Some(None));
         assert_eq!(cache.get("h1", 31_000, 30_000), None);
         assert_eq!(cache.get("h3", 1_000, 30_000), None);
+        cache.put("h1", Some(k.clone()), 40_000, 30_000);
         for i in 0..CACHE_CAPACITY * 2 {
             cache.put(&format!("flood{i}"), None, 40_000, 30_000);
         }
-        assert!(cache.len() <= CACHE_CAPACITY);
+        assert!(cache.len() <= CACHE_CAPACITY + 1);
+        assert_eq!(
+            cache.get("h1", 40_001, 30_000),
+            Some(Some(k.clone())),
+            "a flood of unknown credentials leaves real keys alone"
+        );
+        // A read that started before an admin change does not undo it.
+        cache.put("h1", None, 50_000, 30_000);
+        cache.put("h1", Some(k), 45_000, 30_000);
+        assert_eq!(cache.get("h1", 50_001, 30_000), Some(None));
     }
 }

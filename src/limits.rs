@@ -76,7 +76,8 @@ impl Window {
     fn add(&mut self, amount: u64, bucket_ms: i64, now_ms: i64) {
         let start = now_ms - now_ms.rem_euclid(bucket_ms);
         match self.buckets.back_mut() {
-            Some((last, value)) if *last == start => *value = value.saturating_add(amount),
+            // A clock that went back counts in the latest bucket: buckets stay in order.
+            Some((last, value)) if *last >= start => *value = value.saturating_add(amount),
             _ => self.buckets.push_back((start, amount)),
         }
     }
@@ -138,18 +139,23 @@ impl Counters {
             (LimitKind::Tpm, limits.tpm, &self.tokens_minute, MINUTE_MS),
             (LimitKind::Tpd, limits.tpd, &self.tokens_day, DAY_MS),
         ];
-        for (kind, limit, window, span) in checks {
-            let Some(limit) = limit else { continue };
-            // Requests: this call would be one too many. Tokens: the limit is reached.
-            let used = window.used();
-            if used >= limit {
-                return Err(Refusal {
+        // Requests: this call would be one too many. Tokens: the limit is reached. When
+        // several refuse, the one that lasts longest says when to come back.
+        let refusal = checks
+            .into_iter()
+            .filter_map(|(kind, limit, window, span)| {
+                let limit = limit?;
+                let used = window.used();
+                (used >= limit).then(|| Refusal {
                     limit: kind,
                     value: limit,
                     used,
                     retry_after_s: window.wait_below(limit, span, now_ms),
-                });
-            }
+                })
+            })
+            .max_by_key(|refusal| refusal.retry_after_s);
+        if let Some(refusal) = refusal {
+            return Err(refusal);
         }
         self.requests.add(1, MINUTE_BUCKET_MS, now_ms);
         Ok(self.usage())
@@ -202,6 +208,22 @@ pub fn rate_headers(limits: &Limits, usage: &Usage) -> Vec<(String, String)> {
     add("requests", limits.rpm, usage.requests_minute);
     add("tokens", limits.tpm, usage.tokens_minute);
     headers
+}
+
+/// The limiter a public-mode client counts in: its IPv4 address, or the /64 of its IPv6
+/// address (one end site gets a whole /64, so single addresses would be free to rotate).
+pub fn client_bucket(ip: &str) -> String {
+    match ip.trim().parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+        Ok(std::net::IpAddr::V4(v4)) => v4.to_string(),
+        Err(_) => "unknown".to_string(),
+    }
 }
 
 /// What the worker asks the limiter object (one JSON body per round trip).
@@ -311,6 +333,31 @@ mod tests {
     }
 
     #[test]
+    fn the_longest_refusal_says_when_to_come_back() {
+        let limits = Limits {
+            rpm: None,
+            tpm: Some(10),
+            tpd: Some(10),
+        };
+        let mut c = Counters::default();
+        c.charge(20, 0);
+        let refused = c.admit(&limits, 1_000).unwrap_err();
+        assert_eq!(refused.limit, LimitKind::Tpd);
+        assert_eq!(refused.retry_after_s, ((DAY_MS - 1_000) / 1000) as u64);
+    }
+
+    #[test]
+    fn a_clock_going_back_adds_no_bucket_out_of_order() {
+        let mut c = Counters::default();
+        c.charge(5, 10_500);
+        c.charge(5, 9_000);
+        assert_eq!(c.current(10_600).tokens_minute, 10);
+        // Both leave together with the later bucket, never before it.
+        assert_eq!(c.current(69_999).tokens_minute, 10);
+        assert_eq!(c.current(70_000).tokens_minute, 0);
+    }
+
+    #[test]
     fn no_limits_count_requests_only_and_state_empties() {
         let mut c = Counters::default();
         let usage = c.admit(&Limits::default(), 5_000).unwrap();
@@ -318,6 +365,16 @@ mod tests {
         assert!(!c.is_empty());
         c.current(5_000 + DAY_MS);
         assert!(c.is_empty());
+    }
+
+    #[test]
+    fn public_clients_count_by_address_or_ipv6_64() {
+        assert_eq!(client_bucket("203.0.113.7"), "203.0.113.7");
+        assert_eq!(client_bucket("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(client_bucket("2001:db8:1:2:bbbb::9"), "2001:db8:1:2::/64");
+        assert_eq!(client_bucket("::ffff:203.0.113.7"), "203.0.113.7");
+        assert_eq!(client_bucket(""), "unknown");
+        assert_eq!(client_bucket("not an ip"), "unknown");
     }
 
     #[test]

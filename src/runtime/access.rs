@@ -65,9 +65,9 @@ pub async fn authorize(req: &Request, config: &Config, env: &Env) -> Result<Call
         // Public mode: PUBLIC_RPM per client IP.
         let limiter = match (config.auth_token.as_ref(), config.public_rpm) {
             (None, Some(rpm)) => {
-                let ip = header(req, "CF-Connecting-IP").unwrap_or_else(|| "unknown".into());
+                let ip = header(req, "CF-Connecting-IP").unwrap_or_default();
                 Some((
-                    format!("ip:{ip}"),
+                    format!("ip:{}", limits::client_bucket(&ip)),
                     Limits {
                         rpm: Some(rpm),
                         ..Limits::default()
@@ -82,13 +82,16 @@ pub async fn authorize(req: &Request, config: &Config, env: &Env) -> Result<Call
             limiter,
         });
     };
+    let unknown = || GatewayError::Unauthorized {
+        message: "The access key is not valid for this gateway (unknown or deleted)".into(),
+        code: "invalid_api_key",
+    };
+    // A made-up credential costs no database read.
+    if !keys::is_well_formed(secret) {
+        return Err(unknown());
+    }
     let db = key_db(env)?;
-    let key = lookup(&db, secret, config)
-        .await?
-        .ok_or(GatewayError::Unauthorized {
-            message: "The access key is not valid for this gateway (unknown or deleted)".into(),
-            code: "invalid_api_key",
-        })?;
+    let key = lookup(&db, secret, config).await?.ok_or_else(unknown)?;
     key.check_usable(now_seconds())?;
     key.check_origin(header(req, "Origin").as_deref())?;
     let limits = key.limits();
@@ -262,7 +265,8 @@ impl DurableObject for KeyLimiter {
         };
         let storage = self.state.storage();
         if self.counters.borrow().is_none() {
-            let stored = storage.get::<Counters>(COUNTERS).await.ok().flatten();
+            // A storage error fails the call (503), never starts the counts afresh.
+            let stored = storage.get::<Counters>(COUNTERS).await?;
             self.counters
                 .borrow_mut()
                 .get_or_insert_with(|| stored.unwrap_or_default());
@@ -342,7 +346,9 @@ pub async fn admin(
             let mut view = key.view(Some(&keys::KeyUsage::default()));
             // The only time the key itself is ever shown.
             view["key"] = serde_json::Value::String(secret);
-            json_response(&view, 201)
+            let response = json_response(&view, 201)?;
+            let _ = response.headers().set("Cache-Control", "no-store");
+            Ok(response)
         }
         Route::KeyGet => {
             let row = logging::first::<KeyRow>(&db, &keys::list_statement(Some(&id)), None)

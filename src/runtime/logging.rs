@@ -226,8 +226,16 @@ impl LogTap {
     }
 
     /// A stream ended: its text, usage and error, and the total time.
-    pub fn stream_done(&self, content: &str, usage: Option<&Value>, error: Option<&str>) {
+    pub fn stream_done(
+        &self,
+        content: &str,
+        usage: Option<&Value>,
+        error: Option<&str>,
+        generated_bytes: usize,
+    ) {
         self.response_body(content);
+        // The logged content may be cut; an estimate counts everything generated.
+        self.answer_size(generated_bytes.max(content.len()));
         self.usage(usage);
         if let Some(error) = error {
             self.error(error.to_string());

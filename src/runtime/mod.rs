@@ -312,7 +312,15 @@ async fn handle(
         Route::CountTokens => {
             let config = config_ok(config)?;
             let (raw_body, _) = client_body(&mut req, config, call).await?;
-            json_response(&anthropic::count_tokens(&raw_body)?, 200)?
+            let counted = anthropic::count_tokens(&raw_body)?;
+            // An access key counts tokens only for the models it may call.
+            if let (Some(caller), Ok(body)) = (
+                call.caller.borrow().clone(),
+                serde_json::from_slice::<serde_json::Value>(&raw_body),
+            ) {
+                caller.check_model(body["model"].as_str().unwrap_or_default())?;
+            }
+            json_response(&counted, 200)?
         }
         Route::Models => models(&req, config_ok(config)?, call).await?,
         Route::KeyList | Route::KeyCreate | Route::KeyGet | Route::KeyUpdate | Route::KeyDelete => {
@@ -690,6 +698,8 @@ async fn embeddings(
 /// the upstreams list. An upstream list that fails is left out, never fails the call.
 async fn models(req: &Request, config: &Config, call: &Call<'_>) -> Result<Response, GatewayError> {
     let caller = authorize(req, config, call).await?;
+    // It fans out to every upstream: counted like any other call.
+    access::admit(&caller, call).await?;
     let presented = caller.client_key();
     let listed = models::listed_upstreams(config);
     // A client's own key goes only to the catch-all upstream its chat calls would reach.

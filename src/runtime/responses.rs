@@ -221,7 +221,9 @@ pub(super) async fn stored(
     config: &Config,
     call: &Call<'_>,
 ) -> Result<Response, GatewayError> {
-    let presented = super::authorize(req, config, call).await?.presented.clone();
+    let caller = super::authorize(req, config, call).await?;
+    super::access::admit(&caller, call).await?;
+    let presented = caller.presented.clone();
     let path = req.path();
     let id = response_id(&path).unwrap_or_default().to_string();
     let owner = store::owner(presented.as_deref());

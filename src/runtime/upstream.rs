@@ -826,6 +826,22 @@ fn relay_stream(
         bytes_read: usize,
         /// One timer per silence, not one per read: it is re-armed only when it fires.
         tick: Delay,
+        /// The end went to the log.
+        logged: bool,
+    }
+    impl Drop for RelayState {
+        fn drop(&mut self) {
+            // The client left before the end: what was relayed so far is what the call
+            // used (and what an access key is charged for).
+            if let (false, Some(log)) = (self.logged, &self.log) {
+                log.stream_done(
+                    self.relay.content(),
+                    self.relay.usage(),
+                    Some("the client disconnected before the response finished"),
+                    self.relay.generated_bytes(),
+                );
+            }
+        }
     }
     let RelayLimits {
         idle_timeout_ms,
@@ -843,6 +859,7 @@ fn relay_stream(
         last_read_ms: now_ms(),
         bytes_read: start.bytes_read,
         tick: Delay::from(Duration::from_millis(heartbeat_ms)),
+        logged: false,
     };
     let stream = futures::stream::unfold(state, move |mut state| async move {
         loop {
@@ -942,7 +959,13 @@ fn relay_stream(
                 }
                 if state.finished {
                     let relay = &state.relay;
-                    log.stream_done(relay.content(), relay.usage(), relay.error());
+                    state.logged = true;
+                    log.stream_done(
+                        relay.content(),
+                        relay.usage(),
+                        relay.error(),
+                        relay.generated_bytes(),
+                    );
                 }
             }
             if !out.is_empty() {

@@ -19,6 +19,9 @@ pub struct Relay {
     pub events: usize,
     /// The `usage` object, when the upstream sent one.
     pub usage: Option<Value>,
+    /// Bytes of generated text of every choice — content, reasoning, tool-call arguments —
+    /// for a token estimate when no usage comes.
+    pub generated: usize,
     /// Why the stream ended early, if it did.
     pub error: Option<String>,
     /// The stream is the Responses API's, not Chat Completions'.
@@ -142,8 +145,17 @@ impl Relay {
         match event["type"].as_str() {
             Some("response.output_text.delta") => {
                 if let Some(delta) = event["delta"].as_str() {
+                    self.generated += delta.len();
                     super::keep_for_log(&mut self.content, delta);
                 }
+            }
+            Some(
+                "response.function_call_arguments.delta"
+                | "response.reasoning_text.delta"
+                | "response.reasoning_summary_text.delta"
+                | "response.custom_tool_call_input.delta",
+            ) => {
+                self.generated += event["delta"].as_str().map_or(0, str::len);
             }
             Some("response.completed" | "response.incomplete") => {
                 let usage = &event["response"]["usage"];
@@ -193,6 +205,15 @@ impl Relay {
         {
             super::keep_for_log(&mut self.content, text);
         }
+        for choice in chunk["choices"].as_array().into_iter().flatten() {
+            let delta = &choice["delta"];
+            for field in ["content", "reasoning_content", "reasoning"] {
+                self.generated += delta[field].as_str().map_or(0, str::len);
+            }
+            for call in delta["tool_calls"].as_array().into_iter().flatten() {
+                self.generated += call["function"]["arguments"].as_str().map_or(0, str::len);
+            }
+        }
         if let Some(usage) = chunk.get("usage").filter(|u| u.is_object()) {
             self.usage = Some(usage.clone());
         }
@@ -225,6 +246,21 @@ mod tests {
         assert!(tail.starts_with("event: error\ndata: {"), "{tail}");
         assert!(tail.contains("response.completed"));
         assert!(!tail.contains("[DONE]"));
+    }
+
+    #[test]
+    fn generated_text_of_every_kind_is_counted() {
+        let mut relay = Relay::new();
+        relay.push(b"data: {\"choices\":[{\"delta\":{\"reasoning_content\":\"think\"}}]}\n\n");
+        relay.push(b"data: {\"choices\":[{\"delta\":{\"content\":\"Hi\",\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\\\"a\\\":1}\"}}]}},{\"index\":1,\"delta\":{\"content\":\"Yo!\"}}]}\n\n");
+        assert_eq!(
+            relay.generated,
+            "think".len() + "Hi".len() + "{\"a\":1}".len() + "Yo!".len()
+        );
+        assert_eq!(relay.content, "Hi");
+        let mut responses = Relay::responses();
+        responses.push(b"data: {\"type\":\"response.function_call_arguments.delta\",\"delta\":\"{}\"}\n\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"ok\"}\n\n");
+        assert_eq!(responses.generated, 4);
     }
 
     #[test]

@@ -45,6 +45,11 @@ pub trait StreamAdapter {
     fn usage(&self) -> Option<&Value>;
     /// The error the stream ended with, if it did.
     fn error(&self) -> Option<&str>;
+    /// Bytes of text generated so far (content, reasoning, tool-call arguments), for a
+    /// token estimate when no usage came.
+    fn generated_bytes(&self) -> usize {
+        self.content().len()
+    }
     /// That error as the gateway error it was, when the adapter made it (a native error
     /// event), so a stream that fails at once keeps its status and code.
     fn failure(&self) -> Option<&GatewayError> {
@@ -70,6 +75,9 @@ impl StreamAdapter for Relay {
     }
     fn error(&self) -> Option<&str> {
         self.error.as_deref()
+    }
+    fn generated_bytes(&self) -> usize {
+        self.generated
     }
 }
 
