@@ -223,6 +223,16 @@ function instances(mockUrl, frontendPort, { mockB, mockC, dead }) {
       HEARTBEAT_INTERVAL_MS: '100',
       ALLOWED_ORIGINS: '*',
     },
+    // Access keys with the log off, for a client that leaves mid-stream (its own instance:
+    // wrangler's dev proxy can exit after a client disconnect, workers-sdk #15447).
+    KEYSDROP_GATEWAY_URL: {
+      SOURCE_API_URL: mockUrl,
+      OPENAI_API_KEY: 'sk-keysdrop-server-key',
+      AUTH_TOKEN: 'keysdrop-master-token',
+      ADMIN_TOKEN: 'keysdrop-admin-token',
+      LOG_REQUESTS: 'false',
+      FAKE_STREAM: 'off',
+    },
     // Public mode with PUBLIC_RPM: clients' own keys, three calls a minute per client IP.
     PUBLICRPM_GATEWAY_URL: {
       SOURCE_API_URL: `${mockUrl}/v1`,

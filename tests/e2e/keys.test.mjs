@@ -260,6 +260,55 @@ describe('access keys', { concurrency: true }, () => {
     assert.deepEqual([refused.status, refused.code], [403, 'model_not_allowed']);
   });
 
+  test('a client that leaves mid-stream is charged for what it got, with the log off', async () => {
+    const DROP = process.env.KEYSDROP_GATEWAY_URL;
+    const dropAdmin = { authorization: 'Bearer keysdrop-admin-token', 'content-type': 'application/json' };
+    const created = await (await fetch(`${DROP}/api/keys`, { method: 'POST', headers: dropAdmin, body: JSON.stringify({ name: 'leaver', tpd: 1_000_000 }) })).json();
+    remember(created.key);
+    const tag = await scenario({ content: 'word '.repeat(400), chunk_chars: 20, chunk_delay_ms: 20, usage: null });
+    const controller = new AbortController();
+    const res = await fetch(`${DROP}/v1/chat/completions`, {
+      method: 'POST', signal: controller.signal,
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${created.key}` },
+      body: JSON.stringify({ model: 'gpt-leaver', stream: true, messages: [{ role: 'user', content: tag }] }),
+    });
+    assert.equal(res.status, 200);
+    const reader = res.body.getReader();
+    let received = 0;
+    while (received < 400) received += (await reader.read()).value?.length ?? 0;
+    controller.abort();
+    const used = await waitFor(async () => {
+      const live = await (await fetch(`${DROP}/api/keys/${created.id}`, { headers: dropAdmin })).json();
+      return live.limits_used?.tokens_day > 0 && live.limits_used;
+    }, { timeoutMs: 10_000 });
+    assert.ok(used, 'the tokens relayed before the client left are charged');
+    // Far less than the whole answer (2000 bytes, about 500 tokens) was relayed.
+    assert.ok(used.tokens_day < 500, `charged ${used.tokens_day}`);
+  });
+
+  test('Responses: a key may only use its models, and stored responses belong to their key', async () => {
+    const a = await createKey({ name: 'resp-a', models: ['gpt-*'] });
+    const b = await createKey({ name: 'resp-b' });
+    const create = (key, model) => fetch(`${KEYS}/v1/responses`, {
+      method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+      body: JSON.stringify({ model, input: 'hello', store: true }),
+    });
+    const refused = await errorOf(await create(a.key, 'o3'));
+    assert.deepEqual([refused.status, refused.code], [403, 'model_not_allowed']);
+    const made = await create(a.key, 'gpt-resp-key');
+    assert.equal(made.status, 200);
+    const { id } = await made.json();
+    const read = (key) => fetch(`${KEYS}/v1/responses/${id}`, { headers: { authorization: `Bearer ${key}` } });
+    assert.equal((await read(a.key)).status, 200);
+    assert.equal((await read(b.key)).status, 404, "another key cannot read it");
+    const del = await fetch(`${KEYS}/v1/responses/${id}`, { method: 'DELETE', headers: { authorization: `Bearer ${b.key}` } });
+    assert.equal(del.status, 404, 'nor delete it');
+    // /v1/models answers a key from a foreign origin like any call.
+    const web = await createKey({ name: 'web-models', origins: ['https://app.example.com'] });
+    const models = await errorOf(await fetch(`${KEYS}/v1/models`, { headers: { authorization: `Bearer ${web.key}`, origin: 'https://evil.example.com' } }));
+    assert.deepEqual([models.status, models.code], [403, 'origin_not_allowed']);
+  });
+
   test('PUBLIC_RPM limits each client IP in public mode', async () => {
     const call = async () => fetch(`${PUBLIC_RPM_GATEWAY}/v1/chat/completions`, {
       method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer sk-client-own-key-123' },
