@@ -10,12 +10,12 @@
 // Prints one table and writes bench/results.json.
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
+import { freePort } from '../tests/ports.mjs';
 import workerdPackage from 'workerd';
 
 // The binary wrangler runs, from the `workerd` npm package (CommonJS: its default export).
@@ -32,17 +32,6 @@ const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim(
 const COMPATIBILITY_DATE = '2026-04-01';
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'gateway-bench-'));
 const children = [];
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
-}
 
 /** CPU time (user + system) of a process so far, in microseconds. */
 function cpuMicros(pid) {
@@ -223,7 +212,10 @@ try {
   ], gatewayBindings, ['enable_request_signal']);
   const baseline = await startWorkerd('baseline', [['baseline.js', 'esModule', path.join(root, 'bench', 'baseline.js')]],
     { UPSTREAM: mock, UPSTREAM_KEY: 'sk-bench-server-key' });
-  const transform = await startWorkerd('transform', [['baseline-transform.js', 'esModule', path.join(root, 'bench', 'baseline-transform.js')]],
+  const transform = await startWorkerd('transform', [
+    ['baseline-transform.js', 'esModule', path.join(root, 'bench', 'baseline-transform.js')],
+    ['baseline.js', 'esModule', path.join(root, 'bench', 'baseline.js')],
+  ],
     { UPSTREAM: mock, UPSTREAM_KEY: 'sk-bench-server-key' });
 
   const memoryGrowth = {

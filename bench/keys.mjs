@@ -7,28 +7,17 @@
 //   node bench/keys.mjs [--calls N]      (npm run bench runs it after bench/gateway.mjs)
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startMockUpstream } from '../tests/mock/upstream.mjs';
+import { freePort } from '../tests/ports.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const argCalls = process.argv.indexOf('--calls');
 const CALLS = argCalls > 0 ? Number(process.argv[argCalls + 1]) : 200;
 const WARMUP = 20;
 const wrangler = path.join(root, 'node_modules', '.bin', 'wrangler');
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
-}
 
 function run(args, env) {
   return new Promise((resolve) => {

@@ -4,10 +4,10 @@
 // against them. Everything listens on loopback only.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startMockUpstream } from './mock/upstream.mjs';
+import { freePort } from './ports.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const stateDir = path.join(root, '.wrangler', 'test');
@@ -348,17 +348,6 @@ function keySecretNames(instance, vars, hosts) {
     try { upstreams = JSON.parse(vars.UPSTREAMS); } catch { upstreams = []; }
   }
   return upstreams.map((u) => u.keys).filter((k) => typeof k === 'string');
-}
-
-async function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
 }
 
 function run(cmd, args, opts = {}) {

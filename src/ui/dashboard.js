@@ -271,17 +271,22 @@ function keyRow(k) {
     el('td', { class: 'actions' }, toggle, del));
 }
 
-async function keyAction(button, path, options) {
+/** One admin call with its button disabled meanwhile: errors go to #key-error, the list reloads. */
+async function keyCall(button, call) {
+  $('key-error').textContent = '';
   button.disabled = true;
   try {
-    await api(path, options);
-    $('key-error').textContent = '';
+    await call();
   } catch (e) {
     keyError(e);
   } finally {
     button.disabled = false;
   }
   await loadKeys().catch(keyListError);
+}
+
+function keyAction(button, path, options) {
+  return keyCall(button, () => api(path, options));
 }
 
 /** The request list's key filter: one option per key, the choice kept across refreshes. */
@@ -312,21 +317,13 @@ function keyBody() {
   return body;
 }
 
-async function createKey(e) {
+function createKey(e) {
   e.preventDefault();
-  const submit = $('key-form').querySelector('button[type=submit]');
-  $('key-error').textContent = '';
-  submit.disabled = true;
-  try {
+  return keyCall($('key-form').querySelector('button[type=submit]'), async () => {
     const created = await api('/api/keys', { method: 'POST', body: keyBody() });
     $('key-form').reset();
     showNewKey(created.key);
-  } catch (err) {
-    keyError(err);
-  } finally {
-    submit.disabled = false;
-  }
-  await loadKeys().catch(keyListError);
+  });
 }
 
 function showNewKey(secret) {
