@@ -2,7 +2,8 @@
 
 use crate::config::AllowedOrigins;
 
-pub const ALLOWED_METHODS: &str = "GET, POST, OPTIONS";
+/// Every method a route takes: `DELETE /v1/responses/{id}` and the key admin API too.
+pub const ALLOWED_METHODS: &str = "GET, POST, PATCH, DELETE, OPTIONS";
 /// Used when a preflight does not say which headers it wants.
 pub const DEFAULT_ALLOWED_HEADERS: &str =
     "Authorization, Content-Type, X-Api-Key, X-Requested-With, X-Fake-Stream";
