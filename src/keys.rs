@@ -315,9 +315,12 @@ fn object(body: &[u8]) -> Result<Map<String, Value>, GatewayError> {
 
 impl KeyPatch {
     pub fn parse(body: &[u8], now_s: i64) -> Result<KeyPatch, GatewayError> {
-        let object = object(body)?;
+        KeyPatch::from_object(&object(body)?, now_s)
+    }
+
+    fn from_object(object: &Map<String, Value>, now_s: i64) -> Result<KeyPatch, GatewayError> {
         let mut patch = KeyPatch::default();
-        for (field, value) in &object {
+        for (field, value) in object {
             match field.as_str() {
                 "name" => patch.name = Some(name(value)?),
                 "models" => patch.models = Some(models(value)?),
@@ -344,10 +347,11 @@ pub fn parse_new(
     secret: &str,
     now_s: i64,
 ) -> Result<AccessKey, GatewayError> {
-    if object(body)?.get("name").is_none_or(Value::is_null) {
+    let object = object(body)?;
+    if object.get("name").is_none_or(Value::is_null) {
         return Err(GatewayError::invalid_param("A key needs a `name`", "name"));
     }
-    let patch = KeyPatch::parse(body, now_s)?;
+    let patch = KeyPatch::from_object(&object, now_s)?;
     let mut key = AccessKey {
         id,
         name: String::new(),

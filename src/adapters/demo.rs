@@ -295,15 +295,7 @@ impl Provider for Demo {
     }
 
     fn chat_request(&self, ctx: &CallContext) -> Result<HttpRequest, GatewayError> {
-        let mut body = if ctx.stream {
-            ctx.request.body.clone()
-        } else {
-            ctx.request.non_streaming_body()
-        };
-        body.insert(
-            "model".into(),
-            Value::String(ctx.upstream_model.to_string()),
-        );
+        let body = ctx.openai_body();
         Ok(HttpRequest {
             method: "POST",
             url: DEMO_URL.into(),

@@ -20,6 +20,7 @@ use crate::error::GatewayError;
 use crate::openai::{ChatCompletion, ChatRequest};
 use crate::stream::translate::EventTranslator;
 use crate::stream::ChunkMeta;
+use serde_json::{Map, Value};
 
 /// Every provider, in routing priority order: the first whose patterns match a model
 /// serves it, so the catch-all OpenAI-compatible provider comes last.
@@ -125,6 +126,21 @@ pub struct EmbeddingContext<'a> {
 }
 
 impl CallContext<'_> {
+    /// The client's chat body for an OpenAI-shaped upstream: in this call's stream mode,
+    /// with the model name the upstream knows.
+    pub fn openai_body(&self) -> Map<String, Value> {
+        let mut body = if self.stream {
+            self.request.body.clone()
+        } else {
+            self.request.non_streaming_body()
+        };
+        body.insert(
+            "model".into(),
+            Value::String(self.upstream_model.to_string()),
+        );
+        body
+    }
+
     /// The envelope for chunks of a translated or replayed stream.
     pub fn chunk_meta(&self, id: Option<&str>) -> ChunkMeta {
         ChunkMeta {

@@ -93,16 +93,8 @@ impl Provider for OpenAi {
             // Forward the client's exact bytes: nothing is reformatted or lost.
             ctx.raw_body.to_vec()
         } else {
-            let mut body = if ctx.stream {
-                ctx.request.body.clone()
-            } else {
-                ctx.request.non_streaming_body()
-            };
-            body.insert(
-                "model".into(),
-                Value::String(ctx.upstream_model.to_string()),
-            );
-            serde_json::to_vec(&body).map_err(|e| GatewayError::Internal(e.to_string()))?
+            serde_json::to_vec(&ctx.openai_body())
+                .map_err(|e| GatewayError::Internal(e.to_string()))?
         };
         let accept = if ctx.stream {
             "text/event-stream"

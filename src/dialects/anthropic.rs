@@ -126,19 +126,7 @@ pub fn to_chat(body: &[u8], unsupported: UnsupportedTools) -> Result<Translated,
             if kind != "custom" {
                 // Anthropic's server and built-in tools (web_search_*, bash_*, text_editor_*,
                 // computer_*, code_execution_*) run at Anthropic or need its own schemas.
-                if unsupported == UnsupportedTools::Reject {
-                    return Err(GatewayError::InvalidRequest {
-                        message: format!(
-                            "tools[{i}] is of type `{}`, which the gateway cannot run upstream (UNSUPPORTED_TOOLS=reject)",
-                            crate::error::excerpt(kind, 60)
-                        ),
-                        param: Some(format!("tools[{i}]")),
-                        code: Some("unsupported_tool"),
-                    });
-                }
-                if !dropped_tools.iter().any(|t| t == kind) {
-                    dropped_tools.push(kind.to_string());
-                }
+                unsupported.refuse_or_drop(i, kind, &mut dropped_tools)?;
                 continue;
             }
             let name = tool["name"]

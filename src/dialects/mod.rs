@@ -115,6 +115,30 @@ pub enum UnsupportedTools {
 }
 
 impl UnsupportedTools {
+    /// `tools[index]`, of a type no upstream runs: refused (400 `unsupported_tool`), or
+    /// dropped and its type noted once in `dropped`.
+    pub fn refuse_or_drop(
+        self,
+        index: usize,
+        kind: &str,
+        dropped: &mut Vec<String>,
+    ) -> Result<(), GatewayError> {
+        if self == UnsupportedTools::Reject {
+            return Err(GatewayError::InvalidRequest {
+                message: format!(
+                    "tools[{index}] is of type `{}`, which the gateway cannot run upstream (UNSUPPORTED_TOOLS=reject)",
+                    crate::error::excerpt(kind, 60)
+                ),
+                param: Some(format!("tools[{index}]")),
+                code: Some("unsupported_tool"),
+            });
+        }
+        if !dropped.iter().any(|t| t == kind) {
+            dropped.push(kind.to_string());
+        }
+        Ok(())
+    }
+
     pub fn parse(value: Option<&str>) -> Result<Self, String> {
         match value.map(str::trim).unwrap_or("") {
             "" | "drop" => Ok(UnsupportedTools::Drop),

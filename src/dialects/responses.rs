@@ -164,19 +164,7 @@ pub fn parse(body: &[u8], unsupported: UnsupportedTools) -> Result<Parsed, Gatew
             if !FUNCTION_TOOLS.contains(&kind) {
                 // Hosted tools (web_search, file_search, code_interpreter, computer_use, …)
                 // and types the gateway does not know run nowhere behind it.
-                if unsupported == UnsupportedTools::Reject {
-                    return Err(GatewayError::InvalidRequest {
-                        message: format!(
-                            "tools[{i}] is of type `{}`, which the gateway cannot run upstream (UNSUPPORTED_TOOLS=reject)",
-                            crate::error::excerpt(kind, 60)
-                        ),
-                        param: Some(format!("tools[{i}]")),
-                        code: Some("unsupported_tool"),
-                    });
-                }
-                if !dropped_tools.iter().any(|t| t == kind) {
-                    dropped_tools.push(kind.to_string());
-                }
+                unsupported.refuse_or_drop(i, kind, &mut dropped_tools)?;
                 continue;
             }
             let name = tool["name"]

@@ -132,8 +132,14 @@ async fn lookup(
             GatewayError::Unavailable(format!("The access keys could not be read: {e}"))
         })?;
     let key = row.map(|row| row.key());
-    KEY_CACHE.with(|c| c.borrow_mut().put(&key_hash, key.clone(), now, ttl));
+    remember(&key_hash, key.clone(), now, ttl);
     Ok(key)
+}
+
+/// What D1 said of a key hash at `at_ms` (or what the admin API just wrote), in this
+/// isolate's cache.
+fn remember(key_hash: &str, key: Option<AccessKey>, at_ms: i64, ttl_ms: i64) {
+    KEY_CACHE.with(|c| c.borrow_mut().put(key_hash, key, at_ms, ttl_ms));
 }
 
 /// Counts the call in its limiter object (one round trip), or refuses it with 429. The
@@ -316,6 +322,12 @@ pub async fn admin(
     let missing = || GatewayError::Missing {
         message: format!("No access key with id `{}`", crate::error::excerpt(&id, 60)),
     };
+    let load = || async {
+        logging::first::<KeyRow>(&db, &keys::list_statement(Some(&id)), None)
+            .await
+            .map_err(storage)?
+            .ok_or_else(missing)
+    };
     match route {
         Route::KeyList => {
             let rows = logging::rows::<KeyRow>(&db, &keys::list_statement(None))
@@ -339,10 +351,7 @@ pub async fn admin(
             logging::run(&db, &keys::insert_statement(&key, &key_hash))
                 .await
                 .map_err(storage)?;
-            KEY_CACHE.with(|c| {
-                c.borrow_mut()
-                    .put(&key_hash, Some(key.clone()), now_ms() as i64, ttl)
-            });
+            remember(&key_hash, Some(key.clone()), now_ms() as i64, ttl);
             let mut view = key.view(Some(&keys::KeyUsage::default()));
             // The only time the key itself is ever shown.
             view["key"] = serde_json::Value::String(secret);
@@ -351,10 +360,7 @@ pub async fn admin(
             Ok(response)
         }
         Route::KeyGet => {
-            let row = logging::first::<KeyRow>(&db, &keys::list_statement(Some(&id)), None)
-                .await
-                .map_err(storage)?
-                .ok_or_else(missing)?;
+            let row = load().await?;
             let key = row.key();
             let mut view = key.view(Some(&row.usage()));
             // What the key has used of its limits right now, from its limiter object.
@@ -375,20 +381,14 @@ pub async fn admin(
         Route::KeyUpdate => {
             let body = admin_body(req, config).await?;
             let patch = KeyPatch::parse(&body, now_s)?;
-            let row = logging::first::<KeyRow>(&db, &keys::list_statement(Some(&id)), None)
-                .await
-                .map_err(storage)?
-                .ok_or_else(missing)?;
+            let row = load().await?;
             let mut key = row.key();
             key.apply(patch, now_s);
             let updated = logging::first::<KeyRow>(&db, &keys::update_statement(&key), None)
                 .await
                 .map_err(storage)?
                 .ok_or_else(missing)?;
-            KEY_CACHE.with(|c| {
-                c.borrow_mut()
-                    .put(&updated.key_hash, Some(updated.key()), now_ms() as i64, ttl)
-            });
+            remember(&updated.key_hash, Some(updated.key()), now_ms() as i64, ttl);
             json_response(&updated.key().view(Some(&row.usage())), 200)
         }
         _ => {
@@ -397,7 +397,7 @@ pub async fn admin(
                     .await
                     .map_err(storage)?
                     .ok_or_else(missing)?;
-            KEY_CACHE.with(|c| c.borrow_mut().put(&key_hash, None, now_ms() as i64, ttl));
+            remember(&key_hash, None, now_ms() as i64, ttl);
             json_response(
                 &serde_json::json!({ "id": id, "object": "gateway.key", "deleted": true }),
                 200,

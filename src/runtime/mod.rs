@@ -48,10 +48,13 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
     let request_id = new_request_id();
     let scrubber = Rc::new(request_scrubber(&req, config.as_ref().ok()));
     let route = route(req.method().as_ref(), &req.path());
-    // Every API call gets a tap: it writes the log row (when logging is on) and charges
-    // an access key's tokens when the call is done.
+    // An API call gets a tap when something needs it: it writes the log row (logging on)
+    // and charges an access key's tokens when the call is done.
     let tap = match (&route, config) {
-        (Ok(Route::Chat | Route::Embeddings | Route::Messages | Route::Responses), Ok(config)) => {
+        (Ok(Route::Chat | Route::Embeddings | Route::Messages | Route::Responses), Ok(config))
+            if config.log.enabled
+                || presented_credential(&req).is_some_and(|c| crate::keys::is_access_key(&c)) =>
+        {
             let api = match route {
                 Ok(Route::Embeddings) => "embeddings",
                 Ok(Route::Messages) => "messages",
@@ -179,6 +182,19 @@ struct Call<'a> {
     gateway_headers: std::cell::RefCell<Vec<(String, String)>>,
     /// Who is calling, once authorized.
     caller: std::cell::RefCell<Option<Rc<access::Caller>>>,
+}
+
+impl Call<'_> {
+    /// The credential the client presented, as the client's own key for public-mode
+    /// upstreams: never an access key, the gateway's own credential.
+    fn client_key(&self, presented: Option<String>) -> Option<String> {
+        presented.filter(|_| {
+            self.caller
+                .borrow()
+                .as_ref()
+                .is_none_or(|c| c.key.is_none())
+        })
+    }
 }
 
 /// Every secret in play for this request: the configured keys and tokens, and whatever
@@ -442,8 +458,8 @@ fn plan(
     let gateway_auth = caller
         .as_ref()
         .map_or(config.auth_token.is_some(), |c| c.gateway_auth(config));
-    // An access key is the gateway's own credential: it never goes upstream.
-    let presented = presented.filter(|_| caller.as_ref().is_none_or(|c| c.key.is_none()));
+    let presented = call.client_key(presented.map(str::to_string));
+    let presented = presented.as_deref();
     let candidates = router::candidates(config, model, &mut || js_sys::Math::random())?;
     let mut targets = Vec::with_capacity(candidates.len());
     let mut sources = Vec::with_capacity(candidates.len());
@@ -628,13 +644,7 @@ fn new_exchange(
         log: call.tap.cloned(),
         targets: plan.targets,
         planner: std::cell::RefCell::new(plan.planner),
-        // An access key never goes upstream as the client's own key.
-        client_key: presented.filter(|_| {
-            call.caller
-                .borrow()
-                .as_ref()
-                .is_none_or(|c| c.key.is_none())
-        }),
+        client_key: call.client_key(presented),
         options: config.provider_options.clone(),
         client_headers: req.headers().entries().collect(),
         raw_body,

@@ -216,6 +216,20 @@ impl Exchange {
         send_request(&request, target.timeout_ms, self.client_signal.as_ref()).await
     }
 
+    /// A whole answer on its way to the client: scrubbed, then logged with its usage.
+    fn answer_out(&self, body: Vec<u8>, usage: Option<&serde_json::Value>) -> Vec<u8> {
+        let body = match self.scrubber.known(&body) {
+            Cow::Borrowed(_) => body,
+            Cow::Owned(scrubbed) => scrubbed,
+        };
+        if let Some(log) = &self.log {
+            log.first_token();
+            log.response_body(&String::from_utf8_lossy(&body));
+            log.usage(usage);
+        }
+        body
+    }
+
     /// Reads the whole body within the timeout and `MAX_RESPONSE_BYTES`.
     async fn read_body(
         &self,
@@ -367,15 +381,7 @@ impl Exchange {
             let usage = completion.usage.clone();
             (self.dialect.render(&completion)?, usage)
         };
-        let body = match self.scrubber.known(&body) {
-            Cow::Borrowed(_) => body,
-            Cow::Owned(scrubbed) => scrubbed,
-        };
-        if let Some(log) = &self.log {
-            log.first_token();
-            log.response_body(&String::from_utf8_lossy(&body));
-            log.usage(usage.as_ref());
-        }
+        let body = self.answer_out(body, usage.as_ref());
         Ok(Response::from_bytes(body)
             .map_err(internal)?
             .with_status(200)
@@ -454,15 +460,7 @@ impl Exchange {
                 Some(serde_json::json!({ "prompt_tokens": tokens, "total_tokens": tokens })),
             )
         };
-        let body = match self.scrubber.known(&body) {
-            Cow::Borrowed(_) => body,
-            Cow::Owned(scrubbed) => scrubbed,
-        };
-        if let Some(log) = &self.log {
-            log.first_token();
-            log.response_body(&String::from_utf8_lossy(&body));
-            log.usage(usage.as_ref());
-        }
+        let body = self.answer_out(body, usage.as_ref());
         let headers = headers.unwrap_or_default();
         let _ = headers.set("Content-Type", "application/json");
         Ok(Response::from_bytes(body)
