@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startMockUpstream } from './mock/upstream.mjs';
-import { freePort } from './ports.mjs';
+import { freePort, reservePort } from './ports.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const stateDir = path.join(root, '.wrangler', 'test');
@@ -435,7 +435,10 @@ const mock = await startMockUpstream();
 const mockB = await startMockUpstream();
 const mockC = await startMockUpstream();
 const hosts = { mock: mock.url, mockB: mockB.url, mockC: mockC.url, dead: `http://127.0.0.1:${await freePort()}` };
-const frontendPort = await freePort();
+// The cross-origin test's frontend port is named in ALLOWED_ORIGINS before any instance
+// starts: it stays held until the tests run, so no instance can be given it.
+const frontend = await reservePort();
+const frontendPort = frontend.port;
 const workers = [];
 const configs = instances(mock.url, frontendPort, hosts);
 fs.rmSync(path.join(stateDir, 'created-secrets.txt'), { force: true });
@@ -464,6 +467,7 @@ try {
     .filter((f) => f.endsWith('.test.mjs'))
     .filter((f) => only.length === 0 || only.some((o) => f.includes(o)))
     .map((f) => path.join('tests', 'e2e', f));
+  await frontend.release();
   const nodeCode = nodeTests.length
     ? await run(process.execPath, ['--test', '--test-concurrency=4', ...nodeTests], { cwd: root, env })
     : 0;
