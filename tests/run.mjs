@@ -223,13 +223,12 @@ function instances(mockUrl, frontendPort, { mockB, mockC, dead }) {
       HEARTBEAT_INTERVAL_MS: '100',
       ALLOWED_ORIGINS: '*',
     },
-    // Access keys with the log off, for a client that leaves mid-stream (its own instance:
-    // wrangler's dev proxy can exit after a client disconnect, workers-sdk #15447).
-    KEYSDROP_GATEWAY_URL: {
+    // Access keys with the request log off: charging must not depend on it.
+    KEYSNOLOG_GATEWAY_URL: {
       SOURCE_API_URL: mockUrl,
-      OPENAI_API_KEY: 'sk-keysdrop-server-key',
-      AUTH_TOKEN: 'keysdrop-master-token',
-      ADMIN_TOKEN: 'keysdrop-admin-token',
+      OPENAI_API_KEY: 'sk-keysnolog-server-key',
+      AUTH_TOKEN: 'keysnolog-master-token',
+      ADMIN_TOKEN: 'keysnolog-admin-token',
       LOG_REQUESTS: 'false',
       FAKE_STREAM: 'off',
     },
