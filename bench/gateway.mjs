@@ -8,109 +8,19 @@
 //   node bench/gateway.mjs [--duration SECONDS] [--connections N]   (npm run bench runs it)
 //
 // Prints one table and writes bench/results.json.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
-import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { freePort } from '../tests/ports.mjs';
-import workerdPackage from 'workerd';
+import {
+  arg, COMPATIBILITY_DATE, cpuMicros, GATEWAY_MODULES, memory, root, startMock, startWorkerd, stopAll, workerdBinary,
+} from './workerd.mjs';
 
-// The binary wrangler runs, from the `workerd` npm package (CommonJS: its default export).
-const workerdBinary = workerdPackage.default ?? workerdPackage;
-
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const arg = (name, fallback) => {
-  const at = process.argv.indexOf(`--${name}`);
-  return at > 0 ? Number(process.argv[at + 1]) : fallback;
-};
 const DURATION = arg('duration', 10);
 const CONNECTIONS = arg('connections', 50);
-const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
-const COMPATIBILITY_DATE = '2026-04-01';
-const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'gateway-bench-'));
-const children = [];
-
-/** CPU time (user + system) of a process so far, in microseconds. */
-function cpuMicros(pid) {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return ((Number(fields[11]) + Number(fields[12])) * 1e6) / CLOCK_TICKS;
-}
-
-/** Resident memory now and at its peak, in MiB. */
-function memory(pid) {
-  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kib = (name) => Number(new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? 0);
-  return { rss: kib('VmRSS') / 1024, peak: kib('VmHWM') / 1024 };
-}
-
-async function waitUntilUp(url, child) {
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`${url}: the server exited (${child.exitCode})`);
-    try {
-      await (await fetch(url)).arrayBuffer();
-      return;
-    } catch { /* starting */ }
-    if (Date.now() > deadline) throw new Error(`${url} did not come up`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-async function startMock() {
-  const child = spawn(process.execPath, [path.join(root, 'bench', 'mock.mjs')], { stdio: ['ignore', 'pipe', 'inherit'] });
-  children.push(child);
-  const port = await new Promise((resolve, reject) => {
-    child.stdout.on('data', (data) => {
-      const found = /listening (\d+)/.exec(data.toString());
-      if (found) resolve(Number(found[1]));
-    });
-    child.on('exit', () => reject(new Error('the mock upstream exited')));
-  });
-  return `http://127.0.0.1:${port}`;
-}
-
-const capnpString = (s) => JSON.stringify(s);
-
-/** Starts one workerd serving one Worker; `modules` are [name, kind, file]. */
-async function startWorkerd(name, modules, bindings, flags = []) {
-  const port = await freePort();
-  const config = `using Workerd = import "/workerd/workerd.capnp";
-const config :Workerd.Config = (
-  services = [
-    (name = "main", worker = .worker),
-    (name = "internet", network = (allow = ["public", "private", "local"])),
-  ],
-  sockets = [(name = "http", address = "127.0.0.1:${port}", http = (), service = "main")],
-);
-const worker :Workerd.Worker = (
-  modules = [
-${modules.map(([module, kind]) => `    (name = ${capnpString(module)}, ${kind} = embed ${capnpString(`${name}/${module}`)}),`).join('\n')}
-  ],
-  compatibilityDate = ${capnpString(COMPATIBILITY_DATE)},
-  compatibilityFlags = [${flags.map(capnpString).join(', ')}],
-  bindings = [
-${Object.entries(bindings).map(([k, v]) => `    (name = ${capnpString(k)}, text = ${capnpString(v)}),`).join('\n')}
-  ],
-  globalOutbound = "internet",
-);
-`;
-  // `embed` paths are relative to the config file.
-  fs.mkdirSync(path.join(scratch, name));
-  for (const [module, , source] of modules) fs.copyFileSync(source, path.join(scratch, name, module));
-  const file = path.join(scratch, `${name}.capnp`);
-  fs.writeFileSync(file, config);
-  // Its log (clients closing keep-alive sockets at the end of a run are logged as errors).
-  const log = fs.openSync(path.join(scratch, `${name}.log`), 'w');
-  const child = spawn(workerdBinary, ['serve', file], { stdio: ['ignore', log, log] });
-  children.push(child);
-  const url = `http://127.0.0.1:${port}`;
-  await waitUntilUp(`${url}/health`, child);
-  return { name, url, pid: child.pid };
-}
 
 /** Starts the gateway on Miniflare with a D1 `DB` (migrations applied); returns its workerd. */
 async function startMiniflare(name, bindings) {
@@ -206,10 +116,7 @@ try {
     GEMINI_API_KEY: 'gm-bench-server-key', FAKE_STREAM: 'slow-*', HEARTBEAT_INTERVAL_MS: '100',
     LOG_REQUESTS: 'false', MAX_RESPONSE_BYTES: String(64 * 1024 * 1024),
   };
-  const gateway = await startWorkerd('gateway', [
-    ['index.js', 'esModule', path.join(root, 'build', 'index.js')],
-    ['index_bg.wasm', 'wasm', path.join(root, 'build', 'index_bg.wasm')],
-  ], gatewayBindings, ['enable_request_signal']);
+  const gateway = await startWorkerd('gateway', GATEWAY_MODULES, gatewayBindings, { flags: ['enable_request_signal'] });
   const baseline = await startWorkerd('baseline', [['baseline.js', 'esModule', path.join(root, 'bench', 'baseline.js')]],
     { UPSTREAM: mock, UPSTREAM_KEY: 'sk-bench-server-key' });
   const transform = await startWorkerd('transform', [
@@ -281,6 +188,5 @@ try {
   console.log(`bundle: wasm ${fmt(results.bundle.wasm_raw_kib)} KiB raw, gzip(wasm + js) ${fmt(results.bundle.gzip_kib)} KiB`);
   console.log('written: bench/results.json');
 } finally {
-  for (const child of children) child.kill('SIGTERM');
-  fs.rmSync(scratch, { recursive: true, force: true });
+  stopAll();
 }

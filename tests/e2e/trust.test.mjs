@@ -1,16 +1,18 @@
 // The gateway's trust guarantees end to end (README "Security"): secrets scrubbed everywhere,
 // credential headers fingerprinted in the log, model ids validated before any upstream call,
-// upstream redirects never followed, MAX_RESPONSE_BYTES, upstream headers kept on errors
-// (the client-disconnect abort of non-streaming calls cannot be observed locally; see the end).
+// upstream redirects never followed, MAX_RESPONSE_BYTES, upstream headers kept on errors, a
+// non-streaming call aborted upstream when its client goes away.
 // The mock's trust knobs (echo_key, error_headers, redirect, huge_content_bytes,
 // stream_error_event, the models-redirect switch and /__mock/stolen) are documented in
 // tests/mock/upstream.mjs. Tests in this file run in order.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { hugeText } from '../mock/upstream.mjs';
+import { GATEWAY_MODULES, startWorkerd, stopAll } from '../workerd.mjs';
 import {
   GATEWAY, PUBLIC_GATEWAY, LIMIT_GATEWAY, LOG_GATEWAY, MOCK, ACCESS_TOKEN, ADMIN_TOKEN, SERVER_KEY,
-  scenario, received, post, readSse, contentOf, waitFor, stolenHits, modelsRedirect, logRow,
+  scenario, received, post, readSse, contentOf, waitFor, stolenHits, modelsRedirect, logRow, chatBody,
 } from './helpers.mjs';
 
 const GEMINI_KEY = 'gm-server-secret-key';
@@ -418,7 +420,34 @@ test('upstream error answers keep retry-after, rate-limit, openai-* and the upst
   assert.equal((await dashscope.json()).error.code, 'Throttling');
 });
 
-// Not tested here: a non-streaming call aborted when its client leaves. Under wrangler 4.86
-// (local workerd) `request.signal` does not fire when the client goes away before the
-// response starts, even for a minimal JS worker with enable_request_signal, so the abort
-// cannot be observed locally (the upstream is only aborted at UPSTREAM_TIMEOUT_MS).
+// A client that goes away before a non-streaming answer: the gateway's upstream fetch is
+// aborted at once, not left running until UPSTREAM_TIMEOUT_MS. Served by bare workerd (the
+// same build, no D1, log off), because wrangler dev's proxy keeps the gateway's side of the
+// connection open after its client has gone; the client resets its connection (TCP RST),
+// which workerd notices while a request is pending (a plain close it only sees when it writes).
+test('a non-streaming call is aborted upstream when its client goes away', async (t) => {
+  t.after(stopAll);
+  const gateway = await startWorkerd('disconnect', GATEWAY_MODULES, {
+    SOURCE_API_URL: MOCK, OPENAI_API_KEY: SERVER_KEY, AUTH_TOKEN: ACCESS_TOKEN,
+    UPSTREAM_TIMEOUT_MS: '8000', LOG_REQUESTS: 'false',
+  }, { flags: ['enable_request_signal'] });
+  const tag = await scenario({ hang: true });
+  const url = new URL(`${gateway.url}/v1/chat/completions`);
+  const body = JSON.stringify(chatBody(tag));
+  const request = http.request({
+    host: url.hostname, port: url.port, path: url.pathname, method: 'POST',
+    headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), authorization: `Bearer ${ACCESS_TOKEN}` },
+  });
+  request.on('error', () => { /* the reset */ });
+  request.end(body);
+  const arrived = await waitFor(async () => (await received(tag))[0]);
+  assert.ok(arrived, 'the call reached the upstream');
+  const leftAt = Date.now();
+  request.socket.resetAndDestroy();
+  const record = await waitFor(async () => {
+    const [r] = await received(tag);
+    return r?.aborted ? r : null;
+  }, { timeoutMs: 6000 });
+  assert.ok(record, 'the upstream fetch was aborted before the upstream timeout');
+  assert.ok(record.abortedAt - leftAt < 3000, `aborted ${record.abortedAt - leftAt} ms after the client left`);
+});

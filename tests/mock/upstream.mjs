@@ -176,11 +176,14 @@ export function startMockUpstream({ port = 0, host = '127.0.0.1' } = {}) {
     const record = {
       seq: ++seq, tag, method: req.method, path: url.pathname, query: url.search,
       headers: req.headers, key, nth, body, bodyText, receivedAt: Date.now(),
-      aborted: false, finishedAt: null, eventsSent: 0,
+      aborted: false, abortedAt: null, finishedAt: null, eventsSent: 0,
     };
     requests.push(record);
     res.on('close', () => {
-      if (!res.writableFinished) record.aborted = true;
+      if (!res.writableFinished) {
+        record.aborted = true;
+        record.abortedAt = Date.now();
+      }
     });
     res.on('finish', () => { record.finishedAt = Date.now(); });
 
