@@ -21,6 +21,8 @@ import {
 
 const DURATION = arg('duration', 10);
 const CONNECTIONS = arg('connections', 50);
+// `--only json` (or stream, fake, gemini): that scenario alone, nothing written; for quick looks.
+const ONLY = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : null;
 
 /** Starts the gateway on Miniflare with a D1 `DB` (migrations applied); returns its workerd. */
 async function startMiniflare(name, bindings) {
@@ -125,10 +127,21 @@ try {
   ],
     { UPSTREAM: mock, UPSTREAM_KEY: 'sk-bench-server-key' });
 
+  const rows = [];
+  if (ONLY) {
+    const scenario = SCENARIOS.find((s) => s.id === ONLY);
+    if (!scenario) throw new Error(`--only: one of ${SCENARIOS.map((s) => s.id).join(', ')}`);
+    const targets = scenario.body.stream === true ? [gateway, baseline, transform] : [gateway, baseline];
+    for (const target of targets) await load(target, scenario.body, 2);
+    for (const target of targets) {
+      const m = await load(target, scenario.body, DURATION);
+      console.log(`${scenario.id} ${target.name}: ${fmt(m.requests_per_s)} req/s, ${fmt(m.cpu_us_per_call)} µs CPU per call, p50 ${m.p50_ms} ms`);
+    }
+  }
+  if (!ONLY) {
   const memoryGrowth = {
     gateway: await hugeStream(gateway), baseline: await hugeStream(baseline), transform: await hugeStream(transform),
   };
-  const rows = [];
   for (const scenario of SCENARIOS) {
     // Warm both up, then measure them one after the other.
     const streams = scenario.body.stream === true;
@@ -187,6 +200,7 @@ try {
   console.log(`20 MiB passthrough stream, peak RSS growth: gateway ${fmt(memoryGrowth.gateway)} MiB, minimal JS Worker ${fmt(memoryGrowth.baseline)} MiB, chunk-touching JS Worker ${fmt(memoryGrowth.transform)} MiB`);
   console.log(`bundle: wasm ${fmt(results.bundle.wasm_raw_kib)} KiB raw, gzip(wasm + js) ${fmt(results.bundle.gzip_kib)} KiB`);
   console.log('written: bench/results.json');
+  }
 } finally {
   stopAll();
 }

@@ -4,7 +4,10 @@
 // Names of wasm functions need a build that keeps them:
 //   CARGO_PROFILE_RELEASE_STRIP=false npm run build
 //
-//   node --experimental-websocket bench/profile.mjs [json|stream|gemini] [--duration S] [--top N]
+//   node --experimental-websocket bench/profile.mjs [json|stream|gemini] [--duration S] [--top N] [--baseline]
+//
+// `--baseline` profiles the minimal JS pass-through Worker (bench/baseline.js) instead: what
+// any Worker pays for the same call.
 //
 // Writes the raw profile to bench/last.cpuprofile (Chrome DevTools reads it; not committed).
 import fs from 'node:fs';
@@ -70,7 +73,10 @@ function group(frame) {
 try {
   const mock = await startMock();
   const inspectorPort = await freePort();
-  const gateway = await startWorkerd('gateway', GATEWAY_MODULES, {
+  const baseline = process.argv.includes('--baseline');
+  const modules = baseline ? [['baseline.js', 'esModule', path.join(root, 'bench', 'baseline.js')]] : GATEWAY_MODULES;
+  const gateway = await startWorkerd(baseline ? 'baseline' : 'gateway', modules, {
+    UPSTREAM: mock, UPSTREAM_KEY: 'sk-bench-server-key',
     SOURCE_API_URL: mock, OPENAI_API_KEY: 'sk-bench-server-key', GEMINI_BASE_URL: mock,
     GEMINI_API_KEY: 'gm-bench-server-key', LOG_REQUESTS: 'false',
   }, { flags: ['enable_request_signal'], inspectorPort });

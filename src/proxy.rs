@@ -95,6 +95,22 @@ pub fn redirect_host(location: Option<&str>, upstream_url: &str) -> String {
         .collect()
 }
 
+/// The path of an already-serialized WHATWG URL (what the runtime gives as a request's
+/// `url`), without reparsing: such a URL never has an empty path, so the first `/` after the
+/// host begins it, and a `?` or `#` inside it would be percent-encoded.
+pub fn path_of_url(url: &str) -> &str {
+    let Some(host_start) = url.find("://").map(|i| i + 3) else {
+        return "/";
+    };
+    match url[host_start..].find('/') {
+        Some(i) => {
+            let path = &url[host_start + i..];
+            &path[..path.find(['?', '#']).unwrap_or(path.len())]
+        }
+        None => "/",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,5 +217,21 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn path_of_url_takes_the_path_without_query_or_fragment() {
+        assert_eq!(
+            path_of_url("https://gw.example/v1/chat/completions?x=1"),
+            "/v1/chat/completions"
+        );
+        assert_eq!(
+            path_of_url("http://127.0.0.1:8787/api/keys/k1#top"),
+            "/api/keys/k1"
+        );
+        assert_eq!(path_of_url("https://gw.example/"), "/");
+        assert_eq!(path_of_url("https://gw.example"), "/");
+        assert_eq!(path_of_url("https://gw.example/a%3Fb"), "/a%3Fb");
+        assert_eq!(path_of_url("not a url"), "/");
     }
 }

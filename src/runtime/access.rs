@@ -2,7 +2,9 @@
 //! public mode — and the limiter Durable Object that counts their calls and tokens, the same
 //! for every isolate and location. The decisions are in `crate::keys` and `crate::limits`.
 
-use super::{header, json_response, logging, now_ms, now_seconds, presented_credential, Call};
+use super::{
+    header, json_response, logging, now_ms, now_seconds, presented_credential, Call, Inbound,
+};
 use crate::auth;
 use crate::config::Config;
 use crate::error::GatewayError;
@@ -58,7 +60,7 @@ impl Caller {
 
 /// Authorizes a request: an access key (`sk-gw-…`) must be known, enabled, unexpired and
 /// used from one of its origins; anything else is checked against `AUTH_TOKEN`.
-pub async fn authorize(req: &Request, config: &Config, env: &Env) -> Result<Caller, GatewayError> {
+pub async fn authorize(req: &Inbound, config: &Config, env: &Env) -> Result<Caller, GatewayError> {
     let presented = presented_credential(req);
     let Some(secret) = presented.as_deref().filter(|p| keys::is_access_key(p)) else {
         auth::check_access(config.auth_token.as_deref(), presented.as_deref())?;
@@ -303,7 +305,7 @@ impl DurableObject for KeyLimiter {
 /// `/api/keys` and `/api/keys/{id}` (behind `ADMIN_TOKEN`). A change takes effect at once in
 /// this isolate; other isolates see it when their cached copy expires (`KEY_CACHE_TTL_MS`).
 pub async fn admin(
-    req: &mut Request,
+    req: &mut Inbound,
     route: Route,
     config: &Config,
     call: &Call<'_>,
@@ -406,7 +408,7 @@ pub async fn admin(
     }
 }
 
-async fn admin_body(req: &mut Request, config: &Config) -> Result<Vec<u8>, GatewayError> {
+async fn admin_body(req: &mut Inbound, config: &Config) -> Result<Vec<u8>, GatewayError> {
     let body = req
         .bytes()
         .await

@@ -21,7 +21,7 @@ use crate::scrub::Scrubber;
 use crate::status;
 use logging::LogTap;
 use std::rc::Rc;
-use worker::{event, Context, D1Database, Env, Headers, Request, Response};
+use worker::{event, Context, D1Database, Env, Headers, Response};
 
 const INDEX_HTML: &str = include_str!("../ui/index.html");
 const DASHBOARD_HTML: &str = include_str!("../ui/dashboard.html");
@@ -40,14 +40,15 @@ fn start() {
 }
 
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
+async fn fetch(req: worker::web_sys::Request, env: Env, ctx: Context) -> worker::Result<Response> {
+    let req = Inbound::new(req);
     let config = isolate_config(&env);
     let config: &Result<Config, GatewayError> = &config;
     let origin = header(&req, "Origin");
     let requested_headers = header(&req, "Access-Control-Request-Headers");
     let request_id = new_request_id();
     let scrubber = Rc::new(request_scrubber(&req, config.as_ref().ok()));
-    let route = route(req.method().as_ref(), &req.path());
+    let route = route(req.method(), &req.path());
     // An API call gets a tap when something needs it: it writes the log row (logging on)
     // and charges an access key's tokens when the call is done.
     let tap = match (&route, config) {
@@ -102,19 +103,31 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
         .map(|c| c.allowed_origins.clone())
         .unwrap_or(AllowedOrigins::Any);
     let headers = response.headers();
+    // Set in one crossing into JS.
+    let mut lines = String::new();
+    let mut add = |name: &str, value: &str| {
+        // A line break would start another header: such a value is dropped.
+        if !value.contains(['\n', '\r']) {
+            lines.push_str(name);
+            lines.push(':');
+            lines.push_str(value);
+            lines.push('\n');
+        }
+    };
     for (name, value) in cors::cors_headers(
         &allowed,
         origin.as_deref(),
         preflight,
         requested_headers.as_deref(),
     ) {
-        let _ = headers.set(name, &value);
+        add(name, &value);
     }
     for (name, value) in call.gateway_headers.borrow().iter() {
-        let _ = headers.set(name, value);
+        add(name, value);
     }
-    let _ = headers.set("X-Request-Id", &request_id);
-    let _ = headers.set("X-Gateway-Version", crate::VERSION);
+    add("X-Request-Id", &request_id);
+    add("X-Gateway-Version", crate::VERSION);
+    set_header_lines(&headers.0, &lines);
     if let Some(tap) = tap {
         let status = response.status_code();
         let streaming = header_value(headers, "Content-Type")
@@ -199,7 +212,7 @@ impl Call<'_> {
 
 /// Every secret in play for this request: the configured keys and tokens, and whatever
 /// credential the client sent (its own key, in public mode).
-fn request_scrubber(req: &Request, config: Option<&Config>) -> Scrubber {
+fn request_scrubber(req: &Inbound, config: Option<&Config>) -> Scrubber {
     let presented: Vec<String> = ["Authorization", "X-Api-Key", "X-Goog-Api-Key", "Api-Key"]
         .iter()
         .filter_map(|name| header(req, name))
@@ -232,7 +245,7 @@ fn is_refusal(error: &GatewayError) -> bool {
 /// Starts the record of an API call; it is written when logging is on and the `DB` binding
 /// exists.
 fn start_log(
-    req: &Request,
+    req: &Inbound,
     env: &Env,
     ctx: &Context,
     config: &Config,
@@ -269,7 +282,7 @@ fn start_log(
             scrubber.clone(),
         ));
     }
-    let headers: Vec<(String, String)> = req.headers().entries().collect();
+    let headers = req.header_entries();
     let client_ip = header(req, "CF-Connecting-IP")
         .or_else(|| header(req, "X-Real-IP"))
         .or_else(|| {
@@ -285,7 +298,7 @@ fn start_log(
         client_ip,
         origin: header(req, "Origin"),
         user_agent: header(req, "User-Agent"),
-        request_headers: request_log::redact_headers(&headers, scrubber),
+        request_headers: request_log::redact_headers(headers, scrubber),
         status: 0,
         api: Some(api.to_string()),
         ..LogRecord::default()
@@ -299,7 +312,7 @@ fn header_value(headers: &Headers, name: &str) -> Option<String> {
 
 /// Returns the response and whether it answers a preflight.
 async fn handle(
-    mut req: Request,
+    mut req: Inbound,
     route: Result<Route, GatewayError>,
     call: &Call<'_>,
 ) -> Result<(Response, bool), GatewayError> {
@@ -381,7 +394,7 @@ fn config_ok(config: &Result<Config, GatewayError>) -> Result<&Config, GatewayEr
 
 /// Authorizes the caller (see `access`) and keeps it in the call.
 async fn authorize(
-    req: &Request,
+    req: &Inbound,
     config: &Config,
     call: &Call<'_>,
 ) -> Result<Rc<access::Caller>, GatewayError> {
@@ -400,7 +413,7 @@ async fn authorize(
 /// The client's body, read whole within `MAX_REQUEST_BYTES`, once the caller is authorized
 /// and admitted by its rate limits.
 async fn client_body(
-    req: &mut Request,
+    req: &mut Inbound,
     config: &Config,
     call: &Call<'_>,
 ) -> Result<(Vec<u8>, Option<String>), GatewayError> {
@@ -502,7 +515,7 @@ fn note_served(call: &Call<'_>, served: upstream::Served) {
 }
 
 async fn chat(
-    req: &mut Request,
+    req: &mut Inbound,
     config: &Config,
     call: &Call<'_>,
 ) -> Result<Response, GatewayError> {
@@ -523,7 +536,7 @@ async fn chat(
 
 /// `POST /v1/messages`: Anthropic Messages, as a chat call underneath.
 async fn messages(
-    req: &mut Request,
+    req: &mut Inbound,
     config: &Config,
     call: &Call<'_>,
 ) -> Result<Response, GatewayError> {
@@ -563,7 +576,7 @@ fn note_dropped_tools(call: &Call<'_>, dropped: &[String]) {
 /// `finish` runs after a successful answer is complete, before its end goes out.
 #[allow(clippy::too_many_arguments)]
 async fn run_chat(
-    req: &mut Request,
+    req: &mut Inbound,
     config: &Config,
     call: &Call<'_>,
     raw_body: Vec<u8>,
@@ -631,7 +644,7 @@ async fn run_chat(
 /// The exchange of one call over its plan's targets.
 #[allow(clippy::too_many_arguments)]
 fn new_exchange(
-    req: &Request,
+    req: &Inbound,
     config: &Config,
     call: &Call<'_>,
     plan: Plan,
@@ -646,7 +659,7 @@ fn new_exchange(
         planner: std::cell::RefCell::new(plan.planner),
         client_key: call.client_key(presented),
         options: config.provider_options.clone(),
-        client_headers: req.headers().entries().collect(),
+        client_headers: req.header_entries().to_vec(),
         raw_body,
         heartbeat_ms: config.heartbeat_interval_ms,
         chunk_chars: config.fake_stream_chunk_chars,
@@ -664,7 +677,7 @@ fn new_exchange(
 
 /// `POST /v1/embeddings`: routed, key-pooled, retried and logged like a chat call.
 async fn embeddings(
-    req: &mut Request,
+    req: &mut Inbound,
     config: &Config,
     call: &Call<'_>,
 ) -> Result<Response, GatewayError> {
@@ -706,7 +719,7 @@ async fn embeddings(
 
 /// `GET/POST /v1/models`: configured models of every usable provider, merged with what
 /// the upstreams list. An upstream list that fails is left out, never fails the call.
-async fn models(req: &Request, config: &Config, call: &Call<'_>) -> Result<Response, GatewayError> {
+async fn models(req: &Inbound, config: &Config, call: &Call<'_>) -> Result<Response, GatewayError> {
     let caller = authorize(req, config, call).await?;
     // It fans out to every upstream: counted like any other call.
     access::admit(&caller, call).await?;
@@ -756,19 +769,97 @@ async fn models(req: &Request, config: &Config, call: &Call<'_>) -> Result<Respo
 }
 
 /// Whether the client is a browser navigating to a page (it accepts HTML).
-fn wants_html(req: &Request) -> bool {
+fn wants_html(req: &Inbound) -> bool {
     header(req, "Accept").is_some_and(|accept| accept.contains("text/html"))
 }
 
-fn presented_credential(req: &Request) -> Option<String> {
+fn presented_credential(req: &Inbound) -> Option<String> {
     auth::client_credential(
         header(req, "Authorization").as_deref(),
         header(req, "X-Api-Key").as_deref(),
     )
 }
 
-pub(crate) fn header(req: &Request, name: &str) -> Option<String> {
-    req.headers().get(name).ok().flatten()
+pub(crate) fn header(req: &Inbound, name: &str) -> Option<String> {
+    req.header(name).map(str::to_string)
+}
+
+#[wasm_bindgen::prelude::wasm_bindgen(module = "/src/runtime/glue.js")]
+extern "C" {
+    /// Every header of a `Headers` object as `name:value` lines, in one crossing.
+    #[wasm_bindgen(js_name = headerLines)]
+    fn header_lines(headers: &worker::web_sys::Headers) -> String;
+    /// Sets each `name:value` line on a `Headers` object, in one crossing.
+    #[wasm_bindgen(js_name = setHeaderLines)]
+    fn set_header_lines(headers: &worker::web_sys::Headers, lines: &str);
+}
+
+/// A `Headers` object's entries, read in one crossing into JS instead of one per header.
+pub(crate) fn header_list(headers: &worker::web_sys::Headers) -> Vec<(String, String)> {
+    header_lines(headers)
+        .lines()
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect()
+}
+
+/// The client's request, its method, path and headers read once: each read from the JS
+/// object is a crossing into JS (and back) of its own. (`worker::Request` would also read
+/// the `cf` object, which the gateway never needs.)
+pub(crate) struct Inbound {
+    req: worker::web_sys::Request,
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+}
+
+impl Inbound {
+    fn new(req: worker::web_sys::Request) -> Inbound {
+        let headers = header_list(&req.headers());
+        let path = proxy::path_of_url(&req.url()).to_string();
+        Inbound {
+            method: req.method(),
+            path,
+            headers,
+            req,
+        }
+    }
+
+    pub(crate) fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// The URL's path, percent-encoded as it came.
+    pub(crate) fn path(&self) -> String {
+        self.path.clone()
+    }
+
+    pub(crate) fn url(&self) -> worker::Result<worker::Url> {
+        worker::Url::parse(&self.req.url()).map_err(|e| worker::Error::RustError(e.to_string()))
+    }
+
+    pub(crate) fn inner(&self) -> &worker::web_sys::Request {
+        &self.req
+    }
+
+    /// The whole body, in one `arrayBuffer()`.
+    pub(crate) async fn bytes(&mut self) -> worker::Result<Vec<u8>> {
+        let buffer = js_sys::futures::JsFuture::from(self.req.array_buffer()?).await?;
+        Ok(js_sys::Uint8Array::new(&buffer).to_vec())
+    }
+
+    /// A header's value (names compare case-insensitively; the runtime joins repeats).
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every header, names lower-case, as the runtime gives them.
+    pub(crate) fn header_entries(&self) -> &[(String, String)] {
+        &self.headers
+    }
 }
 
 pub(crate) fn internal(e: worker::Error) -> GatewayError {
@@ -833,7 +924,7 @@ fn asset_response(text: &str, content_type: &str) -> Result<Response, GatewayErr
 }
 
 /// The request log's JSON API.
-async fn log_api(req: &Request, route: Route, db: &D1Database) -> Result<Response, GatewayError> {
+async fn log_api(req: &Inbound, route: Route, db: &D1Database) -> Result<Response, GatewayError> {
     let storage = |e: worker::Error| {
         GatewayError::Unavailable(format!("The request log could not be read: {e}"))
     };

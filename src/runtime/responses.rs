@@ -4,6 +4,7 @@
 use super::logging;
 use super::{
     client_body, json_response, note_dropped_tools, now_ms, now_seconds, run_chat, upstream, Call,
+    Inbound,
 };
 use crate::config::Config;
 use crate::dialects::responses::{self as dialect, ResponseMeta, ResponseSink};
@@ -17,7 +18,7 @@ use crate::scrub::Scrubber;
 use serde_json::Value;
 use std::cell::RefCell;
 use std::rc::Rc;
-use worker::{console_error, D1Database, Request, Response};
+use worker::{console_error, D1Database, Response};
 
 fn database(call: &Call<'_>) -> Option<D1Database> {
     call.env.d1("DB").ok()
@@ -35,7 +36,7 @@ struct Row {
 
 /// `POST /v1/responses`.
 pub(super) async fn create(
-    req: &mut Request,
+    req: &mut Inbound,
     config: &Config,
     call: &Call<'_>,
 ) -> Result<Response, GatewayError> {
@@ -129,7 +130,7 @@ fn serves_responses_natively(config: &Config, model: &str) -> bool {
 /// The client's Responses request as it came, to the upstreams' own `/responses`: answers,
 /// streams and stored state are theirs. Routed, pooled, retried and logged like chat.
 async fn native(
-    req: &mut Request,
+    req: &mut Inbound,
     config: &Config,
     call: &Call<'_>,
     raw_body: Vec<u8>,
@@ -216,7 +217,7 @@ async fn save_response(
 
 /// `GET` and `DELETE /v1/responses/{id}`: only for the credential that created it.
 pub(super) async fn stored(
-    req: &Request,
+    req: &Inbound,
     route: Route,
     config: &Config,
     call: &Call<'_>,

@@ -24,13 +24,10 @@ use std::future::Future;
 use std::pin::{pin, Pin};
 use std::rc::Rc;
 use std::time::Duration;
-use wasm_bindgen::closure::Closure;
+use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsCast;
 use worker::web_sys;
-use worker::{
-    AbortSignal, ByteStream, Delay, Fetch, Headers, Method, Request, RequestInit, RequestRedirect,
-    Response,
-};
+use worker::{ByteStream, Delay, Headers, Response};
 
 /// One configured upstream as a call's candidate: where to send, with which keys.
 pub struct Target {
@@ -97,52 +94,72 @@ pub fn key_book<R>(f: impl FnOnce(&mut KeyBook) -> R) -> R {
     KEYS.with(|book| f(&mut book.borrow_mut()))
 }
 
+#[wasm_bindgen(module = "/src/runtime/glue.js")]
+extern "C" {
+    /// One upstream fetch in JS (src/runtime/glue.js): timeout, abort, client signal.
+    type UpstreamCall;
+    #[wasm_bindgen(constructor)]
+    fn new(client_signal: Option<&web_sys::AbortSignal>) -> UpstreamCall;
+    #[wasm_bindgen(method)]
+    fn send(
+        this: &UpstreamCall,
+        url: &str,
+        method: &str,
+        headers: &str,
+        body: Option<js_sys::Uint8Array>,
+        timeout_ms: f64,
+    ) -> js_sys::Promise;
+    #[wasm_bindgen(method)]
+    fn release(this: &UpstreamCall);
+    #[wasm_bindgen(method)]
+    fn abort(this: &UpstreamCall);
+    /// A whole body, read in JS within a timeout and a byte limit.
+    #[wasm_bindgen(js_name = readAll)]
+    fn read_all(stream: &web_sys::ReadableStream, limit: f64, timeout_ms: f64) -> js_sys::Promise;
+}
+
+/// A rejection from src/runtime/glue.js as the gateway error it stands for.
+fn glue_error(rejection: wasm_bindgen::JsValue, timeout_ms: u64, limit: usize) -> GatewayError {
+    let text = rejection.as_string().unwrap_or_default();
+    match text.as_str() {
+        "timeout" => GatewayError::UpstreamTimeout {
+            after_ms: timeout_ms,
+        },
+        "too_large" => GatewayError::ResponseTooLarge { limit },
+        "bad_url" => {
+            GatewayError::Config("a base URL setting gives an invalid upstream URL".into())
+        }
+        _ => GatewayError::UpstreamUnreachable(
+            text.strip_prefix("broken: ").unwrap_or(&text).to_string(),
+        ),
+    }
+}
+
 /// Aborts the upstream fetch when dropped while armed: a client that goes away drops the
 /// response stream, and with it this guard, so the upstream stops working for nobody. A
 /// non-streaming call has no stream to drop; the client request's signal aborts it instead.
 struct AbortOnDrop {
-    controller: Option<web_sys::AbortController>,
-    client: Option<(web_sys::AbortSignal, Closure<dyn FnMut()>)>,
+    call: Option<UpstreamCall>,
 }
 
 impl AbortOnDrop {
-    /// An armed guard and the signal to fetch with.
-    fn new(
-        client_signal: Option<&web_sys::AbortSignal>,
-    ) -> Result<(AbortOnDrop, AbortSignal), GatewayError> {
-        let controller = web_sys::AbortController::new()
-            .map_err(|_| GatewayError::Internal("could not create an AbortController".into()))?;
-        let signal = AbortSignal::from(controller.signal());
-        let client = client_signal.map(|signal| {
-            let on_abort = controller.clone();
-            let closure = Closure::<dyn FnMut()>::new(move || on_abort.abort());
-            signal.set_onabort(Some(closure.as_ref().unchecked_ref()));
-            (signal.clone(), closure)
-        });
-        let guard = AbortOnDrop {
-            controller: Some(controller),
-            client,
-        };
-        Ok((guard, signal))
-    }
-
-    fn release_client(&mut self) {
-        if let Some((signal, _closure)) = self.client.take() {
-            signal.set_onabort(None);
+    fn new(client_signal: Option<&web_sys::AbortSignal>) -> AbortOnDrop {
+        AbortOnDrop {
+            call: Some(UpstreamCall::new(client_signal)),
         }
     }
 
     fn disarm(&mut self) {
-        self.release_client();
-        self.controller = None;
+        if let Some(call) = self.call.take() {
+            call.release();
+        }
     }
 }
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
-        self.release_client();
-        if let Some(controller) = self.controller.take() {
-            controller.abort();
+        if let Some(call) = self.call.take() {
+            call.abort();
         }
     }
 }
@@ -255,7 +272,7 @@ impl Exchange {
         if (200..300).contains(&status) {
             return Ok(());
         }
-        let headers = proxy::forwarded_headers(response.headers().entries());
+        let headers = proxy::forwarded_headers(super::header_list(&response.headers().0));
         // An error body is short; a huge one is cut rather than read whole.
         let body = read_limited(response, self.target(attempt).timeout_ms, ERROR_BODY_LIMIT)
             .await
@@ -1070,14 +1087,14 @@ fn sse_response(
 
 fn forwarded_headers(upstream: &Headers) -> Headers {
     let headers = Headers::new();
-    for (name, value) in proxy::forwarded_headers(upstream.entries()) {
+    for (name, value) in proxy::forwarded_headers(super::header_list(&upstream.0)) {
         let _ = headers.append(&name, &value);
     }
     headers
 }
 
 /// Reads a whole body within `timeout_ms`, refusing one larger than `limit` (by its
-/// `Content-Length` before reading, and by counting while reading).
+/// `Content-Length` before reading, and by counting while reading, in JS).
 async fn read_limited(
     response: &mut Response,
     timeout_ms: u64,
@@ -1092,57 +1109,24 @@ async fn read_limited(
     if declared.is_some_and(|length| length > limit) {
         return Err(GatewayError::ResponseTooLarge { limit });
     }
-    // A declared length of a body that is not compressed bounds what `arrayBuffer()` reads:
-    // one call instead of a read per chunk. A compressed body may inflate past its declared
-    // length, so it is read chunk by chunk, counting.
-    let identity = response
-        .headers()
-        .get("Content-Encoding")
-        .ok()
-        .flatten()
-        .is_none_or(|e| e.trim().is_empty() || e.trim().eq_ignore_ascii_case("identity"));
-    if declared.is_some() && identity {
-        let read = async {
-            let body = response.bytes().await.map_err(|e| {
-                GatewayError::UpstreamUnreachable(format!(
-                    "the connection broke while reading the answer ({e})"
-                ))
-            })?;
-            if body.len() > limit {
-                return Err(GatewayError::ResponseTooLarge { limit });
-            }
-            Ok(body)
-        };
-        return within(timeout_ms, read)
-            .await
-            .unwrap_or(Err(GatewayError::UpstreamTimeout {
-                after_ms: timeout_ms,
-            }));
-    }
-    let Ok(mut stream) = response.stream() else {
-        // No body at all.
-        return Ok(Vec::new());
-    };
-    let read = async move {
-        let mut body = Vec::with_capacity(declared.unwrap_or(0));
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| {
-                GatewayError::UpstreamUnreachable(format!(
-                    "the connection broke while reading the answer ({e})"
-                ))
-            })?;
-            if body.len() + chunk.len() > limit {
-                return Err(GatewayError::ResponseTooLarge { limit });
-            }
-            body.extend_from_slice(&chunk);
+    let stream = match response.body() {
+        worker::ResponseBody::Stream(stream) => stream.clone(),
+        worker::ResponseBody::Body(bytes) if bytes.len() > limit => {
+            return Err(GatewayError::ResponseTooLarge { limit })
         }
-        Ok(body)
+        worker::ResponseBody::Body(bytes) => return Ok(bytes.clone()),
+        worker::ResponseBody::Empty => return Ok(Vec::new()),
     };
-    within(timeout_ms, read)
-        .await
-        .unwrap_or(Err(GatewayError::UpstreamTimeout {
-            after_ms: timeout_ms,
-        }))
+    let read = read_all(&stream, limit as f64, timeout_ms as f64);
+    match js_sys::futures::JsFuture::from(read).await {
+        Ok(body) => Ok(js_sys::Uint8Array::new(&body).to_vec()),
+        Err(rejection) => Err(match glue_error(rejection, timeout_ms, limit) {
+            GatewayError::UpstreamUnreachable(e) => GatewayError::UpstreamUnreachable(format!(
+                "the connection broke while reading the answer ({e})"
+            )),
+            other => other,
+        }),
+    }
 }
 
 /// Sends one upstream request within `timeout_ms`. Redirects are never followed: one
@@ -1180,7 +1164,7 @@ async fn demo_response(
     for (name, value) in &answer.headers {
         let _ = headers.append(name, value);
     }
-    let (guard, _) = AbortOnDrop::new(None)?;
+    let guard = AbortOnDrop::new(None);
     let response = if answer.event_stream {
         let think = answer.think_ms;
         let gap = answer.frame_delay_ms;
@@ -1216,41 +1200,39 @@ async fn send_request(
     timeout_ms: u64,
     client_signal: Option<&web_sys::AbortSignal>,
 ) -> Result<(Response, AbortOnDrop), GatewayError> {
-    let headers = Headers::new();
+    let mut headers = String::new();
     for (name, value) in &request.headers {
-        // A header value the runtime refuses is dropped rather than failing the call.
-        let _ = headers.append(name, value);
-    }
-    let mut init = RequestInit::new();
-    init.with_method(if request.method == "GET" {
-        Method::Get
-    } else {
-        Method::Post
-    })
-    .with_headers(headers)
-    .with_redirect(RequestRedirect::Manual);
-    if let Some(body) = &request.body {
-        init.with_body(Some(js_sys::Uint8Array::from(body.as_slice()).into()));
-    }
-    let js_request = Request::new_with_init(&request.url, &init).map_err(|_| {
-        GatewayError::Config("a base URL setting gives an invalid upstream URL".into())
-    })?;
-    let (guard, signal) = AbortOnDrop::new(client_signal)?;
-    let fetch = Fetch::Request(js_request);
-    match within(timeout_ms, fetch.send_with_signal(&signal)).await {
-        None => Err(GatewayError::UpstreamTimeout {
-            after_ms: timeout_ms,
-        }),
-        Some(Err(e)) => Err(GatewayError::UpstreamUnreachable(e.to_string())),
-        Some(Ok(response)) if (300..400).contains(&response.status_code()) => {
-            let location = response.headers().get("Location").ok().flatten();
-            Err(GatewayError::UpstreamRedirect {
-                status: response.status_code(),
-                host: proxy::redirect_host(location.as_deref(), &request.url),
-            })
+        // A line break would start another header: such a value is dropped.
+        if !value.contains(['\n', '\r']) {
+            headers.push_str(name);
+            headers.push(':');
+            headers.push_str(value);
+            headers.push('\n');
         }
-        Some(Ok(response)) => Ok((response, guard)),
     }
+    let method = if request.method == "GET" {
+        "GET"
+    } else {
+        "POST"
+    };
+    let body = request.body.as_deref().map(js_sys::Uint8Array::from);
+    let guard = AbortOnDrop::new(client_signal);
+    let Some(call) = &guard.call else {
+        return Err(GatewayError::Internal("no upstream call".into()));
+    };
+    let sent = call.send(&request.url, method, &headers, body, timeout_ms as f64);
+    let response = match js_sys::futures::JsFuture::from(sent).await {
+        Ok(response) => Response::from(response.unchecked_into::<web_sys::Response>()),
+        Err(rejection) => return Err(glue_error(rejection, timeout_ms, 0)),
+    };
+    if (300..400).contains(&response.status_code()) {
+        let location = response.headers().get("Location").ok().flatten();
+        return Err(GatewayError::UpstreamRedirect {
+            status: response.status_code(),
+            host: proxy::redirect_host(location.as_deref(), &request.url),
+        });
+    }
+    Ok((response, guard))
 }
 
 /// Model ids from an upstream's list endpoint; empty when it fails in any way but a
