@@ -14,7 +14,7 @@ const bodies = {
 };
 try {
   const mock = await startMock();
-  const bind = { SOURCE_API_URL: mock, OPENAI_API_KEY: 'sk-bench-server-key', GEMINI_BASE_URL: mock, GEMINI_API_KEY: 'gm-x', LOG_REQUESTS: 'false' };
+  const bind = { SOURCE_API_URL: mock, OPENAI_API_KEY: 'sk-bench-server-key', GEMINI_BASE_URL: mock, GEMINI_API_KEY: 'gm-x', LOG_REQUESTS: 'false', FAKE_STREAM: 'slow-*' };
   const mods = (d) => [['index.js', 'esModule', path.join(d, 'index.js')], ['index_bg.wasm', 'wasm', path.join(d, 'index_bg.wasm')]];
   const a = await startWorkerd('a', mods(dirA), bind, { flags: ['enable_request_signal'] });
   const b = await startWorkerd('b', mods(dirB), bind, { flags: ['enable_request_signal'] });

@@ -78,7 +78,7 @@ try {
   const gateway = await startWorkerd(baseline ? 'baseline' : 'gateway', modules, {
     UPSTREAM: mock, UPSTREAM_KEY: 'sk-bench-server-key',
     SOURCE_API_URL: mock, OPENAI_API_KEY: 'sk-bench-server-key', GEMINI_BASE_URL: mock,
-    GEMINI_API_KEY: 'gm-bench-server-key', LOG_REQUESTS: 'false',
+    GEMINI_API_KEY: 'gm-bench-server-key', LOG_REQUESTS: 'false', FAKE_STREAM: 'slow-*',
   }, { flags: ['enable_request_signal'], inspectorPort });
   const run = (duration) => autocannon({
     url: `${gateway.url}/v1/chat/completions`, method: 'POST', connections: 20, duration,
