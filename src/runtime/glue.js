@@ -126,3 +126,31 @@ export function setHeaderLines(headers, lines) {
     try { headers.set(line.slice(0, colon), line.slice(colon + 1)); } catch { /* dropped */ }
   }
 }
+
+/**
+ * A response body the runtime streams natively (`IdentityTransformStream`), written from
+ * Rust chunk by chunk. A write rejects, and `closed()` settles, once the client has gone.
+ */
+export class BodyWriter {
+  constructor() {
+    const { readable, writable } = new IdentityTransformStream();
+    this.readable = readable;
+    this.writer = writable.getWriter();
+  }
+
+  write(chunk) {
+    return this.writer.write(chunk);
+  }
+
+  closed() {
+    return this.writer.closed;
+  }
+
+  close() {
+    this.writer.close().catch(() => {});
+  }
+
+  abort() {
+    this.writer.abort().catch(() => {});
+  }
+}

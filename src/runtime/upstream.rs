@@ -113,6 +113,20 @@ extern "C" {
     fn release(this: &UpstreamCall);
     #[wasm_bindgen(method)]
     fn abort(this: &UpstreamCall);
+    /// A response body written from Rust (src/runtime/glue.js).
+    type BodyWriter;
+    #[wasm_bindgen(constructor)]
+    fn new() -> BodyWriter;
+    #[wasm_bindgen(method, getter)]
+    fn readable(this: &BodyWriter) -> web_sys::ReadableStream;
+    #[wasm_bindgen(method)]
+    fn write(this: &BodyWriter, chunk: &js_sys::Uint8Array) -> js_sys::Promise;
+    #[wasm_bindgen(method)]
+    fn closed(this: &BodyWriter) -> js_sys::Promise;
+    #[wasm_bindgen(method)]
+    fn close(this: &BodyWriter);
+    #[wasm_bindgen(method)]
+    fn abort(this: &BodyWriter);
     /// A whole body, read in JS within a timeout and a byte limit.
     #[wasm_bindgen(js_name = readAll)]
     fn read_all(stream: &web_sys::ReadableStream, limit: f64, timeout_ms: f64) -> js_sys::Promise;
@@ -1080,9 +1094,45 @@ fn sse_response(
                 }))
             }
         };
-    Ok(Response::from_stream(stream)
-        .map_err(internal)?
-        .with_headers(headers))
+    Ok(stream_response(stream)?.with_headers(headers))
+}
+
+/// A response whose body is the runtime's own byte stream (`IdentityTransformStream`), fed
+/// by a pump that writes each item of `stream`: cheaper per chunk than a JS `ReadableStream`
+/// pulling from wasm. When the client goes away the pump stops and drops `stream`, which
+/// aborts the upstream fetch and logs what was relayed.
+fn stream_response(stream: BoxedBytes) -> Result<Response, GatewayError> {
+    let writer = BodyWriter::new();
+    let body = writer.readable();
+    worker::wasm_bindgen_futures::spawn_local(pump(stream, writer));
+    Response::from_body(worker::ResponseBody::Stream(body)).map_err(internal)
+}
+
+async fn pump(mut stream: BoxedBytes, writer: BodyWriter) {
+    // Settles when the client's side is closed or cancelled.
+    let mut gone = js_sys::futures::JsFuture::from(writer.closed());
+    loop {
+        let next = match select(stream.next(), &mut gone).await {
+            Either::Left((next, _)) => next,
+            Either::Right(_) => return,
+        };
+        match next {
+            Some(Ok(bytes)) => {
+                let written = writer.write(&js_sys::Uint8Array::from(bytes.as_slice()));
+                if js_sys::futures::JsFuture::from(written).await.is_err() {
+                    return;
+                }
+            }
+            Some(Err(_)) => {
+                writer.abort();
+                return;
+            }
+            None => {
+                writer.close();
+                return;
+            }
+        }
+    }
 }
 
 fn forwarded_headers(upstream: &Headers) -> Headers {
