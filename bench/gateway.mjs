@@ -25,21 +25,30 @@ const CONNECTIONS = arg('connections', 50);
 const ONLY = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : null;
 
 /** Starts the gateway on Miniflare with a D1 `DB` (migrations applied); returns its workerd. */
-async function startMiniflare(name, bindings) {
+async function startMiniflare(name, bindings, { js } = {}) {
+  // `js`: a JS Worker's main module in bench/ instead of the gateway.
   const { Miniflare } = await import('miniflare');
+  const worker = js
+    ? {
+      modules: [...new Set([js, 'baseline.js'])].map((file) => ({ type: 'ESModule', path: path.join(root, 'bench', file) })),
+      modulesRoot: path.join(root, 'bench'),
+    }
+    : {
+      modules: [
+        { type: 'ESModule', path: path.join(root, 'build', 'index.js') },
+        { type: 'CompiledWasm', path: path.join(root, 'build', 'index_bg.wasm') },
+      ],
+      modulesRoot: path.join(root, 'build'),
+      durableObjects: { LIMITER: 'KeyLimiter' },
+    };
   const mf = new Miniflare({
     host: '127.0.0.1',
     port: await freePort(),
-    modules: [
-      { type: 'ESModule', path: path.join(root, 'build', 'index.js') },
-      { type: 'CompiledWasm', path: path.join(root, 'build', 'index_bg.wasm') },
-    ],
-    modulesRoot: path.join(root, 'build'),
+    ...worker,
     compatibilityDate: COMPATIBILITY_DATE,
     compatibilityFlags: ['enable_request_signal'],
     bindings,
     d1Databases: ['DB'],
-    durableObjects: { LIMITER: 'KeyLimiter' },
   });
   const url = (await mf.ready).toString().replace(/\/$/, '');
   const db = await mf.getD1Database('DB');
@@ -160,12 +169,20 @@ try {
   const logOff = await startMiniflare('log-off', { ...gatewayBindings });
   const logOn = await startMiniflare('log-on', { ...gatewayBindings, LOG_REQUESTS: 'true', ADMIN_TOKEN: 'bench-admin' });
   const json = SCENARIOS[0].body;
+  const jsOff = await startMiniflare('js-log-off', { UPSTREAM: mock, UPSTREAM_KEY: 'sk-bench-server-key' }, { js: 'baseline.js' });
+  const jsOn = await startMiniflare('js-log-on', { UPSTREAM: mock, UPSTREAM_KEY: 'sk-bench-server-key' }, { js: 'baseline-log.js' });
   await load(logOff, json, 2);
   await load(logOn, json, 2);
   const off = await load(logOff, json, DURATION);
   const on = await load(logOn, json, DURATION);
   await logOff.dispose();
   await logOn.dispose();
+  // The same D1 work done by a JS Worker: bench/baseline.js on Miniflare vs bench/baseline-log.js.
+  await load(jsOff, json, 2);
+  await load(jsOn, json, 2);
+  const js = { off: await load(jsOff, json, DURATION), on: await load(jsOn, json, DURATION) };
+  await jsOff.dispose();
+  await jsOn.dispose();
 
   const results = {
     ran_at: new Date().toISOString(),
@@ -174,7 +191,8 @@ try {
     settings: { duration_s: DURATION, connections: CONNECTIONS },
     bundle: bundleSize(),
     scenarios: rows,
-    request_log: { off, on, extra_cpu_us_per_call: on.cpu_us_per_call - off.cpu_us_per_call, rps_ratio: on.requests_per_s / off.requests_per_s },
+    request_log: { off, on, extra_cpu_us_per_call: on.cpu_us_per_call - off.cpu_us_per_call, rps_ratio: on.requests_per_s / off.requests_per_s,
+      js_worker: { ...js, extra_cpu_us_per_call: js.on.cpu_us_per_call - js.off.cpu_us_per_call } },
     memory_20mib_stream_mib: { ...memoryGrowth, ratio_transform: memoryGrowth.gateway / Math.max(memoryGrowth.transform, 1) },
   };
   fs.writeFileSync(path.join(root, 'bench', 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
@@ -197,6 +215,7 @@ try {
   console.log(line(['request log (Miniflare + D1): off', fmt(off.requests_per_s), fmt(off.p50_ms, 1), fmt(off.p99_ms, 1), fmt(off.cpu_us_per_call), fmt(off.rss_mib), '', ''], widths));
   console.log(line(['  on', fmt(on.requests_per_s), fmt(on.p50_ms, 1), fmt(on.p99_ms, 1), fmt(on.cpu_us_per_call), fmt(on.rss_mib),
     `+${fmt(results.request_log.extra_cpu_us_per_call)} µs`, fmt(results.request_log.rps_ratio, 2)], widths));
+  console.log(line(['  JS Worker logging each call to D1: +', '', '', '', '', '', `+${fmt(results.request_log.js_worker.extra_cpu_us_per_call)} µs`, ''], widths));
   console.log(`20 MiB passthrough stream, peak RSS growth: gateway ${fmt(memoryGrowth.gateway)} MiB, minimal JS Worker ${fmt(memoryGrowth.baseline)} MiB, chunk-touching JS Worker ${fmt(memoryGrowth.transform)} MiB`);
   console.log(`bundle: wasm ${fmt(results.bundle.wasm_raw_kib)} KiB raw, gzip(wasm + js) ${fmt(results.bundle.gzip_kib)} KiB`);
   console.log('written: bench/results.json');
