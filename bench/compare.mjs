@@ -1,27 +1,23 @@
 // Two builds of the gateway side by side on bare workerd, loaded in turn (so drift and noise
 // hit both alike): median CPU µs per call of each and their ratio. For judging one change:
-//   cp -r build /tmp/before; (change, npm run build); node bench/compare.mjs /tmp/before build [json|stream|gemini] [rounds]
+//   cp -r build /tmp/before; (change, npm run build); node bench/compare.mjs /tmp/before build [json|stream|fake|gemini] [rounds]
 import path from 'node:path';
 import autocannon from 'autocannon';
-import { cpuMicros, startMock, startWorkerd, stopAll } from './workerd.mjs';
+import { cpuMicros, gatewayBindings, scenarioBody, startMock, startWorkerd, stopAll } from './workerd.mjs';
 const [dirA, dirB] = [path.resolve(process.argv[2]), path.resolve(process.argv[3])];
 const scenario = process.argv[4] || 'json';
 const rounds = Number(process.argv[5] || 5);
-const bodies = {
-  json: { model: 'gpt-bench', messages: [{ role: 'user', content: 'hello' }] },
-  stream: { model: 'gpt-bench', stream: true, messages: [{ role: 'user', content: 'hello' }] },
-  gemini: { model: 'gemini-bench', stream: true, messages: [{ role: 'user', content: 'hello' }] },
-};
+const body = scenarioBody(scenario);
 try {
   const mock = await startMock();
-  const bind = { SOURCE_API_URL: mock, OPENAI_API_KEY: 'sk-bench-server-key', GEMINI_BASE_URL: mock, GEMINI_API_KEY: 'gm-x', LOG_REQUESTS: 'false', FAKE_STREAM: 'slow-*' };
+  const bind = gatewayBindings(mock);
   const mods = (d) => [['index.js', 'esModule', path.join(d, 'index.js')], ['index_bg.wasm', 'wasm', path.join(d, 'index_bg.wasm')]];
   const a = await startWorkerd('a', mods(dirA), bind, { flags: ['enable_request_signal'] });
   const b = await startWorkerd('b', mods(dirB), bind, { flags: ['enable_request_signal'] });
   const run = async (t, d) => {
     const before = cpuMicros(t.pid);
     const r = await autocannon({ url: `${t.url}/v1/chat/completions`, method: 'POST', connections: 20, duration: d,
-      headers: { 'content-type': 'application/json', authorization: 'Bearer x' }, body: JSON.stringify(bodies[scenario]) });
+      headers: { 'content-type': 'application/json', authorization: 'Bearer x' }, body: JSON.stringify(body) });
     return (cpuMicros(t.pid) - before) / r['2xx'];
   };
   await run(a, 2); await run(b, 2);

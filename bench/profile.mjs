@@ -4,7 +4,7 @@
 // Names of wasm functions need a build that keeps them:
 //   CARGO_PROFILE_RELEASE_STRIP=false npm run build
 //
-//   node --experimental-websocket bench/profile.mjs [json|stream|gemini] [--duration S] [--top N] [--baseline]
+//   node --experimental-websocket bench/profile.mjs [json|stream|fake|gemini] [--duration S] [--top N] [--baseline]
 //
 // `--baseline` profiles the minimal JS pass-through Worker (bench/baseline.js) instead: what
 // any Worker pays for the same call.
@@ -14,17 +14,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import autocannon from 'autocannon';
 import { freePort } from '../tests/ports.mjs';
-import { arg, GATEWAY_MODULES, root, startMock, startWorkerd, stopAll } from './workerd.mjs';
+import { arg, GATEWAY_MODULES, gatewayBindings, root, scenarioBody, startMock, startWorkerd, stopAll } from './workerd.mjs';
 
-const BODIES = {
-  json: { model: 'gpt-bench', messages: [{ role: 'user', content: 'hello' }] },
-  stream: { model: 'gpt-bench', stream: true, messages: [{ role: 'user', content: 'hello' }] },
-  gemini: { model: 'gemini-bench', stream: true, messages: [{ role: 'user', content: 'hello' }] },
-};
 const scenario = process.argv[2] && !process.argv[2].startsWith('--') ? process.argv[2] : 'json';
 const DURATION = arg('duration', 5);
 const TOP = arg('top', 40);
-if (!BODIES[scenario]) throw new Error(`unknown scenario ${scenario}: one of ${Object.keys(BODIES).join(', ')}`);
+const body = scenarioBody(scenario);
 if (typeof WebSocket === 'undefined') throw new Error('run with node --experimental-websocket');
 
 /** A minimal Chrome DevTools Protocol session. */
@@ -76,14 +71,12 @@ try {
   const baseline = process.argv.includes('--baseline');
   const modules = baseline ? [['baseline.js', 'esModule', path.join(root, 'bench', 'baseline.js')]] : GATEWAY_MODULES;
   const gateway = await startWorkerd(baseline ? 'baseline' : 'gateway', modules, {
-    UPSTREAM: mock, UPSTREAM_KEY: 'sk-bench-server-key',
-    SOURCE_API_URL: mock, OPENAI_API_KEY: 'sk-bench-server-key', GEMINI_BASE_URL: mock,
-    GEMINI_API_KEY: 'gm-bench-server-key', LOG_REQUESTS: 'false', FAKE_STREAM: 'slow-*',
+    UPSTREAM: mock, UPSTREAM_KEY: 'sk-bench-server-key', ...gatewayBindings(mock),
   }, { flags: ['enable_request_signal'], inspectorPort });
   const run = (duration) => autocannon({
     url: `${gateway.url}/v1/chat/completions`, method: 'POST', connections: 20, duration,
     headers: { 'content-type': 'application/json', authorization: 'Bearer bench-client' },
-    body: JSON.stringify(BODIES[scenario]),
+    body: JSON.stringify(body),
   });
   await run(2);
   const session = await inspect(inspectorPort);

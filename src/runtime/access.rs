@@ -320,7 +320,7 @@ pub async fn admin(
     };
     let now_s = now_seconds();
     let ttl = config.key_cache_ttl_ms as i64;
-    let id = key_id(&req.path()).unwrap_or_default().to_string();
+    let id = key_id(req.path()).unwrap_or_default().to_string();
     let missing = || GatewayError::Missing {
         message: format!("No access key with id `{}`", crate::error::excerpt(&id, 60)),
     };

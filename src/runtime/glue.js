@@ -5,6 +5,14 @@
 //
 // Failures reject with a string: "timeout", "too_large", "bad_url" or "broken: <message>".
 
+/** Calls `use(name, value)` for each `name:value` line (names hold no colon). */
+function eachHeaderLine(lines, use) {
+  for (const line of lines.split('\n')) {
+    const colon = line.indexOf(':');
+    if (colon > 0) use(line.slice(0, colon), line.slice(colon + 1));
+  }
+}
+
 const broken = (error) => `broken: ${error && error.message ? error.message : String(error)}`;
 
 /** One upstream fetch, aborted by `abort()`, by its client going away, or by its timeout. */
@@ -25,12 +33,10 @@ export class UpstreamCall {
    */
   send(url, method, headers, body, timeoutMs) {
     const init = { method, headers: new Headers(), redirect: 'manual', signal: this.controller.signal };
-    for (const line of headers.split('\n')) {
-      const colon = line.indexOf(':');
-      if (colon <= 0) continue;
+    eachHeaderLine(headers, (name, value) => {
       // A value the runtime refuses is dropped rather than failing the call.
-      try { init.headers.append(line.slice(0, colon), line.slice(colon + 1)); } catch { /* dropped */ }
-    }
+      try { init.headers.append(name, value); } catch { /* dropped */ }
+    });
     if (body) init.body = body;
     let request;
     try {
@@ -120,11 +126,9 @@ export function headerLines(headers) {
 
 /** Sets each `name:value` line on a `Headers` object (a value the runtime refuses is dropped). */
 export function setHeaderLines(headers, lines) {
-  for (const line of lines.split('\n')) {
-    const colon = line.indexOf(':');
-    if (colon <= 0) continue;
-    try { headers.set(line.slice(0, colon), line.slice(colon + 1)); } catch { /* dropped */ }
-  }
+  eachHeaderLine(lines, (name, value) => {
+    try { headers.set(name, value); } catch { /* dropped */ }
+  });
 }
 
 /**

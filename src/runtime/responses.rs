@@ -225,8 +225,7 @@ pub(super) async fn stored(
     let caller = super::authorize(req, config, call).await?;
     super::access::admit(&caller, call).await?;
     let presented = caller.presented.clone();
-    let path = req.path();
-    let id = response_id(&path).unwrap_or_default().to_string();
+    let id = response_id(req.path()).unwrap_or_default().to_string();
     let owner = store::owner(presented.as_deref());
     let db = database(call).ok_or_else(|| {
         GatewayError::Unavailable(

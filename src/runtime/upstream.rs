@@ -1252,13 +1252,7 @@ async fn send_request(
 ) -> Result<(Response, AbortOnDrop), GatewayError> {
     let mut headers = String::new();
     for (name, value) in &request.headers {
-        // A line break would start another header: such a value is dropped.
-        if !value.contains(['\n', '\r']) {
-            headers.push_str(name);
-            headers.push(':');
-            headers.push_str(value);
-            headers.push('\n');
-        }
+        super::push_header_line(&mut headers, name, value);
     }
     let method = if request.method == "GET" {
         "GET"
@@ -1266,11 +1260,10 @@ async fn send_request(
         "POST"
     };
     let body = request.body.as_deref().map(js_sys::Uint8Array::from);
-    let guard = AbortOnDrop::new(client_signal);
-    let Some(call) = &guard.call else {
-        return Err(GatewayError::Internal("no upstream call".into()));
-    };
+    let call = UpstreamCall::new(client_signal);
     let sent = call.send(&request.url, method, &headers, body, timeout_ms as f64);
+    // Armed before the wait: a call dropped meanwhile (its client gone) aborts the fetch.
+    let guard = AbortOnDrop { call: Some(call) };
     let response = match js_sys::futures::JsFuture::from(sent).await {
         Ok(response) => Response::from(response.unchecked_into::<web_sys::Response>()),
         Err(rejection) => return Err(glue_error(rejection, timeout_ms, 0)),
