@@ -48,7 +48,7 @@ async fn fetch(req: worker::web_sys::Request, env: Env, ctx: Context) -> worker:
     let requested_headers = header(&req, "Access-Control-Request-Headers");
     let request_id = new_request_id();
     let scrubber = Rc::new(request_scrubber(&req, config.as_ref().ok()));
-    let route = route(req.method(), &req.path());
+    let route = route(req.method(), req.path());
     // An API call gets a tap when something needs it: it writes the log row (logging on)
     // and charges an access key's tokens when the call is done.
     let tap = match (&route, config) {
@@ -105,15 +105,7 @@ async fn fetch(req: worker::web_sys::Request, env: Env, ctx: Context) -> worker:
     let headers = response.headers();
     // Set in one crossing into JS.
     let mut lines = String::new();
-    let mut add = |name: &str, value: &str| {
-        // A line break would start another header: such a value is dropped.
-        if !value.contains(['\n', '\r']) {
-            lines.push_str(name);
-            lines.push(':');
-            lines.push_str(value);
-            lines.push('\n');
-        }
-    };
+    let mut add = |name: &str, value: &str| push_header_line(&mut lines, name, value);
     for (name, value) in cors::cors_headers(
         &allowed,
         origin.as_deref(),
@@ -294,7 +286,7 @@ fn start_log(
         created_at: now_iso(),
         created_ms: now_ms() as i64,
         method: req.method().to_string(),
-        path: req.path(),
+        path: req.path().to_string(),
         client_ip,
         origin: header(req, "Origin"),
         user_agent: header(req, "User-Agent"),
@@ -794,6 +786,18 @@ extern "C" {
     fn set_header_lines(headers: &worker::web_sys::Headers, lines: &str);
 }
 
+/// Adds `name:value` to `lines` for glue.js (`setHeaderLines`, an upstream call's headers).
+/// A value with a line break would start another header: it is dropped, as the runtime
+/// would refuse it.
+pub(crate) fn push_header_line(lines: &mut String, name: &str, value: &str) {
+    if !value.contains(['\n', '\r']) {
+        lines.push_str(name);
+        lines.push(':');
+        lines.push_str(value);
+        lines.push('\n');
+    }
+}
+
 /// A `Headers` object's entries, read in one crossing into JS instead of one per header.
 pub(crate) fn header_list(headers: &worker::web_sys::Headers) -> Vec<(String, String)> {
     header_lines(headers)
@@ -830,12 +834,13 @@ impl Inbound {
     }
 
     /// The URL's path, percent-encoded as it came.
-    pub(crate) fn path(&self) -> String {
-        self.path.clone()
+    pub(crate) fn path(&self) -> &str {
+        &self.path
     }
 
-    pub(crate) fn url(&self) -> worker::Result<worker::Url> {
-        worker::Url::parse(&self.req.url()).map_err(|e| worker::Error::RustError(e.to_string()))
+    /// The query's name/value pairs, decoded.
+    pub(crate) fn query(&self) -> Vec<(String, String)> {
+        proxy::query_pairs(&self.req.url())
     }
 
     pub(crate) fn inner(&self) -> &worker::web_sys::Request {
@@ -928,14 +933,7 @@ async fn log_api(req: &Inbound, route: Route, db: &D1Database) -> Result<Respons
     let storage = |e: worker::Error| {
         GatewayError::Unavailable(format!("The request log could not be read: {e}"))
     };
-    let query: Vec<(String, String)> = req
-        .url()
-        .map(|u| {
-            u.query_pairs()
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let query = req.query();
     match route {
         Route::RequestList => {
             let list = request_log::ListQuery::parse(&query)?;
@@ -950,7 +948,7 @@ async fn log_api(req: &Inbound, route: Route, db: &D1Database) -> Result<Respons
             json_response(&request_log::list_body(&list, total, rows), 200)
         }
         Route::RequestDetail => {
-            let id = request_detail_id(&req.path())
+            let id = request_detail_id(req.path())
                 .unwrap_or_default()
                 .to_string();
             let statement = request_log::detail_statement(&id);
