@@ -252,7 +252,8 @@ impl Charge {
 /// memory and in its storage, so every isolate everywhere sees the same counts.
 #[durable_object]
 pub struct KeyLimiter {
-    state: State,
+    /// The runtime's state object: its storage is read and written through glue.js, as JSON.
+    state: worker::worker_sys::DurableObjectState,
     counters: RefCell<Option<Counters>>,
 }
 
@@ -261,20 +262,22 @@ const COUNTERS: &str = "counters";
 impl DurableObject for KeyLimiter {
     fn new(state: State, _env: Env) -> Self {
         KeyLimiter {
-            state,
+            state: state._inner(),
             counters: RefCell::new(None),
         }
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        let op: LimiterOp = match req.json().await {
+        // Text and serde_json (`Request::json` would decode through serde-wasm-bindgen).
+        let text = req.text().await?;
+        let op: LimiterOp = match serde_json::from_str(&text) {
             Ok(op) => op,
             Err(e) => return Response::error(format!("not a limiter operation: {e}"), 400),
         };
-        let storage = self.state.storage();
         if self.counters.borrow().is_none() {
             // A storage error fails the call (503), never starts the counts afresh.
-            let stored = storage.get::<Counters>(COUNTERS).await?;
+            let stored: Option<Counters> =
+                super::logging::decode(storage_get(&self.state, COUNTERS)).await?;
             self.counters
                 .borrow_mut()
                 .get_or_insert_with(|| stored.unwrap_or_default());
@@ -291,13 +294,28 @@ impl DurableObject for KeyLimiter {
         };
         match changed {
             Some(counters) if counters.is_empty() => {
-                storage.delete(COUNTERS).await?;
+                js_sys::futures::JsFuture::from(storage_delete(&self.state, COUNTERS)).await?;
             }
-            Some(counters) => storage.put(COUNTERS, &counters).await?,
+            Some(counters) => {
+                let json = serde_json::to_string(&counters)?;
+                js_sys::futures::JsFuture::from(storage_put(&self.state, COUNTERS, &json)).await?;
+            }
             None => {}
         }
         Response::from_json(&reply)
     }
+}
+
+#[wasm_bindgen::prelude::wasm_bindgen(module = "/src/runtime/glue.js")]
+extern "C" {
+    /// A storage value as JSON (`null` when unset), in one crossing.
+    #[wasm_bindgen(js_name = storageGet)]
+    fn storage_get(state: &wasm_bindgen::JsValue, key: &str) -> js_sys::Promise;
+    /// Stores the plain object a JSON text describes.
+    #[wasm_bindgen(js_name = storagePut)]
+    fn storage_put(state: &wasm_bindgen::JsValue, key: &str, json: &str) -> js_sys::Promise;
+    #[wasm_bindgen(js_name = storageDelete)]
+    fn storage_delete(state: &wasm_bindgen::JsValue, key: &str) -> js_sys::Promise;
 }
 
 // ---- the admin API --------------------------------------------------------------------------

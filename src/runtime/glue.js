@@ -117,6 +117,34 @@ export async function readAll(stream, limit, timeoutMs) {
   return whole;
 }
 
+/**
+ * A streamed body read chunk by chunk: `next()` resolves with the next chunk, or `undefined`
+ * at the end (one promise per chunk, no result object to pick apart from wasm).
+ */
+export class ChunkReader {
+  constructor(stream) {
+    this.reader = stream.getReader();
+  }
+
+  next() {
+    return this.reader.read().then(({ done, value }) => (done ? undefined : value));
+  }
+
+  /**
+   * Done with the body: what is left (an upstream's last bytes after `[DONE]`) is read
+   * away rather than cancelled, which costs less and lets the connection be reused. Past
+   * 64 KiB it is cancelled; an aborted fetch ends the reads at once.
+   */
+  release() {
+    const drain = (left) => this.reader.read().then(({ done, value }) => {
+      if (done) return undefined;
+      if (value.byteLength >= left) return this.reader.cancel();
+      return drain(left - value.byteLength);
+    });
+    drain(65536).catch(() => {});
+  }
+}
+
 /** Every header of a `Headers` object as `name:value` lines: one crossing instead of one per header. */
 export function headerLines(headers) {
   let lines = '';
@@ -133,17 +161,27 @@ export function setHeaderLines(headers, lines) {
 
 /**
  * A response body the runtime streams natively (`IdentityTransformStream`), written from
- * Rust chunk by chunk. A write rejects, and `closed()` settles, once the client has gone.
+ * Rust chunk by chunk. `closed()` settles (and a write rejects) once the client has gone.
  */
 export class BodyWriter {
   constructor() {
     const { readable, writable } = new IdentityTransformStream();
     this.readable = readable;
     this.writer = writable.getWriter();
+    // Bytes written that the client has not taken yet (the writer's desiredSize says nothing here).
+    this.buffered = 0;
   }
 
+  /**
+   * Writes a chunk. Returns nothing while the client keeps up, so the pump goes on without a
+   * wait per chunk; once it is more than 64 KiB behind, the write's promise to wait for.
+   */
   write(chunk) {
-    return this.writer.write(chunk);
+    const size = chunk.byteLength;
+    this.buffered += size;
+    const written = this.writer.write(chunk);
+    written.then(() => { this.buffered -= size; }, () => {});
+    return this.buffered > 65536 ? written : undefined;
   }
 
   closed() {
@@ -157,4 +195,34 @@ export class BodyWriter {
   abort() {
     this.writer.abort().catch(() => {});
   }
+}
+
+// D1 rows and Durable Object values cross as JSON text, decoded by serde_json in Rust: one
+// crossing per result, and no second deserializer (serde-wasm-bindgen) in the bundle.
+
+/** A D1 statement's rows as a JSON array. */
+export async function d1Rows(statement) {
+  const { results } = await statement.all();
+  return JSON.stringify(results || []);
+}
+
+/** A D1 statement's first row (or one column of it) as JSON; `null` when there is none. */
+export async function d1First(statement, column) {
+  const row = await statement.first(column || undefined);
+  return row === undefined ? 'null' : JSON.stringify(row);
+}
+
+/** A Durable Object's stored value as JSON; `null` when the key is unset. */
+export async function storageGet(state, key) {
+  const value = await state.storage.get(key);
+  return value === undefined ? 'null' : JSON.stringify(value);
+}
+
+/** Stores a JSON value as the plain object it describes (as serde-wasm-bindgen once did). */
+export function storagePut(state, key, json) {
+  return state.storage.put(key, JSON.parse(json));
+}
+
+export function storageDelete(state, key) {
+  return state.storage.delete(key);
 }

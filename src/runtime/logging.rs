@@ -268,7 +268,8 @@ pub async fn rows<T: serde::de::DeserializeOwned>(
     db: &D1Database,
     statement: &Statement,
 ) -> worker::Result<Vec<T>> {
-    prepare(db, statement)?.all().await?.results::<T>()
+    let prepared = prepare(db, statement)?;
+    decode(d1_rows(prepared.inner())).await
 }
 
 /// Runs a query and decodes its first row (or one column of it).
@@ -277,7 +278,26 @@ pub async fn first<T: serde::de::DeserializeOwned>(
     statement: &Statement,
     column: Option<&str>,
 ) -> worker::Result<Option<T>> {
-    prepare(db, statement)?.first::<T>(column).await
+    let prepared = prepare(db, statement)?;
+    decode(d1_first(prepared.inner(), column)).await
+}
+
+/// A glue.js promise of JSON text, decoded.
+pub(super) async fn decode<T: serde::de::DeserializeOwned>(
+    json: js_sys::Promise,
+) -> worker::Result<T> {
+    let text = js_sys::futures::JsFuture::from(json).await?;
+    Ok(serde_json::from_str(&text.as_string().unwrap_or_default())?)
+}
+
+#[wasm_bindgen::prelude::wasm_bindgen(module = "/src/runtime/glue.js")]
+extern "C" {
+    /// A statement's rows as a JSON array, in one crossing.
+    #[wasm_bindgen(js_name = d1Rows)]
+    fn d1_rows(statement: &JsValue) -> js_sys::Promise;
+    /// A statement's first row (or one column of it) as JSON, `null` for none.
+    #[wasm_bindgen(js_name = d1First)]
+    fn d1_first(statement: &JsValue, column: Option<&str>) -> js_sys::Promise;
 }
 
 /// Runs one statement for its effect.

@@ -27,7 +27,7 @@ use std::time::Duration;
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsCast;
 use worker::web_sys;
-use worker::{ByteStream, Delay, Headers, Response};
+use worker::{Delay, Headers, Response};
 
 /// One configured upstream as a call's candidate: where to send, with which keys.
 pub struct Target {
@@ -120,13 +120,21 @@ extern "C" {
     #[wasm_bindgen(method, getter)]
     fn readable(this: &BodyWriter) -> web_sys::ReadableStream;
     #[wasm_bindgen(method)]
-    fn write(this: &BodyWriter, chunk: &js_sys::Uint8Array) -> js_sys::Promise;
+    fn write(this: &BodyWriter, chunk: &js_sys::Uint8Array) -> wasm_bindgen::JsValue;
     #[wasm_bindgen(method)]
     fn closed(this: &BodyWriter) -> js_sys::Promise;
     #[wasm_bindgen(method)]
     fn close(this: &BodyWriter);
     #[wasm_bindgen(method)]
     fn abort(this: &BodyWriter);
+    /// A streamed body's chunks, read in JS (src/runtime/glue.js).
+    type ChunkReader;
+    #[wasm_bindgen(constructor)]
+    fn new(stream: &web_sys::ReadableStream) -> ChunkReader;
+    #[wasm_bindgen(method)]
+    fn next(this: &ChunkReader) -> js_sys::Promise;
+    #[wasm_bindgen(method)]
+    fn release(this: &ChunkReader);
     /// A whole body, read in JS within a timeout and a byte limit.
     #[wasm_bindgen(js_name = readAll)]
     fn read_all(stream: &web_sys::ReadableStream, limit: f64, timeout_ms: f64) -> js_sys::Promise;
@@ -179,6 +187,70 @@ impl Drop for AbortOnDrop {
 }
 
 type BoxedBytes = Pin<Box<dyn Stream<Item = worker::Result<Vec<u8>>>>>;
+
+/// An upstream body's chunks as a `Stream`, read through glue.js's `ChunkReader`: one promise
+/// per chunk. Dropped before its end, it reads the rest away (bounded; an aborted fetch ends it).
+struct ByteStream {
+    reader: Option<ChunkReader>,
+    pending: Option<js_sys::futures::JsFuture>,
+}
+
+impl ByteStream {
+    fn new(stream: &web_sys::ReadableStream) -> ByteStream {
+        ByteStream {
+            reader: Some(ChunkReader::new(stream)),
+            pending: None,
+        }
+    }
+
+    fn empty() -> ByteStream {
+        ByteStream {
+            reader: None,
+            pending: None,
+        }
+    }
+}
+
+impl Stream for ByteStream {
+    type Item = Result<Vec<u8>, String>;
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        let Some(reader) = &this.reader else {
+            return std::task::Poll::Ready(None);
+        };
+        let pending = this
+            .pending
+            .get_or_insert_with(|| js_sys::futures::JsFuture::from(reader.next()));
+        let result = std::task::ready!(Pin::new(pending).poll(cx));
+        this.pending = None;
+        std::task::Poll::Ready(match result {
+            Ok(chunk) if chunk.is_undefined() => {
+                this.reader = None;
+                None
+            }
+            Ok(chunk) => Some(Ok(js_sys::Uint8Array::new(&chunk).to_vec())),
+            Err(error) => {
+                this.reader = None;
+                Some(Err(error
+                    .dyn_ref::<js_sys::Error>()
+                    .map(|e| String::from(e.message()))
+                    .unwrap_or_else(|| format!("{error:?}"))))
+            }
+        })
+    }
+}
+
+impl Drop for ByteStream {
+    fn drop(&mut self) {
+        if let Some(reader) = &self.reader {
+            reader.release();
+        }
+    }
+}
 
 /// Runs `future` for at most `ms` milliseconds.
 async fn within<T>(ms: u64, future: impl Future<Output = T>) -> Option<T> {
@@ -586,7 +658,10 @@ impl Exchange {
             }
             None => Box::new(Relay::new()),
         };
-        let mut body = upstream.stream().map_err(internal)?;
+        let mut body = match upstream.body() {
+            worker::ResponseBody::Stream(stream) => ByteStream::new(stream),
+            _ => ByteStream::empty(),
+        };
         let idle_ms = target.timeout_ms;
         let mut bytes_read = 0usize;
         let mut first: Vec<u8>;
@@ -1118,9 +1193,15 @@ async fn pump(mut stream: BoxedBytes, writer: BodyWriter) {
         };
         match next {
             Some(Ok(bytes)) => {
-                let written = writer.write(&js_sys::Uint8Array::from(bytes.as_slice()));
-                if js_sys::futures::JsFuture::from(written).await.is_err() {
-                    return;
+                // A promise only when the client is behind: then wait for it to catch up.
+                let behind = writer.write(&js_sys::Uint8Array::from(bytes.as_slice()));
+                if let Some(written) = behind.dyn_ref::<js_sys::Promise>() {
+                    if js_sys::futures::JsFuture::from(written.clone())
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
                 }
             }
             Some(Err(_)) => {
