@@ -16,7 +16,8 @@ import zlib from 'node:zlib';
 import autocannon from 'autocannon';
 import { freePort } from '../tests/ports.mjs';
 import {
-  arg, COMPATIBILITY_DATE, cpuMicros, GATEWAY_MODULES, memory, root, startMock, startWorkerd, stopAll, workerdBinary,
+  arg, COMPATIBILITY_DATE, cpuMicros, GATEWAY_MODULES, gatewayBindings, memory, root, SCENARIOS, scenarioBody, startMock,
+  startWorkerd, stopAll, workerdBinary,
 } from './workerd.mjs';
 
 const DURATION = arg('duration', 10);
@@ -63,12 +64,6 @@ async function startMiniflare(name, bindings, { js } = {}) {
   return { name, url, pid, dispose: () => mf.dispose() };
 }
 
-const SCENARIOS = [
-  { id: 'json', label: 'non-streaming JSON', body: { model: 'gpt-bench', messages: [{ role: 'user', content: 'hello' }] } },
-  { id: 'stream', label: 'passthrough stream (20 events)', body: { model: 'gpt-bench', stream: true, messages: [{ role: 'user', content: 'hello' }] } },
-  { id: 'fake', label: 'fake stream (1 KB, 300 ms upstream, 100 ms heartbeats)', body: { model: 'slow-bench', stream: true, messages: [{ role: 'user', content: 'hello' }] } },
-  { id: 'gemini', label: 'Gemini native stream, translated (20 events)', body: { model: 'gemini-bench', stream: true, messages: [{ role: 'user', content: 'hello' }] } },
-];
 
 async function load(target, body, duration) {
   const before = cpuMicros(target.pid);
@@ -95,18 +90,44 @@ async function load(target, body, duration) {
   };
 }
 
-/** Peak RSS growth for one 20 MiB passthrough stream (run first, on fresh processes). */
-async function hugeStream(target) {
-  const before = memory(target.pid).peak;
+/** One streamed call read to its end; returns how many bytes came and the last 64 of them. */
+async function drain(target, model) {
   const res = await fetch(`${target.url}/v1/chat/completions`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', authorization: 'Bearer bench-client' },
-    body: JSON.stringify({ model: 'huge-bench', stream: true, messages: [{ role: 'user', content: 'x' }] }),
+    body: JSON.stringify({ model, stream: true, messages: [{ role: 'user', content: 'x' }] }),
   });
+  if (res.status !== 200) throw new Error(`${target.name}: ${model} answered ${res.status}`);
   let bytes = 0;
-  for await (const part of res.body) bytes += part.length;
-  if (bytes < 20 * 1024 * 1024) throw new Error(`${target.name}: the huge stream ended after ${bytes} bytes`);
+  let tail = '';
+  for await (const part of res.body) {
+    bytes += part.length;
+    tail = (tail + Buffer.from(part).toString('latin1')).slice(-64);
+  }
+  return { bytes, tail };
+}
+
+/** Peak RSS growth for one 20 MiB answer (`huge-*`: streamed; `giant-*`: JSON, fake-streamed by the gateway), on a fresh process. */
+async function hugeStream(target, model = 'huge-bench') {
+  const before = memory(target.pid).peak;
+  const { bytes, tail } = await drain(target, model);
+  if (bytes < 20 * 1024 * 1024) throw new Error(`${target.name}: the ${model} answer ended after ${bytes} bytes`);
+  if (target.name.startsWith('gateway') && !tail.includes('data: [DONE]')) throw new Error(`${target.name}: no [DONE] after ${model}`);
   return memory(target.pid).peak - before;
+}
+
+/** A 1 MiB answer replayed as a fake stream, calls one at a time: CPU and wall time per call. */
+async function replay(target, calls = 10) {
+  const model = 'big-bench';
+  await drain(target, model);
+  const cpuBefore = cpuMicros(target.pid);
+  const started = performance.now();
+  for (let i = 0; i < calls; i += 1) {
+    const { bytes, tail } = await drain(target, model);
+    if (bytes < 1024 * 1024) throw new Error(`${target.name}: the 1 MiB answer came as ${bytes} bytes`);
+    if (target.name.startsWith('gateway') && !tail.includes('data: [DONE]')) throw new Error(`${target.name}: no [DONE] after the replay`);
+  }
+  return { cpu_ms_per_call: (cpuMicros(target.pid) - cpuBefore) / calls / 1000, wall_ms_per_call: (performance.now() - started) / calls };
 }
 
 function bundleSize() {
@@ -122,12 +143,8 @@ const fmt = (n, digits = 0) => (n === null || n === undefined ? '–' : n.toFixe
 try {
   if (!fs.existsSync(path.join(root, 'build', 'index.js'))) throw new Error('build first: npm run build');
   const mock = await startMock();
-  const gatewayBindings = {
-    SOURCE_API_URL: mock, OPENAI_API_KEY: 'sk-bench-server-key', GEMINI_BASE_URL: mock,
-    GEMINI_API_KEY: 'gm-bench-server-key', FAKE_STREAM: 'slow-*', HEARTBEAT_INTERVAL_MS: '100',
-    LOG_REQUESTS: 'false', MAX_RESPONSE_BYTES: String(64 * 1024 * 1024),
-  };
-  const gateway = await startWorkerd('gateway', GATEWAY_MODULES, gatewayBindings, { flags: ['enable_request_signal'] });
+  const settings = gatewayBindings(mock);
+  const gateway = await startWorkerd('gateway', GATEWAY_MODULES, settings, { flags: ['enable_request_signal'] });
   const baseline = await startWorkerd('baseline', [['baseline.js', 'esModule', path.join(root, 'bench', 'baseline.js')]],
     { UPSTREAM: mock, UPSTREAM_KEY: 'sk-bench-server-key' });
   const transform = await startWorkerd('transform', [
@@ -138,8 +155,7 @@ try {
 
   const rows = [];
   if (ONLY) {
-    const scenario = SCENARIOS.find((s) => s.id === ONLY);
-    if (!scenario) throw new Error(`--only: one of ${SCENARIOS.map((s) => s.id).join(', ')}`);
+    const scenario = { id: ONLY, body: scenarioBody(ONLY) };
     const targets = scenario.body.stream === true ? [gateway, baseline, transform] : [gateway, baseline];
     for (const target of targets) await load(target, scenario.body, 2);
     for (const target of targets) {
@@ -151,6 +167,10 @@ try {
   const memoryGrowth = {
     gateway: await hugeStream(gateway), baseline: await hugeStream(baseline), transform: await hugeStream(transform),
   };
+  // A 20 MiB JSON answer fake-streamed, on a gateway process of its own (peak RSS is a high-water mark).
+  const fakeGateway = await startWorkerd('gateway-fake', GATEWAY_MODULES, settings, { flags: ['enable_request_signal'] });
+  const fakeGrowth = await hugeStream(fakeGateway, 'giant-bench');
+  const replayed = { gateway: await replay(gateway), baseline: await replay(baseline) };
   for (const scenario of SCENARIOS) {
     // Warm both up, then measure them one after the other.
     const streams = scenario.body.stream === true;
@@ -166,8 +186,8 @@ try {
   }
 
   // The request log: the same gateway on Miniflare with D1, log off then on.
-  const logOff = await startMiniflare('log-off', { ...gatewayBindings });
-  const logOn = await startMiniflare('log-on', { ...gatewayBindings, LOG_REQUESTS: 'true', ADMIN_TOKEN: 'bench-admin' });
+  const logOff = await startMiniflare('log-off', { ...settings });
+  const logOn = await startMiniflare('log-on', { ...settings, LOG_REQUESTS: 'true', ADMIN_TOKEN: 'bench-admin' });
   const json = SCENARIOS[0].body;
   const jsOff = await startMiniflare('js-log-off', { UPSTREAM: mock, UPSTREAM_KEY: 'sk-bench-server-key' }, { js: 'baseline.js' });
   const jsOn = await startMiniflare('js-log-on', { UPSTREAM: mock, UPSTREAM_KEY: 'sk-bench-server-key' }, { js: 'baseline-log.js' });
@@ -194,6 +214,8 @@ try {
     request_log: { off, on, extra_cpu_us_per_call: on.cpu_us_per_call - off.cpu_us_per_call, rps_ratio: on.requests_per_s / off.requests_per_s,
       js_worker: { ...js, extra_cpu_us_per_call: js.on.cpu_us_per_call - js.off.cpu_us_per_call } },
     memory_20mib_stream_mib: { ...memoryGrowth, ratio_transform: memoryGrowth.gateway / Math.max(memoryGrowth.transform, 1) },
+    memory_20mib_fake_stream_mib: fakeGrowth,
+    fake_replay_1mib: replayed,
   };
   fs.writeFileSync(path.join(root, 'bench', 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
 
@@ -217,6 +239,8 @@ try {
     `+${fmt(results.request_log.extra_cpu_us_per_call)} µs`, fmt(results.request_log.rps_ratio, 2)], widths));
   console.log(line(['  JS Worker logging each call to D1: +', '', '', '', '', '', `+${fmt(results.request_log.js_worker.extra_cpu_us_per_call)} µs`, ''], widths));
   console.log(`20 MiB passthrough stream, peak RSS growth: gateway ${fmt(memoryGrowth.gateway)} MiB, minimal JS Worker ${fmt(memoryGrowth.baseline)} MiB, chunk-touching JS Worker ${fmt(memoryGrowth.transform)} MiB`);
+  console.log(`20 MiB JSON answer fake-streamed, peak RSS growth: gateway ${fmt(fakeGrowth)} MiB`);
+  console.log(`1 MiB answer fake-streamed, one call at a time: gateway ${fmt(replayed.gateway.cpu_ms_per_call, 1)} ms CPU, ${fmt(replayed.gateway.wall_ms_per_call, 1)} ms wall per call (minimal JS Worker forwarding the JSON: ${fmt(replayed.baseline.cpu_ms_per_call, 1)} ms CPU)`);
   console.log(`bundle: wasm ${fmt(results.bundle.wasm_raw_kib)} KiB raw, gzip(wasm + js) ${fmt(results.bundle.gzip_kib)} KiB`);
   console.log('written: bench/results.json');
   }

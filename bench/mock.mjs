@@ -4,6 +4,7 @@
 // POST …/chat/completions (OpenAI wire format):
 //   model `slow-*`: waits 300 ms, then a JSON answer of 1 KB content (for fake streams);
 //   model `huge-*` with `stream: true`: 20 MiB of content in 64 KiB events;
+//   model `big-*`: at once, a JSON answer of 1 MiB content; `giant-*`: of 20 MiB (fake streams);
 //   `stream: true`: 20 content events, a finishing event with usage, `[DONE]`;
 //   otherwise a small JSON answer with usage.
 // POST …/models/{model}:streamGenerateContent?alt=sse (Gemini): 20 events, the last finishing.
@@ -32,6 +33,8 @@ const geminiEvent = (text, last) => `data: ${JSON.stringify({
   modelVersion: 'gemini-bench',
 })}\r\n\r\n`;
 const GEMINI_EVENTS = Array.from({ length: 20 }, (_, i) => geminiEvent(`token${i} `, i === 19));
+const BIG_JSON = completion('lorem ipsum '.repeat(87_382).slice(0, 1024 * 1024));
+const GIANT_JSON = completion('lorem ipsum '.repeat(1_747_627).slice(0, 20 * 1024 * 1024));
 const HUGE_PIECE = chunk({ content: 'lorem ipsum '.repeat(5462).slice(0, 65_536) });
 
 function sse(res, events) {
@@ -62,6 +65,8 @@ const server = http.createServer((req, res) => {
       return;
     }
     if (body.stream && model.startsWith('huge-')) return huge(res);
+    if (model.startsWith('big-')) return res.writeHead(200, { 'content-type': 'application/json' }).end(BIG_JSON);
+    if (model.startsWith('giant-')) return res.writeHead(200, { 'content-type': 'application/json' }).end(GIANT_JSON);
     if (body.stream) return sse(res, OPENAI_EVENTS);
     res.writeHead(200, { 'content-type': 'application/json' }).end(SMALL_JSON);
   });

@@ -2,6 +2,7 @@
 //! public mode — and the limiter Durable Object that counts their calls and tokens, the same
 //! for every isolate and location. The decisions are in `crate::keys` and `crate::limits`.
 
+use super::glue::{storage_delete, storage_get, storage_put};
 use super::{
     header, json_response, logging, now_ms, now_seconds, presented_credential, Call, Inbound,
 };
@@ -304,18 +305,6 @@ impl DurableObject for KeyLimiter {
         }
         Response::from_json(&reply)
     }
-}
-
-#[wasm_bindgen::prelude::wasm_bindgen(module = "/src/runtime/glue.js")]
-extern "C" {
-    /// A storage value as JSON (`null` when unset), in one crossing.
-    #[wasm_bindgen(js_name = storageGet)]
-    fn storage_get(state: &wasm_bindgen::JsValue, key: &str) -> js_sys::Promise;
-    /// Stores the plain object a JSON text describes.
-    #[wasm_bindgen(js_name = storagePut)]
-    fn storage_put(state: &wasm_bindgen::JsValue, key: &str, json: &str) -> js_sys::Promise;
-    #[wasm_bindgen(js_name = storageDelete)]
-    fn storage_delete(state: &wasm_bindgen::JsValue, key: &str) -> js_sys::Promise;
 }
 
 // ---- the admin API --------------------------------------------------------------------------

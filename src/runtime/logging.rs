@@ -3,6 +3,7 @@
 //! shows in the Worker's log.
 
 use super::access::Charge;
+use super::glue::{d1_first, d1_rows};
 use super::now_ms;
 use crate::config::LogSettings;
 use crate::log::AttemptEntry;
@@ -288,16 +289,6 @@ pub(super) async fn decode<T: serde::de::DeserializeOwned>(
 ) -> worker::Result<T> {
     let text = js_sys::futures::JsFuture::from(json).await?;
     Ok(serde_json::from_str(&text.as_string().unwrap_or_default())?)
-}
-
-#[wasm_bindgen::prelude::wasm_bindgen(module = "/src/runtime/glue.js")]
-extern "C" {
-    /// A statement's rows as a JSON array, in one crossing.
-    #[wasm_bindgen(js_name = d1Rows)]
-    fn d1_rows(statement: &JsValue) -> js_sys::Promise;
-    /// A statement's first row (or one column of it) as JSON, `null` for none.
-    #[wasm_bindgen(js_name = d1First)]
-    fn d1_first(statement: &JsValue, column: Option<&str>) -> js_sys::Promise;
 }
 
 /// Runs one statement for its effect.

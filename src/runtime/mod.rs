@@ -2,6 +2,7 @@
 //! Every failure becomes an OpenAI error response here; the fetch handler never fails.
 
 mod access;
+mod glue;
 mod logging;
 mod responses;
 mod upstream;
@@ -19,6 +20,7 @@ use crate::route::{request_detail_id, route, Route};
 use crate::router;
 use crate::scrub::Scrubber;
 use crate::status;
+use glue::{header_lines, set_header_lines};
 use logging::LogTap;
 use std::rc::Rc;
 use worker::{event, Context, D1Database, Env, Headers, Response};
@@ -774,16 +776,6 @@ fn presented_credential(req: &Inbound) -> Option<String> {
 
 pub(crate) fn header(req: &Inbound, name: &str) -> Option<String> {
     req.header(name).map(str::to_string)
-}
-
-#[wasm_bindgen::prelude::wasm_bindgen(module = "/src/runtime/glue.js")]
-extern "C" {
-    /// Every header of a `Headers` object as `name:value` lines, in one crossing.
-    #[wasm_bindgen(js_name = headerLines)]
-    fn header_lines(headers: &worker::web_sys::Headers) -> String;
-    /// Sets each `name:value` line on a `Headers` object, in one crossing.
-    #[wasm_bindgen(js_name = setHeaderLines)]
-    fn set_header_lines(headers: &worker::web_sys::Headers, lines: &str);
 }
 
 /// Adds `name:value` to `lines` for glue.js (`setHeaderLines`, an upstream call's headers).

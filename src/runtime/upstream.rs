@@ -1,6 +1,7 @@
 //! Executes a provider's upstream call: the fetch with timeout and abort, and the three ways of
 //! answering (JSON, streaming relay, fake stream driven by heartbeat timers).
 
+use super::glue::{read_all, BodyWriter, ChunkReader, UpstreamCall};
 use super::logging::LogTap;
 use super::{internal, now_ms, now_seconds};
 use crate::adapters::{CallContext, EmbeddingContext, HttpRequest, Provider, ProviderOptions};
@@ -24,7 +25,6 @@ use std::future::Future;
 use std::pin::{pin, Pin};
 use std::rc::Rc;
 use std::time::Duration;
-use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsCast;
 use worker::web_sys;
 use worker::{Delay, Headers, Response};
@@ -92,52 +92,6 @@ thread_local! {
 /// Runs `f` on this isolate's key book.
 pub fn key_book<R>(f: impl FnOnce(&mut KeyBook) -> R) -> R {
     KEYS.with(|book| f(&mut book.borrow_mut()))
-}
-
-#[wasm_bindgen(module = "/src/runtime/glue.js")]
-extern "C" {
-    /// One upstream fetch in JS (src/runtime/glue.js): timeout, abort, client signal.
-    type UpstreamCall;
-    #[wasm_bindgen(constructor)]
-    fn new(client_signal: Option<&web_sys::AbortSignal>) -> UpstreamCall;
-    #[wasm_bindgen(method)]
-    fn send(
-        this: &UpstreamCall,
-        url: &str,
-        method: &str,
-        headers: &str,
-        body: Option<js_sys::Uint8Array>,
-        timeout_ms: f64,
-    ) -> js_sys::Promise;
-    #[wasm_bindgen(method)]
-    fn release(this: &UpstreamCall);
-    #[wasm_bindgen(method)]
-    fn abort(this: &UpstreamCall);
-    /// A response body written from Rust (src/runtime/glue.js).
-    type BodyWriter;
-    #[wasm_bindgen(constructor)]
-    fn new() -> BodyWriter;
-    #[wasm_bindgen(method, getter)]
-    fn readable(this: &BodyWriter) -> web_sys::ReadableStream;
-    #[wasm_bindgen(method)]
-    fn write(this: &BodyWriter, chunk: &js_sys::Uint8Array) -> wasm_bindgen::JsValue;
-    #[wasm_bindgen(method)]
-    fn closed(this: &BodyWriter) -> js_sys::Promise;
-    #[wasm_bindgen(method)]
-    fn close(this: &BodyWriter);
-    #[wasm_bindgen(method)]
-    fn abort(this: &BodyWriter);
-    /// A streamed body's chunks, read in JS (src/runtime/glue.js).
-    type ChunkReader;
-    #[wasm_bindgen(constructor)]
-    fn new(stream: &web_sys::ReadableStream) -> ChunkReader;
-    #[wasm_bindgen(method)]
-    fn next(this: &ChunkReader) -> js_sys::Promise;
-    #[wasm_bindgen(method)]
-    fn release(this: &ChunkReader);
-    /// A whole body, read in JS within a timeout and a byte limit.
-    #[wasm_bindgen(js_name = readAll)]
-    fn read_all(stream: &web_sys::ReadableStream, limit: f64, timeout_ms: f64) -> js_sys::Promise;
 }
 
 /// A rejection from src/runtime/glue.js as the gateway error it stands for.

@@ -1,0 +1,79 @@
+//! What `glue.js` offers Rust: the few things done in JS because every crossing between JS
+//! and WASM costs CPU (README "Performance"). One declaration block, so the bundler sees the
+//! module once.
+use wasm_bindgen::prelude::wasm_bindgen;
+use wasm_bindgen::JsValue;
+use worker::{js_sys, web_sys};
+
+#[wasm_bindgen(module = "/src/runtime/glue.js")]
+extern "C" {
+    /// Every header of a `Headers` object as `name:value` lines, in one crossing.
+    #[wasm_bindgen(js_name = headerLines)]
+    pub(crate) fn header_lines(headers: &web_sys::Headers) -> String;
+    /// Sets each `name:value` line on a `Headers` object, in one crossing.
+    #[wasm_bindgen(js_name = setHeaderLines)]
+    pub(crate) fn set_header_lines(headers: &web_sys::Headers, lines: &str);
+
+    /// One upstream fetch: timeout, abort, client signal.
+    pub(crate) type UpstreamCall;
+    #[wasm_bindgen(constructor)]
+    pub(crate) fn new(client_signal: Option<&web_sys::AbortSignal>) -> UpstreamCall;
+    #[wasm_bindgen(method)]
+    pub(crate) fn send(
+        this: &UpstreamCall,
+        url: &str,
+        method: &str,
+        headers: &str,
+        body: Option<js_sys::Uint8Array>,
+        timeout_ms: f64,
+    ) -> js_sys::Promise;
+    #[wasm_bindgen(method)]
+    pub(crate) fn release(this: &UpstreamCall);
+    #[wasm_bindgen(method)]
+    pub(crate) fn abort(this: &UpstreamCall);
+    /// A response body written from Rust.
+    pub(crate) type BodyWriter;
+    #[wasm_bindgen(constructor)]
+    pub(crate) fn new() -> BodyWriter;
+    #[wasm_bindgen(method, getter)]
+    pub(crate) fn readable(this: &BodyWriter) -> web_sys::ReadableStream;
+    #[wasm_bindgen(method)]
+    pub(crate) fn write(this: &BodyWriter, chunk: &js_sys::Uint8Array) -> JsValue;
+    #[wasm_bindgen(method)]
+    pub(crate) fn closed(this: &BodyWriter) -> js_sys::Promise;
+    #[wasm_bindgen(method)]
+    pub(crate) fn close(this: &BodyWriter);
+    #[wasm_bindgen(method)]
+    pub(crate) fn abort(this: &BodyWriter);
+    /// A streamed body's chunks, read in JS.
+    pub(crate) type ChunkReader;
+    #[wasm_bindgen(constructor)]
+    pub(crate) fn new(stream: &web_sys::ReadableStream) -> ChunkReader;
+    #[wasm_bindgen(method)]
+    pub(crate) fn next(this: &ChunkReader) -> js_sys::Promise;
+    #[wasm_bindgen(method)]
+    pub(crate) fn release(this: &ChunkReader);
+    /// A whole body, read in JS within a timeout and a byte limit.
+    #[wasm_bindgen(js_name = readAll)]
+    pub(crate) fn read_all(
+        stream: &web_sys::ReadableStream,
+        limit: f64,
+        timeout_ms: f64,
+    ) -> js_sys::Promise;
+
+    /// A statement's rows as a JSON array, in one crossing.
+    #[wasm_bindgen(js_name = d1Rows)]
+    pub(crate) fn d1_rows(statement: &JsValue) -> js_sys::Promise;
+    /// A statement's first row (or one column of it) as JSON, `null` for none.
+    #[wasm_bindgen(js_name = d1First)]
+    pub(crate) fn d1_first(statement: &JsValue, column: Option<&str>) -> js_sys::Promise;
+
+    /// A storage value as JSON (`null` when unset), in one crossing.
+    #[wasm_bindgen(js_name = storageGet)]
+    pub(crate) fn storage_get(state: &JsValue, key: &str) -> js_sys::Promise;
+    /// Stores the plain object a JSON text describes.
+    #[wasm_bindgen(js_name = storagePut)]
+    pub(crate) fn storage_put(state: &JsValue, key: &str, json: &str) -> js_sys::Promise;
+    #[wasm_bindgen(js_name = storageDelete)]
+    pub(crate) fn storage_delete(state: &JsValue, key: &str) -> js_sys::Promise;
+}
