@@ -8,13 +8,25 @@ pub const DONE: &str = "[DONE]";
 /// `data: <payload>\n\n`, one `data:` line per payload line.
 pub fn data(payload: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(payload.len() + 8);
-    for line in payload.split(['\n', '\r']) {
-        out.extend_from_slice(b"data: ");
-        out.extend_from_slice(line.as_bytes());
-        out.push(b'\n');
-    }
+    push_lines(&mut out, b"data: ", payload);
     out.push(b'\n');
     out
+}
+
+/// Each line of `text` (split at every CR and LF) as `<prefix><line>\n`. Bytes, not chars:
+/// both breaks are ASCII, and this runs for every relayed event.
+fn push_lines(out: &mut Vec<u8>, prefix: &[u8], text: &str) {
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    for at in memchr::memchr2_iter(b'\n', b'\r', bytes) {
+        out.extend_from_slice(prefix);
+        out.extend_from_slice(&bytes[start..at]);
+        out.push(b'\n');
+        start = at + 1;
+    }
+    out.extend_from_slice(prefix);
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'\n');
 }
 
 /// A JSON value as one `data:` event (serde_json never writes raw line breaks).
@@ -29,11 +41,7 @@ pub fn json_data<T: Serialize>(value: &T) -> Vec<u8> {
 /// `: <text>\n\n`, ignored by every SSE client; keeps connections and proxies awake.
 pub fn comment(text: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(text.len() + 4);
-    for line in text.split(['\n', '\r']) {
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(line.as_bytes());
-        out.push(b'\n');
-    }
+    push_lines(&mut out, b": ", text);
     out.push(b'\n');
     out
 }
@@ -45,14 +53,16 @@ pub fn done() -> Vec<u8> {
 
 /// Re-encodes a parsed event with its name and id, for relaying.
 pub fn event(name: Option<&str>, id: Option<&str>, payload: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    if let Some(name) = name.filter(|n| !n.contains(['\n', '\r'])) {
-        out.extend_from_slice(format!("event: {name}\n").as_bytes());
+    let one_line = |field: &&str| memchr::memchr2(b'\n', b'\r', field.as_bytes()).is_none();
+    let mut out = Vec::with_capacity(payload.len() + 32);
+    if let Some(name) = name.filter(one_line) {
+        push_lines(&mut out, b"event: ", name);
     }
-    if let Some(id) = id.filter(|n| !n.contains(['\n', '\r'])) {
-        out.extend_from_slice(format!("id: {id}\n").as_bytes());
+    if let Some(id) = id.filter(one_line) {
+        push_lines(&mut out, b"id: ", id);
     }
-    out.extend_from_slice(&data(payload));
+    push_lines(&mut out, b"data: ", payload);
+    out.push(b'\n');
     out
 }
 
@@ -76,5 +86,10 @@ mod tests {
             b"event: result\nid: 7\ndata: {}\n\n"
         );
         assert_eq!(event(Some("bad\nname"), None, "{}"), b"data: {}\n\n");
+        assert_eq!(event(None, Some("a\rb"), "x"), b"data: x\n\n");
+        // Every CR and LF breaks a line, as `str::split` on both did.
+        assert_eq!(data("a\r\nb\rc"), b"data: a\ndata: \ndata: b\ndata: c\n\n");
+        assert_eq!(data(""), b"data: \n\n");
+        assert_eq!(data("é\n"), "data: é\ndata: \n\n".as_bytes());
     }
 }
