@@ -16,8 +16,8 @@ import zlib from 'node:zlib';
 import autocannon from 'autocannon';
 import { freePort } from '../tests/ports.mjs';
 import {
-  arg, COMPATIBILITY_DATE, cpuMicros, GATEWAY_MODULES, gatewayBindings, memory, root, SCENARIOS, scenarioBody, startMock,
-  startWorkerd, stopAll, workerdBinary,
+  arg, CLIENT_KEY, COMPATIBILITY_DATE, cpuMicros, GATEWAY_MODULES, gatewayBindings, memory, root, SCENARIOS, scenarioBody, startMock,
+  SERVER_KEY, startWorkerd, stopAll, workerdBinary,
 } from './workerd.mjs';
 
 const DURATION = arg('duration', 10);
@@ -70,7 +70,7 @@ async function load(target, body, duration) {
   const result = await autocannon({
     url: `${target.url}/v1/chat/completions`,
     method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: 'Bearer bench-client' },
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${CLIENT_KEY}` },
     body: JSON.stringify(body),
     connections: CONNECTIONS,
     duration,
@@ -94,7 +94,7 @@ async function load(target, body, duration) {
 async function drain(target, model) {
   const res = await fetch(`${target.url}/v1/chat/completions`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: 'Bearer bench-client' },
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${CLIENT_KEY}` },
     body: JSON.stringify({ model, stream: true, messages: [{ role: 'user', content: 'x' }] }),
   });
   if (res.status !== 200) throw new Error(`${target.name}: ${model} answered ${res.status}`);
@@ -146,12 +146,12 @@ try {
   const settings = gatewayBindings(mock);
   const gateway = await startWorkerd('gateway', GATEWAY_MODULES, settings, { flags: ['enable_request_signal'] });
   const baseline = await startWorkerd('baseline', [['baseline.js', 'esModule', path.join(root, 'bench', 'baseline.js')]],
-    { UPSTREAM: mock, UPSTREAM_KEY: 'sk-bench-server-key' });
+    { UPSTREAM: mock, UPSTREAM_KEY: SERVER_KEY });
   const transform = await startWorkerd('transform', [
     ['baseline-transform.js', 'esModule', path.join(root, 'bench', 'baseline-transform.js')],
     ['baseline.js', 'esModule', path.join(root, 'bench', 'baseline.js')],
   ],
-    { UPSTREAM: mock, UPSTREAM_KEY: 'sk-bench-server-key' });
+    { UPSTREAM: mock, UPSTREAM_KEY: SERVER_KEY });
 
   const rows = [];
   if (ONLY) {
@@ -189,8 +189,8 @@ try {
   const logOff = await startMiniflare('log-off', { ...settings });
   const logOn = await startMiniflare('log-on', { ...settings, LOG_REQUESTS: 'true', ADMIN_TOKEN: 'bench-admin' });
   const json = SCENARIOS[0].body;
-  const jsOff = await startMiniflare('js-log-off', { UPSTREAM: mock, UPSTREAM_KEY: 'sk-bench-server-key' }, { js: 'baseline.js' });
-  const jsOn = await startMiniflare('js-log-on', { UPSTREAM: mock, UPSTREAM_KEY: 'sk-bench-server-key' }, { js: 'baseline-log.js' });
+  const jsOff = await startMiniflare('js-log-off', { UPSTREAM: mock, UPSTREAM_KEY: SERVER_KEY }, { js: 'baseline.js' });
+  const jsOn = await startMiniflare('js-log-on', { UPSTREAM: mock, UPSTREAM_KEY: SERVER_KEY }, { js: 'baseline-log.js' });
   await load(logOff, json, 2);
   await load(logOn, json, 2);
   const off = await load(logOff, json, DURATION);

@@ -14,7 +14,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import autocannon from 'autocannon';
 import { freePort } from '../tests/ports.mjs';
-import { arg, GATEWAY_MODULES, gatewayBindings, root, scenarioBody, startMock, startWorkerd, stopAll } from './workerd.mjs';
+import {
+  arg, CLIENT_KEY, GATEWAY_MODULES, gatewayBindings, root, scenarioBody, SERVER_KEY, startMock, startWorkerd, stopAll,
+} from './workerd.mjs';
 
 const scenario = process.argv[2] && !process.argv[2].startsWith('--') ? process.argv[2] : 'json';
 const DURATION = arg('duration', 5);
@@ -71,11 +73,11 @@ try {
   const baseline = process.argv.includes('--baseline');
   const modules = baseline ? [['baseline.js', 'esModule', path.join(root, 'bench', 'baseline.js')]] : GATEWAY_MODULES;
   const gateway = await startWorkerd(baseline ? 'baseline' : 'gateway', modules, {
-    UPSTREAM: mock, UPSTREAM_KEY: 'sk-bench-server-key', ...gatewayBindings(mock),
+    UPSTREAM: mock, UPSTREAM_KEY: SERVER_KEY, ...gatewayBindings(mock),
   }, { flags: ['enable_request_signal'], inspectorPort });
   const run = (duration) => autocannon({
     url: `${gateway.url}/v1/chat/completions`, method: 'POST', connections: 20, duration,
-    headers: { 'content-type': 'application/json', authorization: 'Bearer bench-client' },
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${CLIENT_KEY}` },
     body: JSON.stringify(body),
   });
   await run(2);

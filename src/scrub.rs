@@ -96,7 +96,10 @@ impl Scrubber {
     /// `text` treatment for events that carry an error object.
     pub fn sse<'a>(&self, bytes: &'a [u8]) -> Cow<'a, [u8]> {
         let known = self.known(bytes);
-        if !contains(&known, b"\"error\"") {
+        // Built once: a searcher built per frame costs more than the search.
+        static ERROR_MEMBER: std::sync::OnceLock<Finder<'static>> = std::sync::OnceLock::new();
+        let error_member = ERROR_MEMBER.get_or_init(|| Finder::new(b"\"error\""));
+        if error_member.find(&known).is_none() {
             return known;
         }
         let mut out = Vec::with_capacity(known.len());
@@ -109,10 +112,6 @@ impl Scrubber {
         }
         Cow::Owned(out)
     }
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    memchr::memmem::find(haystack, needle).is_some()
 }
 
 fn replace_all(haystack: &[u8], needle: &Finder, with: &[u8]) -> Vec<u8> {

@@ -746,6 +746,7 @@ impl Exchange {
                         } else {
                             // Without a delay between chunks, frames go out in batches: one
                             // stream item per frame would cost more than the frame itself.
+                            frame.reserve(COALESCE_BYTES);
                             while frame.len() < COALESCE_BYTES {
                                 match frames.next() {
                                     Some(next) => frame.extend_from_slice(&next),

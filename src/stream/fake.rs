@@ -185,12 +185,24 @@ impl Replay {
         if self.prefix.is_empty() {
             return sse::json_data(&self.meta.delta(index, json!({ field: piece }), None));
         }
-        let escaped = serde_json::to_string(piece).unwrap_or_default();
-        let mut out = Vec::with_capacity(self.prefix.len() + escaped.len() + 96);
+        // Written piece by piece: `format!` and a separate escaped string per frame cost more
+        // than the frame.
+        let mut out = Vec::with_capacity(self.prefix.len() + self.suffix.len() + piece.len() + 96);
         out.extend_from_slice(b"data: ");
         out.extend_from_slice(self.prefix.as_bytes());
-        out.extend_from_slice(format!("{{\"index\":{index},\"delta\":{{\"{field}\":").as_bytes());
-        out.extend_from_slice(escaped.as_bytes());
+        out.extend_from_slice(b"{\"index\":");
+        // Writing into a Vec cannot fail; the fallbacks keep the frame valid JSON anyway.
+        if serde_json::to_writer(&mut out, &index).is_err() {
+            out.push(b'0');
+        }
+        out.extend_from_slice(b",\"delta\":{");
+        if serde_json::to_writer(&mut out, field).is_err() {
+            out.extend_from_slice(b"\"content\"");
+        }
+        out.push(b':');
+        if serde_json::to_writer(&mut out, piece).is_err() {
+            out.extend_from_slice(b"\"\"");
+        }
         out.extend_from_slice(b"},\"logprobs\":null,\"finish_reason\":null}");
         out.extend_from_slice(self.suffix.as_bytes());
         out.extend_from_slice(b"\n\n");
