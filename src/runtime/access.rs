@@ -2,7 +2,7 @@
 //! public mode — and the limiter Durable Object that counts their calls and tokens, the same
 //! for every isolate and location. The decisions are in `crate::keys` and `crate::limits`.
 
-use super::glue::{storage_delete, storage_get, storage_put};
+use super::glue::{decode, storage_delete, storage_get, storage_put};
 use super::{
     header, json_response, logging, now_ms, now_seconds, presented_credential, Call, Inbound,
 };
@@ -277,8 +277,7 @@ impl DurableObject for KeyLimiter {
         };
         if self.counters.borrow().is_none() {
             // A storage error fails the call (503), never starts the counts afresh.
-            let stored: Option<Counters> =
-                super::logging::decode(storage_get(&self.state, COUNTERS)).await?;
+            let stored: Option<Counters> = decode(storage_get(&self.state, COUNTERS)).await?;
             self.counters
                 .borrow_mut()
                 .get_or_insert_with(|| stored.unwrap_or_default());

@@ -77,3 +77,11 @@ extern "C" {
     #[wasm_bindgen(js_name = storageDelete)]
     pub(crate) fn storage_delete(state: &JsValue, key: &str) -> js_sys::Promise;
 }
+
+/// A glue.js promise of JSON text (D1 rows, stored values), decoded by serde_json.
+pub(crate) async fn decode<T: serde::de::DeserializeOwned>(
+    json: js_sys::Promise,
+) -> worker::Result<T> {
+    let text = js_sys::futures::JsFuture::from(json).await?;
+    Ok(serde_json::from_str(&text.as_string().unwrap_or_default())?)
+}

@@ -3,7 +3,7 @@
 //! shows in the Worker's log.
 
 use super::access::Charge;
-use super::glue::{d1_first, d1_rows};
+use super::glue::{d1_first, d1_rows, decode};
 use super::now_ms;
 use crate::config::LogSettings;
 use crate::log::AttemptEntry;
@@ -281,14 +281,6 @@ pub async fn first<T: serde::de::DeserializeOwned>(
 ) -> worker::Result<Option<T>> {
     let prepared = prepare(db, statement)?;
     decode(d1_first(prepared.inner(), column)).await
-}
-
-/// A glue.js promise of JSON text, decoded.
-pub(super) async fn decode<T: serde::de::DeserializeOwned>(
-    json: js_sys::Promise,
-) -> worker::Result<T> {
-    let text = js_sys::futures::JsFuture::from(json).await?;
-    Ok(serde_json::from_str(&text.as_string().unwrap_or_default())?)
 }
 
 /// Runs one statement for its effect.
