@@ -90,7 +90,7 @@ async function load(target, body, duration) {
   };
 }
 
-/** One streamed call read to its end; returns how many bytes came and the last 64 of them. */
+/** One streamed call read to its end; returns how many bytes came. The gateway's must end with [DONE]. */
 async function drain(target, model) {
   const res = await fetch(`${target.url}/v1/chat/completions`, {
     method: 'POST',
@@ -104,15 +104,15 @@ async function drain(target, model) {
     bytes += part.length;
     tail = (tail + Buffer.from(part).toString('latin1')).slice(-64);
   }
-  return { bytes, tail };
+  if (target.name.startsWith('gateway') && !tail.includes('data: [DONE]')) throw new Error(`${target.name}: no [DONE] after ${model}`);
+  return bytes;
 }
 
 /** Peak RSS growth for one 20 MiB answer (`huge-*`: streamed; `giant-*`: JSON, fake-streamed by the gateway), on a fresh process. */
 async function hugeStream(target, model = 'huge-bench') {
   const before = memory(target.pid).peak;
-  const { bytes, tail } = await drain(target, model);
+  const bytes = await drain(target, model);
   if (bytes < 20 * 1024 * 1024) throw new Error(`${target.name}: the ${model} answer ended after ${bytes} bytes`);
-  if (target.name.startsWith('gateway') && !tail.includes('data: [DONE]')) throw new Error(`${target.name}: no [DONE] after ${model}`);
   return memory(target.pid).peak - before;
 }
 
@@ -123,9 +123,8 @@ async function replay(target, calls = 10) {
   const cpuBefore = cpuMicros(target.pid);
   const started = performance.now();
   for (let i = 0; i < calls; i += 1) {
-    const { bytes, tail } = await drain(target, model);
+    const bytes = await drain(target, model);
     if (bytes < 1024 * 1024) throw new Error(`${target.name}: the 1 MiB answer came as ${bytes} bytes`);
-    if (target.name.startsWith('gateway') && !tail.includes('data: [DONE]')) throw new Error(`${target.name}: no [DONE] after the replay`);
   }
   return { cpu_ms_per_call: (cpuMicros(target.pid) - cpuBefore) / calls / 1000, wall_ms_per_call: (performance.now() - started) / calls };
 }

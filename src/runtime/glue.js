@@ -1,7 +1,8 @@
 // The upstream side of a call in JS, where the runtime's promises, timers and readers cost
 // nothing to cross into: Rust decides what to send and what an answer means; this sends it,
-// times it out, ties it to the client's request signal, and reads a whole body in one piece
-// instead of one wasm round trip per chunk (README "Performance").
+// times it out, ties it to the client's request signal, reads a whole body in one piece (or a
+// stream one promise per chunk), writes streamed responses, and hands D1 rows and stored
+// values over as JSON text (README "Performance").
 //
 // Failures reject with a string: "timeout", "too_large", "bad_url" or "broken: <message>".
 

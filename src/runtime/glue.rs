@@ -1,6 +1,5 @@
 //! What `glue.js` offers Rust: the few things done in JS because every crossing between JS
-//! and WASM costs CPU (README "Performance"). One declaration block, so the bundler sees the
-//! module once.
+//! and WASM costs CPU (README "Performance"). The whole contract with that file, in one place.
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
 use worker::{js_sys, web_sys};
