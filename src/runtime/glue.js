@@ -198,6 +198,96 @@ export class BodyWriter {
   }
 }
 
+/**
+ * Relays a live upstream stream to the client (see src/runtime/live.rs): reads `upstream` (a
+ * ChunkReader) chunk by chunk and hands each chunk to `relay` in one synchronous call, writes
+ * what it gives back, asks it for a heartbeat (or the idle timeout's end) while the upstream
+ * is silent, and stops when the client goes away. Returns the client's body.
+ */
+export function relayLive(relay, upstream, heartbeatMs) {
+  const out = new BodyWriter();
+  runLive(relay, upstream, out, heartbeatMs);
+  return out.readable;
+}
+
+async function runLive(relay, upstream, out, heartbeatMs) {
+  const reader = upstream ? upstream.reader : undefined;
+  let over = false;
+  let gone = false;
+  let lastRead = Date.now();
+  // One timer per silence: re-armed only when it fires.
+  let timer;
+  // A heartbeat (or the idle timeout's end) still being written.
+  let ticking;
+  const stopReading = () => { if (reader) reader.cancel().catch(() => {}); };
+  // Settles when the client's side is closed or cancelled.
+  out.closed().then(() => {}, () => {}).then(() => {
+    if (over) return;
+    gone = true;
+    stopReading();
+  });
+  // Sends what the relay gave: a promise only when there is something to wait for (the
+  // client is behind, or the relay's end hook must run before its bytes go out).
+  const put = (bytes) => {
+    if (bytes === undefined) return afterHook();
+    if (bytes.byteLength && !gone) return out.write(bytes);
+    return undefined;
+  };
+  const afterHook = async () => {
+    await relay.runHook();
+    await put(relay.takeHeld());
+  };
+  const tick = () => {
+    timer = undefined;
+    if (over || gone) return;
+    const silent = Date.now() - lastRead;
+    if (heartbeatMs - silent >= 1) {
+      // Armed during an earlier silence: wait out the rest of this one.
+      timer = setTimeout(tick, heartbeatMs - silent);
+      return;
+    }
+    const waiting = put(relay.silence(silent));
+    if (waiting) ticking = waiting.catch(() => {});
+    if (relay.finished()) stopReading();
+    else timer = setTimeout(tick, heartbeatMs);
+  };
+  timer = setTimeout(tick, heartbeatMs);
+  try {
+    let waiting = put(relay.start());
+    if (waiting) await waiting;
+    while (reader && !relay.finished() && !gone) {
+      let next;
+      try {
+        next = await reader.read();
+      } catch (error) {
+        if (gone || relay.finished()) break;
+        waiting = put(relay.broke(error && error.message ? error.message : String(error)));
+        if (waiting) await waiting;
+        break;
+      }
+      if (gone || relay.finished()) break;
+      lastRead = Date.now();
+      waiting = put(next.done ? relay.end() : relay.push(next.value));
+      if (waiting) await waiting;
+    }
+    if (!reader && !gone) {
+      waiting = put(relay.end());
+      if (waiting) await waiting;
+    }
+  } catch {
+    // The client went away mid-write.
+  } finally {
+    over = true;
+    clearTimeout(timer);
+    if (ticking) await ticking;
+    // Dropped armed (client gone, failure), the relay aborts the upstream fetch.
+    relay.free();
+    if (upstream) upstream.release();
+    if (gone) out.abort();
+    else out.close();
+  }
+}
+
 // D1 rows and Durable Object values cross as JSON text, decoded by serde_json in Rust: one
 // crossing per result, and no second deserializer (serde-wasm-bindgen) in the bundle.
 

@@ -3,6 +3,7 @@
 
 mod access;
 mod glue;
+mod live;
 mod logging;
 mod responses;
 mod upstream;

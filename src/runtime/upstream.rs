@@ -2,6 +2,7 @@
 //! answering (JSON, streaming relay, fake stream driven by heartbeat timers).
 
 use super::glue::{read_all, BodyWriter, ChunkReader, UpstreamCall};
+use super::live;
 use super::logging::LogTap;
 use super::{internal, now_ms, now_seconds};
 use crate::adapters::{CallContext, EmbeddingContext, HttpRequest, Provider, ProviderOptions};
@@ -114,7 +115,7 @@ fn glue_error(rejection: wasm_bindgen::JsValue, timeout_ms: u64, limit: usize) -
 /// Aborts the upstream fetch when dropped while armed: a client that goes away drops the
 /// response stream, and with it this guard, so the upstream stops working for nobody. A
 /// non-streaming call has no stream to drop; the client request's signal aborts it instead.
-struct AbortOnDrop {
+pub(super) struct AbortOnDrop {
     call: Option<UpstreamCall>,
 }
 
@@ -125,7 +126,7 @@ impl AbortOnDrop {
         }
     }
 
-    fn disarm(&mut self) {
+    pub(super) fn disarm(&mut self) {
         if let Some(call) = self.call.take() {
             call.release();
         }
@@ -162,6 +163,11 @@ impl ByteStream {
             reader: None,
             pending: None,
         }
+    }
+
+    /// The reader, for glue.js to go on reading (no read is pending between chunks).
+    fn into_reader(mut self) -> Option<ChunkReader> {
+        self.reader.take()
     }
 }
 
@@ -552,24 +558,29 @@ impl Exchange {
                 ended,
                 idle_timeout_ms,
             }) => {
-                let limits = RelayLimits {
-                    idle_timeout_ms,
-                    heartbeat_ms: self.heartbeat_ms,
-                    max_bytes: self.max_response_bytes,
-                };
-                let start = RelayStart {
+                let start = live::LiveStart {
+                    adapter,
+                    guard,
                     first,
                     bytes_read,
                     ended,
                 };
-                let stream = relay_stream(body, adapter, guard, limits, start, self.log.clone());
-                sse_response(
-                    stream,
-                    headers,
-                    self.scrubber.clone(),
-                    self.dialect.rewriter(),
-                    self.stream_end.borrow_mut().take(),
-                )
+                let client = live::ClientSide {
+                    scrubber: self.scrubber.clone(),
+                    rewriter: self.dialect.rewriter(),
+                    end_hook: self.stream_end.borrow_mut().take(),
+                    log: self.log.clone(),
+                };
+                let limits = live::LiveLimits {
+                    idle_timeout_ms,
+                    heartbeat_ms: self.heartbeat_ms,
+                    max_bytes: self.max_response_bytes,
+                };
+                let body = live::relay(start, body.into_reader(), client, limits);
+                set_sse_headers(&headers);
+                Response::from_body(worker::ResponseBody::Stream(body))
+                    .map(|r| r.with_headers(headers))
+                    .map_err(internal)
             }
         };
         (response, served)
@@ -845,196 +856,6 @@ enum FakeState {
     Replaying(Frames),
 }
 
-/// Where a relay starts: what was read while waiting for the first event.
-struct RelayStart {
-    first: Vec<u8>,
-    bytes_read: usize,
-    /// The upstream stream already ended.
-    ended: bool,
-}
-
-struct RelayLimits {
-    idle_timeout_ms: u64,
-    heartbeat_ms: u64,
-    max_bytes: usize,
-}
-
-/// Relays the upstream body through an adapter (OpenAI relay or native translation), with
-/// an idle timeout between reads.
-/// While the upstream is silent, a heartbeat comment goes out every `heartbeat_ms`, as in
-/// fake streams, so slow reasoning models do not trip client or proxy idle timeouts.
-fn relay_stream(
-    body: ByteStream,
-    adapter: Box<dyn StreamAdapter>,
-    guard: AbortOnDrop,
-    limits: RelayLimits,
-    start: RelayStart,
-    log: Option<LogTap>,
-) -> BoxedBytes {
-    struct RelayState {
-        body: ByteStream,
-        relay: Box<dyn StreamAdapter>,
-        guard: AbortOnDrop,
-        /// Output made before the response started (the first event), sent first.
-        first: Option<Vec<u8>>,
-        ended: bool,
-        finished: bool,
-        log: Option<LogTap>,
-        /// When the upstream last sent bytes.
-        last_read_ms: f64,
-        bytes_read: usize,
-        /// One timer per silence, not one per read: it is re-armed only when it fires.
-        tick: Delay,
-        /// The end went to the log.
-        logged: bool,
-    }
-    impl Drop for RelayState {
-        fn drop(&mut self) {
-            // The client left before the end: what was relayed so far is what the call
-            // used (and what an access key is charged for).
-            if let (false, Some(log)) = (self.logged, &self.log) {
-                log.stream_done(
-                    self.relay.content(),
-                    self.relay.usage(),
-                    Some("the client disconnected before the response finished"),
-                    self.relay.generated_bytes(),
-                );
-            }
-        }
-    }
-    let RelayLimits {
-        idle_timeout_ms,
-        heartbeat_ms,
-        max_bytes,
-    } = limits;
-    let state = RelayState {
-        body,
-        relay: adapter,
-        guard,
-        first: Some(start.first),
-        ended: start.ended,
-        finished: false,
-        log,
-        last_read_ms: now_ms(),
-        bytes_read: start.bytes_read,
-        tick: Delay::from(Duration::from_millis(heartbeat_ms)),
-        logged: false,
-    };
-    let stream = futures::stream::unfold(state, move |mut state| async move {
-        loop {
-            if state.finished {
-                return None;
-            }
-            let out = if let Some(first) = state.first.take() {
-                if state.ended {
-                    // The upstream ended within the first read: the relay is complete. A
-                    // failed one (too large) stays armed, so dropping it aborts the fetch.
-                    state.finished = true;
-                    if state.relay.error().is_none() {
-                        state.guard.disarm();
-                    }
-                }
-                first
-            } else {
-                let read = {
-                    let RelayState {
-                        body,
-                        tick,
-                        last_read_ms,
-                        ..
-                    } = &mut state;
-                    let mut next = pin!(body.next());
-                    loop {
-                        match select(next.as_mut(), &mut *tick).await {
-                            Either::Left((item, _)) => break Some(item),
-                            Either::Right(_) => {
-                                // Armed during an earlier silence: wait out the rest of
-                                // this one before a heartbeat is due.
-                                let rest = heartbeat_ms as f64 - (now_ms() - *last_read_ms);
-                                if rest >= 1.0 {
-                                    *tick = Delay::from(Duration::from_millis(rest as u64));
-                                    continue;
-                                }
-                                *tick = Delay::from(Duration::from_millis(heartbeat_ms));
-                                break None;
-                            }
-                        }
-                    }
-                };
-                let next = match read {
-                    Some(item) => {
-                        state.last_read_ms = now_ms();
-                        Some(item)
-                    }
-                    None if now_ms() - state.last_read_ms < idle_timeout_ms as f64 => {
-                        // Dropping the pending read keeps its data: the stream holds the read.
-                        return Some((Ok(fake::heartbeat()), state));
-                    }
-                    None => None,
-                };
-                match next {
-                    Some(Some(Ok(bytes))) if state.bytes_read + bytes.len() > max_bytes => {
-                        state.finished = true;
-                        state
-                            .relay
-                            .finish(Some(GatewayError::ResponseTooLarge { limit: max_bytes }))
-                    }
-                    Some(Some(Ok(bytes))) => {
-                        state.bytes_read += bytes.len();
-                        state.relay.push(&bytes)
-                    }
-                    Some(None) => {
-                        state.finished = true;
-                        state.guard.disarm();
-                        state.relay.finish(None)
-                    }
-                    Some(Some(Err(e))) => {
-                        state.finished = true;
-                        state
-                            .relay
-                            .finish(Some(GatewayError::UpstreamUnreachable(format!(
-                                "the upstream stream broke ({e})"
-                            ))))
-                    }
-                    None => {
-                        state.finished = true;
-                        state.relay.finish(Some(GatewayError::UpstreamTimeout {
-                            after_ms: idle_timeout_ms,
-                        }))
-                    }
-                }
-            };
-            if state.relay.is_done() && !state.finished {
-                // After [DONE] nothing more is relayed; release the upstream.
-                state.finished = true;
-                state.guard.disarm();
-            }
-            if let Some(log) = &state.log {
-                if !out.is_empty() {
-                    log.first_byte();
-                }
-                if !state.relay.content().is_empty() {
-                    log.first_token();
-                }
-                if state.finished {
-                    let relay = &state.relay;
-                    state.logged = true;
-                    log.stream_done(
-                        relay.content(),
-                        relay.usage(),
-                        relay.error(),
-                        relay.generated_bytes(),
-                    );
-                }
-            }
-            if !out.is_empty() {
-                return Some((Ok(out), state));
-            }
-        }
-    });
-    Box::pin(stream)
-}
-
 /// Frames computed in one go (an upstream that ignored `stream: true`), logged as a stream.
 fn replay_stream(frames: Frames, log: Option<LogTap>) -> BoxedBytes {
     let stream = futures::stream::unfold((frames, log), |(mut frames, log)| async move {
@@ -1057,7 +878,14 @@ fn replay_stream(frames: Frames, log: Option<LogTap>) -> BoxedBytes {
     Box::pin(stream)
 }
 
-/// The SSE boundary: every frame a client receives passes the scrubber here.
+fn set_sse_headers(headers: &Headers) {
+    let _ = headers.set("Content-Type", "text/event-stream; charset=utf-8");
+    let _ = headers.set("Cache-Control", "no-cache, no-transform");
+    let _ = headers.set("X-Accel-Buffering", "no");
+}
+
+/// The SSE boundary of replayed and fake streams (live ones: `live.rs`): every frame a
+/// client receives passes the scrubber here.
 fn sse_response(
     stream: BoxedBytes,
     headers: Headers,
@@ -1065,9 +893,7 @@ fn sse_response(
     rewriter: Option<StreamRewriter>,
     stream_end: Option<StreamEnd>,
 ) -> Result<Response, GatewayError> {
-    let _ = headers.set("Content-Type", "text/event-stream; charset=utf-8");
-    let _ = headers.set("Cache-Control", "no-cache, no-transform");
-    let _ = headers.set("X-Accel-Buffering", "no");
+    set_sse_headers(&headers);
     let scrub = move |bytes: Vec<u8>| match scrubber.sse(&bytes) {
         Cow::Owned(scrubbed) => scrubbed,
         Cow::Borrowed(_) => bytes,
