@@ -14,6 +14,8 @@ function eachHeaderLine(lines, use) {
   }
 }
 
+const ignore = () => {};
+
 const broken = (error) => `broken: ${error && error.message ? error.message : String(error)}`;
 
 /** One upstream fetch, aborted by `abort()`, by its client going away, or by its timeout. */
@@ -169,20 +171,27 @@ export class BodyWriter {
     const { readable, writable } = new IdentityTransformStream();
     this.readable = readable;
     this.writer = writable.getWriter();
-    // Bytes written that the client has not taken yet (the writer's desiredSize says nothing here).
-    this.buffered = 0;
+    // Bytes written since the last mark, and the write at that mark (the writer's
+    // desiredSize says nothing here).
+    this.unwaited = 0;
+    this.mark = undefined;
   }
 
   /**
    * Writes a chunk. Returns nothing while the client keeps up, so the pump goes on without a
-   * wait per chunk; once it is more than 64 KiB behind, the write's promise to wait for.
+   * wait per chunk; every 64 KiB, the promise of the write one mark earlier, to wait for
+   * (writes complete in order): the client is then at most 128 KiB behind.
    */
   write(chunk) {
-    const size = chunk.byteLength;
-    this.buffered += size;
     const written = this.writer.write(chunk);
-    written.then(() => { this.buffered -= size; }, () => {});
-    return this.buffered > 65536 ? written : undefined;
+    // A client gone rejects every write; `closed()` tells the pump.
+    written.catch(ignore);
+    this.unwaited += chunk.byteLength;
+    if (this.unwaited <= 65536) return undefined;
+    this.unwaited = 0;
+    const wait = this.mark;
+    this.mark = written;
+    return wait;
   }
 
   closed() {

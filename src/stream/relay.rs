@@ -8,7 +8,10 @@
 use super::fake::error_frames;
 use crate::error::GatewayError;
 use crate::sse::{self, SseItem, SseParser};
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
 use serde_json::Value;
+use std::borrow::Cow;
 
 #[derive(Debug, Default)]
 pub struct Relay {
@@ -189,6 +192,50 @@ impl Relay {
 
     /// Notes content and usage; returns the message when the event is an error object.
     fn observe(&mut self, data: &str) -> Option<String> {
+        // Read through a view of just these members (no tree of every value); an event
+        // whose members have unusual types is looked at as a whole `Value`.
+        match serde_json::from_str::<ChunkView>(data) {
+            Ok(chunk) => self.observe_view(chunk),
+            Err(_) => self.observe_value(data),
+        }
+    }
+
+    fn observe_view(&mut self, chunk: ChunkView<'_>) -> Option<String> {
+        if let Some(error) = chunk.error {
+            let message = error
+                .message
+                .0
+                .as_deref()
+                .unwrap_or("the upstream sent an error event");
+            return Some(format!("upstream error event: {message}"));
+        }
+        let choices = chunk.choices.unwrap_or_default();
+        if let Some(text) = choices
+            .first()
+            .and_then(|c| c.delta.as_ref())
+            .and_then(|d| d.content.0.as_deref())
+        {
+            super::keep_for_log(&mut self.content, text);
+        }
+        for delta in choices.iter().filter_map(|c| c.delta.as_ref()) {
+            for text in [&delta.content, &delta.reasoning_content, &delta.reasoning] {
+                self.generated += text.0.as_deref().map_or(0, str::len);
+            }
+            for call in delta.tool_calls.iter().flatten() {
+                self.generated += call
+                    .function
+                    .as_ref()
+                    .and_then(|f| f.arguments.0.as_deref())
+                    .map_or(0, str::len);
+            }
+        }
+        if let Some(usage) = chunk.usage.filter(Value::is_object) {
+            self.usage = Some(usage);
+        }
+        None
+    }
+
+    fn observe_value(&mut self, data: &str) -> Option<String> {
         let Ok(chunk) = serde_json::from_str::<Value>(data) else {
             return None;
         };
@@ -221,6 +268,99 @@ impl Relay {
     }
 }
 
+/// The members of a `chat.completion.chunk` the relay looks at; the rest is skipped unread.
+#[derive(Deserialize)]
+struct ChunkView<'a> {
+    #[serde(default, borrow)]
+    error: Option<ErrorView<'a>>,
+    #[serde(default, borrow)]
+    choices: Option<Vec<ChoiceView<'a>>>,
+    #[serde(default)]
+    usage: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct ErrorView<'a> {
+    #[serde(default, borrow)]
+    message: AnyText<'a>,
+}
+
+#[derive(Deserialize)]
+struct ChoiceView<'a> {
+    #[serde(default, borrow)]
+    delta: Option<DeltaView<'a>>,
+}
+
+#[derive(Deserialize)]
+struct DeltaView<'a> {
+    #[serde(default, borrow)]
+    content: AnyText<'a>,
+    #[serde(default, borrow)]
+    reasoning_content: AnyText<'a>,
+    #[serde(default, borrow)]
+    reasoning: AnyText<'a>,
+    #[serde(default, borrow)]
+    tool_calls: Option<Vec<CallView<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct CallView<'a> {
+    #[serde(default, borrow)]
+    function: Option<FunctionView<'a>>,
+}
+
+#[derive(Deserialize)]
+struct FunctionView<'a> {
+    #[serde(default, borrow)]
+    arguments: AnyText<'a>,
+}
+
+/// Any JSON value, kept only when it is a string (borrowed when it holds no escapes).
+#[derive(Default)]
+struct AnyText<'a>(Option<Cow<'a, str>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for AnyText<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Text<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for Text<'a> {
+            type Value = AnyText<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(AnyText(Some(Cow::Borrowed(v))))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(AnyText(Some(Cow::Owned(v.to_string()))))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(AnyText(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(AnyText(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(AnyText(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(AnyText(None))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(AnyText(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(AnyText(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(AnyText(None))
+            }
+        }
+        deserializer.deserialize_any(Text(std::marker::PhantomData))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,6 +386,33 @@ mod tests {
         assert!(tail.starts_with("event: error\ndata: {"), "{tail}");
         assert!(tail.contains("response.completed"));
         assert!(!tail.contains("[DONE]"));
+    }
+
+    #[test]
+    fn the_member_view_reads_events_as_the_whole_value_does() {
+        let events = [
+            r#"{"choices":[{"index":0,"delta":{"content":"He said \"hi\"\n","role":"assistant"}}],"id":"x","extra":{"a":[1,2,{"b":null}]}}"#,
+            r#"{"choices":[{"delta":{"reasoning_content":"think","tool_calls":[{"index":0,"function":{"name":"f","arguments":"{\"a\":1}"}}]}},{"delta":{"content":"second"}}]}"#,
+            r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#,
+            r#"{"choices":null,"usage":null}"#,
+            r#"{"choices":[{"delta":null}],"usage":5}"#,
+            r#"{"choices":[{"delta":{"content":7,"reasoning":["x"],"tool_calls":[{"function":null}]}}]}"#,
+            r#"{"error":{"message":"quota exceeded","code":429}}"#,
+            r#"{"error":{"code":500}}"#,
+            r#"{"error":"a plain string is not an error object","choices":[{"delta":{"content":"ok"}}]}"#,
+            r#"{"choices":"not a list"}"#,
+            r#"{"choices":[{"delta":{"content":"dup"}}],"choices":[{"delta":{"content":"last"}}]}"#,
+            r#"not json"#,
+        ];
+        for event in events {
+            let (mut view, mut value) = (Relay::new(), Relay::new());
+            let by_view = view.observe(event);
+            let by_value = value.observe_value(event);
+            assert_eq!(by_view, by_value, "{event}");
+            assert_eq!(view.content, value.content, "{event}");
+            assert_eq!(view.generated, value.generated, "{event}");
+            assert_eq!(view.usage, value.usage, "{event}");
+        }
     }
 
     #[test]
