@@ -23,6 +23,9 @@ export class UpstreamCall {
   constructor(clientSignal) {
     this.controller = new AbortController();
     this.timer = undefined;
+    this.timedOut = false;
+    this.body = undefined;
+    this.headersAt = 0;
     this.clientSignal = clientSignal || undefined;
     if (this.clientSignal) {
       this.onClientAbort = () => this.abort();
@@ -34,7 +37,7 @@ export class UpstreamCall {
    * Sends the request (`headers`: one string of `name:value` lines); resolves with the
    * response when its headers arrive, whatever its status: redirects are never followed.
    */
-  send(url, method, headers, body, timeoutMs) {
+  send(url, method, headers, body, timeoutMs, keepTimer) {
     const init = { method, headers: new Headers(), redirect: 'manual', signal: this.controller.signal };
     eachHeaderLine(headers, (name, value) => {
       // A value the runtime refuses is dropped rather than failing the call.
@@ -49,13 +52,42 @@ export class UpstreamCall {
     }
     return new Promise((resolve, reject) => {
       this.timer = setTimeout(() => {
+        this.timedOut = true;
         reject('timeout');
         this.controller.abort();
       }, timeoutMs);
       fetch(request).then(
-        (response) => { clearTimeout(this.timer); resolve(response); },
+        (response) => {
+          if (!keepTimer) clearTimeout(this.timer);
+          resolve(response);
+        },
         (error) => { clearTimeout(this.timer); reject(broken(error)); },
       );
+    });
+  }
+
+  /**
+   * Sends the request and reads its answer whole, all within one timeout: resolves with the
+   * response, its body in `body` (at most `limit` bytes; for an error status at most
+   * `errorLimit`, cut to nothing past that) and when its headers came in `headersAt`. A
+   * redirect resolves at once, unread.
+   */
+  sendWhole(url, method, headers, body, timeoutMs, limit, errorLimit) {
+    return this.send(url, method, headers, body, timeoutMs, true).then(async (response) => {
+      this.headersAt = Date.now();
+      try {
+        if (response.status >= 300 && response.status < 400) return response;
+        const ok = response.status >= 200 && response.status < 300;
+        try {
+          this.body = await readWhole(response, ok ? limit : errorLimit, () => this.timedOut);
+        } catch (error) {
+          if (ok) throw error;
+          this.body = new Uint8Array(0);
+        }
+        return response;
+      } finally {
+        clearTimeout(this.timer);
+      }
     });
   }
 
@@ -86,29 +118,47 @@ export async function readAll(stream, limit, timeoutMs) {
   let timedOut = false;
   const timer = setTimeout(() => {
     timedOut = true;
-    reader.cancel().catch(() => {});
+    reader.cancel().catch(ignore);
   }, timeoutMs);
-  const chunks = [];
-  let length = 0;
   try {
-    for (;;) {
-      let next;
-      try {
-        next = await reader.read();
-      } catch (error) {
-        throw timedOut ? 'timeout' : broken(error);
-      }
-      if (timedOut) throw 'timeout';
-      if (next.done) break;
-      length += next.value.byteLength;
-      if (length > limit) {
-        reader.cancel().catch(() => {});
-        throw 'too_large';
-      }
-      chunks.push(next.value);
-    }
+    return await readChunks(reader, limit, () => timedOut);
   } finally {
     clearTimeout(timer);
+  }
+}
+
+/** A response's whole body (see `readAll`), its declared length checked first. */
+async function readWhole(response, limit, timedOut) {
+  if (Number(response.headers.get('content-length')) > limit) throw 'too_large';
+  if (!response.body) return new Uint8Array(0);
+  try {
+    return await readChunks(response.body.getReader(), limit, timedOut);
+  } catch (error) {
+    if (typeof error === 'string' && error.startsWith('broken: ')) {
+      throw `broken: the connection broke while reading the answer (${error.slice(8)})`;
+    }
+    throw error;
+  }
+}
+
+async function readChunks(reader, limit, timedOut) {
+  const chunks = [];
+  let length = 0;
+  for (;;) {
+    let next;
+    try {
+      next = await reader.read();
+    } catch (error) {
+      throw timedOut() ? 'timeout' : broken(error);
+    }
+    if (timedOut()) throw 'timeout';
+    if (next.done) break;
+    length += next.value.byteLength;
+    if (length > limit) {
+      reader.cancel().catch(ignore);
+      throw 'too_large';
+    }
+    chunks.push(next.value);
   }
   if (chunks.length === 1) return chunks[0];
   const whole = new Uint8Array(length);

@@ -1,5 +1,6 @@
 //! What `glue.js` offers Rust: the few things done in JS because every crossing between JS
 //! and WASM costs CPU (README "Performance"). The whole contract with that file, in one place.
+use super::live::LiveRelay;
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
 use worker::{js_sys, web_sys};
@@ -26,6 +27,25 @@ extern "C" {
         body: Option<js_sys::Uint8Array>,
         timeout_ms: f64,
     ) -> js_sys::Promise;
+    /// `send`, then the answer read whole within the same timeout.
+    #[wasm_bindgen(method, js_name = sendWhole)]
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn send_whole(
+        this: &UpstreamCall,
+        url: &str,
+        method: &str,
+        headers: &str,
+        body: Option<js_sys::Uint8Array>,
+        timeout_ms: f64,
+        limit: f64,
+        error_limit: f64,
+    ) -> js_sys::Promise;
+    /// The body `sendWhole` read.
+    #[wasm_bindgen(method, getter)]
+    pub(crate) fn body(this: &UpstreamCall) -> Option<js_sys::Uint8Array>;
+    /// When `sendWhole`'s answer headers came in (`Date.now()`).
+    #[wasm_bindgen(method, getter, js_name = headersAt)]
+    pub(crate) fn headers_at(this: &UpstreamCall) -> f64;
     #[wasm_bindgen(method)]
     pub(crate) fn release(this: &UpstreamCall);
     #[wasm_bindgen(method)]
@@ -52,6 +72,13 @@ extern "C" {
     pub(crate) fn next(this: &ChunkReader) -> js_sys::Promise;
     #[wasm_bindgen(method)]
     pub(crate) fn release(this: &ChunkReader);
+    /// Starts the relay loop of a live stream (see `live.rs`); returns the client's body.
+    #[wasm_bindgen(js_name = relayLive)]
+    pub(crate) fn relay_live(
+        relay: LiveRelay,
+        upstream: Option<ChunkReader>,
+        heartbeat_ms: f64,
+    ) -> web_sys::ReadableStream;
     /// A whole body, read in JS within a timeout and a byte limit.
     #[wasm_bindgen(js_name = readAll)]
     pub(crate) fn read_all(

@@ -6,7 +6,7 @@
 //!
 //! A method returns `undefined` to JS instead of bytes when the stream's end hook (a stored
 //! Response) must run first: JS then awaits `runHook()` and sends `takeHeld()`.
-use super::glue::ChunkReader;
+use super::glue::{relay_live, ChunkReader};
 use super::logging::LogTap;
 use super::upstream::{AbortOnDrop, StreamEnd};
 use crate::dialects::StreamRewriter;
@@ -18,17 +18,6 @@ use std::borrow::Cow;
 use std::rc::Rc;
 use wasm_bindgen::prelude::wasm_bindgen;
 use worker::{js_sys, web_sys};
-
-#[wasm_bindgen(module = "/src/runtime/glue.js")]
-extern "C" {
-    /// Starts the relay loop; returns the client's body.
-    #[wasm_bindgen(js_name = relayLive)]
-    fn relay_live(
-        relay: LiveRelay,
-        upstream: Option<ChunkReader>,
-        heartbeat_ms: f64,
-    ) -> web_sys::ReadableStream;
-}
 
 /// Where a live relay starts: the stream as its first event left it.
 pub(super) struct LiveStart {

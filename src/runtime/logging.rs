@@ -149,7 +149,12 @@ impl LogTap {
     }
 
     pub fn first_byte(&self) {
-        let elapsed = self.elapsed();
+        self.first_byte_at(now_ms());
+    }
+
+    /// Marks the first byte at `at_ms` (`now_ms()` time); only the first call counts.
+    pub fn first_byte_at(&self, at_ms: f64) {
+        let elapsed = (at_ms - self.inner.started_ms) as i64;
         self.update(|r| {
             r.first_byte_ms.get_or_insert(elapsed);
         });

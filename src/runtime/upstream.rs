@@ -279,6 +279,41 @@ impl Exchange {
         send_request(&request, target.timeout_ms, self.client_signal.as_ref()).await
     }
 
+    /// Sends one native request and reads its answer whole; an error status is an error.
+    async fn send_whole(
+        &self,
+        attempt: Attempt,
+        mut request: HttpRequest,
+    ) -> Result<(Response, Vec<u8>), GatewayError> {
+        let target = self.target(attempt);
+        if request.url == crate::adapters::demo::DEMO_URL {
+            let (mut upstream, mut guard) = self.send_http(attempt, request).await?;
+            if let Some(log) = &self.log {
+                log.first_byte();
+            }
+            self.check_status(attempt, &mut upstream).await?;
+            let body = self.read_body(attempt, &mut upstream).await?;
+            guard.disarm();
+            return Ok((upstream, body));
+        }
+        request.headers.extend(target.headers.iter().cloned());
+        let answer = send_request_whole(
+            &request,
+            target.timeout_ms,
+            self.client_signal.as_ref(),
+            self.max_response_bytes,
+        )
+        .await?;
+        if let Some(log) = &self.log {
+            log.first_byte_at(answer.headers_at);
+        }
+        let status = answer.response.status_code();
+        if !(200..300).contains(&status) {
+            return Err(self.status_error(attempt, &answer.response, &answer.body));
+        }
+        Ok((answer.response, answer.body))
+    }
+
     /// A whole answer on its way to the client: scrubbed, then logged with its usage.
     fn answer_out(&self, body: Vec<u8>, usage: Option<&serde_json::Value>) -> Vec<u8> {
         let body = match self.scrubber.known(&body) {
@@ -318,16 +353,21 @@ impl Exchange {
         if (200..300).contains(&status) {
             return Ok(());
         }
-        let headers = proxy::forwarded_headers(super::header_list(&response.headers().0));
         // An error body is short; a huge one is cut rather than read whole.
         let body = read_limited(response, self.target(attempt).timeout_ms, ERROR_BODY_LIMIT)
             .await
             .unwrap_or_default();
-        Err(self
-            .target(attempt)
+        Err(self.status_error(attempt, response, &body))
+    }
+
+    /// An error status and its body as the OpenAI error, with the upstream headers worth
+    /// passing back.
+    fn status_error(&self, attempt: Attempt, response: &Response, body: &[u8]) -> GatewayError {
+        let headers = proxy::forwarded_headers(super::header_list(&response.headers().0));
+        self.target(attempt)
             .adapter
-            .parse_error(status, &body)
-            .with_headers(headers))
+            .parse_error(response.status_code(), body)
+            .with_headers(headers)
     }
 
     /// Makes attempts until one succeeds or the planner gives up: each failure is logged
@@ -423,13 +463,8 @@ impl Exchange {
     /// or translated from the native answer.
     async fn json_attempt(&self, attempt: Attempt) -> Result<Response, GatewayError> {
         let adapter = self.target(attempt).adapter;
-        let (mut upstream, mut guard) = self.send(attempt, false).await?;
-        if let Some(log) = &self.log {
-            log.first_byte();
-        }
-        self.check_status(attempt, &mut upstream).await?;
-        let body = self.read_body(attempt, &mut upstream).await?;
-        guard.disarm();
+        let request = adapter.chat_request(&self.context(attempt, false))?;
+        let (upstream, body) = self.send_whole(attempt, request).await?;
         let headers = forwarded_headers(upstream.headers());
         let _ = headers.set("Content-Type", "application/json");
         // An upstream that streamed anyway is folded into one completion below.
@@ -492,13 +527,7 @@ impl Exchange {
         // MAX_RESPONSE_BYTES bounds the whole answer, not each batch.
         let mut total_bytes = 0usize;
         for batch in batches {
-            let (mut upstream, mut guard) = self.send_http(attempt, batch.request).await?;
-            if let Some(log) = &self.log {
-                log.first_byte();
-            }
-            self.check_status(attempt, &mut upstream).await?;
-            let body = self.read_body(attempt, &mut upstream).await?;
-            guard.disarm();
+            let (upstream, body) = self.send_whole(attempt, batch.request).await?;
             total_bytes += body.len();
             if total_bytes > self.max_response_bytes {
                 return Err(GatewayError::ResponseTooLarge {
@@ -782,10 +811,11 @@ impl Exchange {
 
     /// One attempt of a fake stream: the whole non-streaming answer.
     async fn fake_attempt(&self, attempt: Attempt) -> Result<ChatCompletion, GatewayError> {
-        let (mut upstream, mut guard) = self.send(attempt, false).await?;
-        self.check_status(attempt, &mut upstream).await?;
-        let body = self.read_body(attempt, &mut upstream).await?;
-        guard.disarm();
+        let request = self
+            .target(attempt)
+            .adapter
+            .chat_request(&self.context(attempt, false))?;
+        let (_, body) = self.send_whole(attempt, request).await?;
         // Secrets go before the answer is cut into chunks that could split them.
         let body = self.scrubber.known(&body);
         self.target(attempt)
@@ -1107,11 +1137,16 @@ async fn demo_response(
     ))
 }
 
-async fn send_request(
+/// The upstream call for `request`: its JS side, with the headers as one string of lines.
+fn upstream_call(
     request: &HttpRequest,
-    timeout_ms: u64,
     client_signal: Option<&web_sys::AbortSignal>,
-) -> Result<(Response, AbortOnDrop), GatewayError> {
+) -> (
+    UpstreamCall,
+    String,
+    &'static str,
+    Option<js_sys::Uint8Array>,
+) {
     let mut headers = String::new();
     for (name, value) in &request.headers {
         super::push_header_line(&mut headers, name, value);
@@ -1122,7 +1157,27 @@ async fn send_request(
         "POST"
     };
     let body = request.body.as_deref().map(js_sys::Uint8Array::from);
-    let call = UpstreamCall::new(client_signal);
+    (UpstreamCall::new(client_signal), headers, method, body)
+}
+
+/// A redirect is never followed, nor passed on: it is an error naming where it pointed.
+fn refuse_redirect(response: &Response, url: &str) -> Result<(), GatewayError> {
+    if (300..400).contains(&response.status_code()) {
+        let location = response.headers().get("Location").ok().flatten();
+        return Err(GatewayError::UpstreamRedirect {
+            status: response.status_code(),
+            host: proxy::redirect_host(location.as_deref(), url),
+        });
+    }
+    Ok(())
+}
+
+async fn send_request(
+    request: &HttpRequest,
+    timeout_ms: u64,
+    client_signal: Option<&web_sys::AbortSignal>,
+) -> Result<(Response, AbortOnDrop), GatewayError> {
+    let (call, headers, method, body) = upstream_call(request, client_signal);
     let sent = call.send(&request.url, method, &headers, body, timeout_ms as f64);
     // Armed before the wait: a call dropped meanwhile (its client gone) aborts the fetch.
     let guard = AbortOnDrop { call: Some(call) };
@@ -1130,14 +1185,54 @@ async fn send_request(
         Ok(response) => Response::from(response.unchecked_into::<web_sys::Response>()),
         Err(rejection) => return Err(glue_error(rejection, timeout_ms, 0)),
     };
-    if (300..400).contains(&response.status_code()) {
-        let location = response.headers().get("Location").ok().flatten();
-        return Err(GatewayError::UpstreamRedirect {
-            status: response.status_code(),
-            host: proxy::redirect_host(location.as_deref(), &request.url),
-        });
-    }
+    refuse_redirect(&response, &request.url)?;
     Ok((response, guard))
+}
+
+/// An upstream answer read whole, in one wait: the response, its body (an error status's
+/// cut to nothing past `ERROR_BODY_LIMIT`) and when its headers came (`now_ms()` time).
+struct WholeAnswer {
+    response: Response,
+    body: Vec<u8>,
+    headers_at: f64,
+}
+
+async fn send_request_whole(
+    request: &HttpRequest,
+    timeout_ms: u64,
+    client_signal: Option<&web_sys::AbortSignal>,
+    limit: usize,
+) -> Result<WholeAnswer, GatewayError> {
+    let (call, headers, method, body) = upstream_call(request, client_signal);
+    let sent = call.send_whole(
+        &request.url,
+        method,
+        &headers,
+        body,
+        timeout_ms as f64,
+        limit as f64,
+        ERROR_BODY_LIMIT as f64,
+    );
+    let mut guard = AbortOnDrop { call: Some(call) };
+    let response = match js_sys::futures::JsFuture::from(sent).await {
+        Ok(response) => Response::from(response.unchecked_into::<web_sys::Response>()),
+        Err(rejection) => return Err(glue_error(rejection, timeout_ms, limit)),
+    };
+    refuse_redirect(&response, &request.url)?;
+    // The answer is in hand: the call no longer follows its client.
+    let Some(call) = guard.call.take() else {
+        return Err(GatewayError::Internal(
+            "the upstream call was released".into(),
+        ));
+    };
+    call.release();
+    let body = call.body().map(|b| b.to_vec()).unwrap_or_default();
+    let headers_at = call.headers_at();
+    Ok(WholeAnswer {
+        response,
+        body,
+        headers_at,
+    })
 }
 
 /// Model ids from an upstream's list endpoint; empty when it fails in any way but a

@@ -113,6 +113,28 @@ test('a client disconnect stops heartbeats and aborts the upstream call', async 
   assert.ok(records, 'the upstream request was aborted');
 });
 
+test('a client leaving a live passthrough stream mid-way aborts the upstream stream', async () => {
+  const tag = await scenario({ content: 'a long answer that the client never waits for', chunk_chars: 4, chunk_delay_ms: 300 });
+  const controller = new AbortController();
+  const res = await post('/v1/chat/completions', chatBody(tag, { stream: true }), { base: DISCONNECT_GATEWAY, signal: controller.signal });
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get('x-gateway-fake-stream'), null, 'a live stream, not a fake one');
+  const reader = res.body.getReader();
+  let seen = '';
+  while (!seen.includes('data: {')) {
+    const { value, done } = await reader.read();
+    assert.ok(!done, 'the stream ended before its first event');
+    seen += new TextDecoder().decode(value);
+  }
+  controller.abort();
+  const records = await waitFor(async () => {
+    const r = await received(tag);
+    return r.length === 1 && r[0].aborted ? r : null;
+  }, { timeoutMs: 8000 });
+  assert.ok(records, 'the upstream stream was aborted');
+  assert.ok(records[0].eventsSent < 12, `the upstream stopped early: ${records[0].eventsSent} events sent`);
+});
+
 test('X-Fake-Stream header forces fake streaming on or off per call', async () => {
   const on = await scenario({ content: 'forced on' });
   const res = await post('/v1/chat/completions', chatBody(on, { stream: true }), { headers: { 'x-fake-stream': 'true' } });

@@ -478,6 +478,24 @@ test('passthrough stream: an upstream silent past the heartbeat interval, then c
   assert.equal(Number(row.attempts), 2);
 });
 
+test('passthrough stream: an upstream silent past its timeout after its first events gets heartbeats, then one timeout error event and [DONE]; the upstream is aborted', async () => {
+  // The `slow` upstream's timeout_ms is 800, HEARTBEAT_INTERVAL_MS 100: after the first event
+  // the upstream waits 3 s, so the gateway gives up on it mid-stream.
+  const tag = await scenarioOn({ [MOCK]: { content: 'first words, then a long silence', chunk_chars: 6, chunk_delay_ms: 3000 } });
+  const res = await chat('slow-idle', tag, { stream: true });
+  const { items, errors, content } = await sse(res, 'silent past the idle timeout');
+  assert.equal(errors.length, 1, `one error event: ${JSON.stringify(errors)}`);
+  assert.match(errors[0].error.message, /did not answer within 800 ms/);
+  assert.ok('first words, then a long silence'.startsWith(content), `only what came before the silence: ${content}`);
+  const firstData = items.findIndex((i) => i.kind === 'data');
+  const errorAt = items.findIndex((i) => i.kind === 'data' && i.text.includes('"error"'));
+  const heartbeats = items.slice(firstData, errorAt).filter((i) => i.kind === 'comment' && i.text === 'heartbeat');
+  assert.ok(heartbeats.length >= 3, `heartbeats during the silence: ${heartbeats.length}`);
+  assert.ok(await waitFor(async () => (await receivedOn(MOCK, tag))[0]?.aborted), 'the silent upstream stream was aborted');
+  const row = await logOf(res);
+  assert.match(row.error, /did not answer within 800 ms/);
+});
+
 for (const [what, knobs, expectedContent] of [
   ['an error event after the first events', { stream_error_event: 'boom after start' }, 'partial answer h'],
   ['a connection cut after the first events (cut_after 2)', { cut_after: 2 }, 'partial '],
