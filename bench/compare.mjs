@@ -1,19 +1,27 @@
 // Two builds of the gateway side by side on bare workerd, loaded in turn (so drift and noise
 // hit both alike): median CPU µs per call of each and their ratio. For judging one change:
-//   cp -r build /tmp/before; (change, npm run build); node bench/compare.mjs /tmp/before build [json|stream|fake|gemini] [rounds]
+//   cp -r build /tmp/before; (change, npm run build); node bench/compare.mjs /tmp/before build [json|stream|fake|gemini|log] [rounds]
+// `log`: non-streaming calls with the request log on, on Miniflare with D1 (bare workerd has no D1).
 import path from 'node:path';
 import autocannon from 'autocannon';
-import { cpuMicros, gatewayBindings, scenarioBody, startMock, startWorkerd, stopAll } from './workerd.mjs';
+import { cpuMicros, gatewayBindings, scenarioBody, startMiniflare, startMock, startWorkerd, stopAll } from './workerd.mjs';
 const [dirA, dirB] = [path.resolve(process.argv[2]), path.resolve(process.argv[3])];
 const scenario = process.argv[4] || 'json';
 const rounds = Number(process.argv[5] || 5);
-const body = scenarioBody(scenario);
+const logged = scenario === 'log';
+const body = scenarioBody(logged ? 'json' : scenario);
+const started = [];
 try {
   const mock = await startMock();
   const bind = gatewayBindings(mock);
   const mods = (d) => [['index.js', 'esModule', path.join(d, 'index.js')], ['index_bg.wasm', 'wasm', path.join(d, 'index_bg.wasm')]];
-  const a = await startWorkerd('a', mods(dirA), bind, { flags: ['enable_request_signal'] });
-  const b = await startWorkerd('b', mods(dirB), bind, { flags: ['enable_request_signal'] });
+  const start = (name, dir) => (logged
+    ? startMiniflare(name, { ...bind, LOG_REQUESTS: 'true', ADMIN_TOKEN: 'bench-admin' }, { build: dir })
+    : startWorkerd(name, mods(dir), bind, { flags: ['enable_request_signal'] }));
+  const a = await start('a', dirA);
+  started.push(a);
+  const b = await start('b', dirB);
+  started.push(b);
   const run = async (t, d) => {
     const before = cpuMicros(t.pid);
     const r = await autocannon({ url: `${t.url}/v1/chat/completions`, method: 'POST', connections: 20, duration: d,
@@ -25,4 +33,7 @@ try {
   for (let i = 0; i < rounds; i++) { ra.push(await run(a, 3)); rb.push(await run(b, 3)); }
   const med = (x) => x.sort((p, q) => p - q)[Math.floor(x.length / 2)];
   console.log(`${scenario}: A ${med(ra).toFixed(0)} µs  B ${med(rb).toFixed(0)} µs  B/A ${(med(rb) / med(ra)).toFixed(3)}   A=${ra.map((x) => x.toFixed(0))} B=${rb.map((x) => x.toFixed(0))}`);
-} finally { stopAll(); }
+} finally {
+  for (const t of started) await t.dispose?.();
+  stopAll();
+}

@@ -14,56 +14,15 @@ import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import autocannon from 'autocannon';
-import { freePort } from '../tests/ports.mjs';
 import {
-  arg, CLIENT_KEY, COMPATIBILITY_DATE, cpuMicros, GATEWAY_MODULES, gatewayBindings, memory, root, SCENARIOS, scenarioBody, startMock,
-  SERVER_KEY, startWorkerd, stopAll, workerdBinary,
+  arg, CLIENT_KEY, cpuMicros, GATEWAY_MODULES, gatewayBindings, memory, root, SCENARIOS, scenarioBody, startMock,
+  SERVER_KEY, startMiniflare, startWorkerd, stopAll, workerdBinary,
 } from './workerd.mjs';
 
 const DURATION = arg('duration', 10);
 const CONNECTIONS = arg('connections', 50);
-// `--only json` (or stream, fake, gemini): that scenario alone, nothing written; for quick looks.
+// `--only json` (or stream, fake, gemini, log): that scenario alone, nothing written; for quick looks.
 const ONLY = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : null;
-
-/** Starts the gateway on Miniflare with a D1 `DB` (migrations applied); returns its workerd. */
-async function startMiniflare(name, bindings, { js } = {}) {
-  // `js`: a JS Worker's main module in bench/ instead of the gateway.
-  const { Miniflare } = await import('miniflare');
-  const worker = js
-    ? {
-      modules: [...new Set([js, 'baseline.js'])].map((file) => ({ type: 'ESModule', path: path.join(root, 'bench', file) })),
-      modulesRoot: path.join(root, 'bench'),
-    }
-    : {
-      modules: [
-        { type: 'ESModule', path: path.join(root, 'build', 'index.js') },
-        { type: 'CompiledWasm', path: path.join(root, 'build', 'index_bg.wasm') },
-      ],
-      modulesRoot: path.join(root, 'build'),
-      durableObjects: { LIMITER: 'KeyLimiter' },
-    };
-  const mf = new Miniflare({
-    host: '127.0.0.1',
-    port: await freePort(),
-    ...worker,
-    compatibilityDate: COMPATIBILITY_DATE,
-    compatibilityFlags: ['enable_request_signal'],
-    bindings,
-    d1Databases: ['DB'],
-  });
-  const url = (await mf.ready).toString().replace(/\/$/, '');
-  const db = await mf.getD1Database('DB');
-  for (const file of fs.readdirSync(path.join(root, 'migrations')).sort()) {
-    const sql = fs.readFileSync(path.join(root, 'migrations', file), 'utf8')
-      .split('\n').filter((line) => !line.trim().startsWith('--')).join('\n');
-    const statements = sql.split(';').map((s) => s.trim()).filter(Boolean);
-    await db.batch(statements.map((s) => db.prepare(s)));
-  }
-  // Miniflare's workerd is a child of this process.
-  const pid = Number(execFileSync('pgrep', ['-n', '-P', String(process.pid), 'workerd']).toString().trim());
-  return { name, url, pid, dispose: () => mf.dispose() };
-}
-
 
 async function load(target, body, duration) {
   const before = cpuMicros(target.pid);
@@ -137,20 +96,68 @@ function bundleSize() {
   };
 }
 
+/**
+ * The request log: the gateway on Miniflare with D1, log off then on, and the same D1 work
+ * done by a JS Worker (bench/baseline.js vs bench/baseline-log.js on Miniflare).
+ */
+async function measureLog(mock, settings) {
+  const json = SCENARIOS[0].body;
+  const pair = async (off, on) => {
+    await load(off, json, 2);
+    await load(on, json, 2);
+    const measured = { off: await load(off, json, DURATION), on: await load(on, json, DURATION) };
+    await off.dispose();
+    await on.dispose();
+    return { ...measured, extra_cpu_us_per_call: measured.on.cpu_us_per_call - measured.off.cpu_us_per_call };
+  };
+  const gateway = await pair(
+    await startMiniflare('log-off', { ...settings }),
+    await startMiniflare('log-on', { ...settings, LOG_REQUESTS: 'true', ADMIN_TOKEN: 'bench-admin' }),
+  );
+  const js = await pair(
+    await startMiniflare('js-log-off', baselineSettings(mock), { js: 'baseline.js' }),
+    await startMiniflare('js-log-on', baselineSettings(mock), { js: 'baseline-log.js' }),
+  );
+  return {
+    off: gateway.off, on: gateway.on, extra_cpu_us_per_call: gateway.extra_cpu_us_per_call,
+    rps_ratio: gateway.on.requests_per_s / gateway.off.requests_per_s, js_worker: js,
+  };
+}
+
 const fmt = (n, digits = 0) => (n === null || n === undefined ? '–' : n.toFixed(digits));
+
+/** One row of the printed table. */
+const WIDTHS = [48, 10, 8, 8, 9, 8, 9, 9];
+const line = (cells) => cells.map((c, i) => (i === 0 ? String(c).padEnd(WIDTHS[i]) : String(c).padStart(WIDTHS[i]))).join(' ');
+
+function printLog(log) {
+  const { off, on } = log;
+  console.log(line(['request log (Miniflare + D1): off', fmt(off.requests_per_s), fmt(off.p50_ms, 1), fmt(off.p99_ms, 1), fmt(off.cpu_us_per_call), fmt(off.rss_mib), '', '']));
+  console.log(line(['  on', fmt(on.requests_per_s), fmt(on.p50_ms, 1), fmt(on.p99_ms, 1), fmt(on.cpu_us_per_call), fmt(on.rss_mib),
+    `+${fmt(log.extra_cpu_us_per_call)} µs`, fmt(log.rps_ratio, 2)]));
+  console.log(line(['  JS Worker logging each call to D1: +', '', '', '', '', '', `+${fmt(log.js_worker.extra_cpu_us_per_call)} µs`, '']));
+}
+
+/** The JS Workers' settings: where to forward, with which key. */
+const baselineSettings = (mock) => ({ UPSTREAM: mock, UPSTREAM_KEY: SERVER_KEY });
 
 try {
   if (!fs.existsSync(path.join(root, 'build', 'index.js'))) throw new Error('build first: npm run build');
   const mock = await startMock();
   const settings = gatewayBindings(mock);
+  if (ONLY === 'log') {
+    printLog(await measureLog(mock, settings));
+    stopAll();
+    process.exit(0);
+  }
   const gateway = await startWorkerd('gateway', GATEWAY_MODULES, settings, { flags: ['enable_request_signal'] });
   const baseline = await startWorkerd('baseline', [['baseline.js', 'esModule', path.join(root, 'bench', 'baseline.js')]],
-    { UPSTREAM: mock, UPSTREAM_KEY: SERVER_KEY });
+    baselineSettings(mock));
   const transform = await startWorkerd('transform', [
     ['baseline-transform.js', 'esModule', path.join(root, 'bench', 'baseline-transform.js')],
     ['baseline.js', 'esModule', path.join(root, 'bench', 'baseline.js')],
   ],
-    { UPSTREAM: mock, UPSTREAM_KEY: SERVER_KEY });
+    baselineSettings(mock));
 
   const rows = [];
   if (ONLY) {
@@ -184,25 +191,7 @@ try {
       rps_ratio_transform: touched ? gw.requests_per_s / touched.requests_per_s : null });
   }
 
-  // The request log: the same gateway on Miniflare with D1, log off then on.
-  const logOff = await startMiniflare('log-off', { ...settings });
-  const logOn = await startMiniflare('log-on', { ...settings, LOG_REQUESTS: 'true', ADMIN_TOKEN: 'bench-admin' });
-  const json = SCENARIOS[0].body;
-  const jsOff = await startMiniflare('js-log-off', { UPSTREAM: mock, UPSTREAM_KEY: SERVER_KEY }, { js: 'baseline.js' });
-  const jsOn = await startMiniflare('js-log-on', { UPSTREAM: mock, UPSTREAM_KEY: SERVER_KEY }, { js: 'baseline-log.js' });
-  await load(logOff, json, 2);
-  await load(logOn, json, 2);
-  const off = await load(logOff, json, DURATION);
-  const on = await load(logOn, json, DURATION);
-  await logOff.dispose();
-  await logOn.dispose();
-  // The same D1 work done by a JS Worker: bench/baseline.js on Miniflare vs bench/baseline-log.js.
-  await load(jsOff, json, 2);
-  await load(jsOn, json, 2);
-  const js = { off: await load(jsOff, json, DURATION), on: await load(jsOn, json, DURATION) };
-  await jsOff.dispose();
-  await jsOn.dispose();
-
+  const requestLog = await measureLog(mock, settings);
   const results = {
     ran_at: new Date().toISOString(),
     machine: { cpu: os.cpus()[0]?.model, cores: os.cpus().length, memory_gib: Math.round(os.totalmem() / 2 ** 30), node: process.version,
@@ -210,33 +199,27 @@ try {
     settings: { duration_s: DURATION, connections: CONNECTIONS },
     bundle: bundleSize(),
     scenarios: rows,
-    request_log: { off, on, extra_cpu_us_per_call: on.cpu_us_per_call - off.cpu_us_per_call, rps_ratio: on.requests_per_s / off.requests_per_s,
-      js_worker: { ...js, extra_cpu_us_per_call: js.on.cpu_us_per_call - js.off.cpu_us_per_call } },
+    request_log: requestLog,
     memory_20mib_stream_mib: { ...memoryGrowth, ratio_transform: memoryGrowth.gateway / Math.max(memoryGrowth.transform, 1) },
     memory_20mib_fake_stream_mib: fakeGrowth,
     fake_replay_1mib: replayed,
   };
   fs.writeFileSync(path.join(root, 'bench', 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
 
-  const line = (cells, widths) => cells.map((c, i) => (i === 0 ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join(' ');
-  const widths = [48, 10, 8, 8, 9, 8, 9, 9];
   console.log(`\ngateway vs minimal JS Worker, bare workerd, ${CONNECTIONS} connections, ${DURATION} s per run; ${results.machine.cores} × ${results.machine.cpu}`);
-  console.log(line(['scenario / worker', 'req/s', 'p50 ms', 'p99 ms', 'CPU µs', 'RSS MiB', 'CPU ×', 'req/s ×'], widths));
+  console.log(line(['scenario / worker', 'req/s', 'p50 ms', 'p99 ms', 'CPU µs', 'RSS MiB', 'CPU ×', 'req/s ×']));
   for (const row of rows) {
     console.log(line([`${row.label}: gateway`, fmt(row.gateway.requests_per_s), fmt(row.gateway.p50_ms, 1), fmt(row.gateway.p99_ms, 1),
-      fmt(row.gateway.cpu_us_per_call), fmt(row.gateway.rss_mib), fmt(row.cpu_ratio, 2), fmt(row.rps_ratio, 2)], widths));
+      fmt(row.gateway.cpu_us_per_call), fmt(row.gateway.rss_mib), fmt(row.cpu_ratio, 2), fmt(row.rps_ratio, 2)]));
     console.log(line(['  minimal JS Worker (pass-through)', fmt(row.baseline.requests_per_s), fmt(row.baseline.p50_ms, 1), fmt(row.baseline.p99_ms, 1),
-      fmt(row.baseline.cpu_us_per_call), fmt(row.baseline.rss_mib), '', ''], widths));
+      fmt(row.baseline.cpu_us_per_call), fmt(row.baseline.rss_mib), '', '']));
     if (row.transform) {
       console.log(line(['  JS Worker touching each chunk', fmt(row.transform.requests_per_s), fmt(row.transform.p50_ms, 1), fmt(row.transform.p99_ms, 1),
-        fmt(row.transform.cpu_us_per_call), fmt(row.transform.rss_mib), '', ''], widths));
-      console.log(line(['  gateway ÷ chunk-touching JS Worker', '', '', '', '', '', fmt(row.cpu_ratio_transform, 2), fmt(row.rps_ratio_transform, 2)], widths));
+        fmt(row.transform.cpu_us_per_call), fmt(row.transform.rss_mib), '', '']));
+      console.log(line(['  gateway ÷ chunk-touching JS Worker', '', '', '', '', '', fmt(row.cpu_ratio_transform, 2), fmt(row.rps_ratio_transform, 2)]));
     }
   }
-  console.log(line(['request log (Miniflare + D1): off', fmt(off.requests_per_s), fmt(off.p50_ms, 1), fmt(off.p99_ms, 1), fmt(off.cpu_us_per_call), fmt(off.rss_mib), '', ''], widths));
-  console.log(line(['  on', fmt(on.requests_per_s), fmt(on.p50_ms, 1), fmt(on.p99_ms, 1), fmt(on.cpu_us_per_call), fmt(on.rss_mib),
-    `+${fmt(results.request_log.extra_cpu_us_per_call)} µs`, fmt(results.request_log.rps_ratio, 2)], widths));
-  console.log(line(['  JS Worker logging each call to D1: +', '', '', '', '', '', `+${fmt(results.request_log.js_worker.extra_cpu_us_per_call)} µs`, ''], widths));
+  printLog(requestLog);
   console.log(`20 MiB passthrough stream, peak RSS growth: gateway ${fmt(memoryGrowth.gateway)} MiB, minimal JS Worker ${fmt(memoryGrowth.baseline)} MiB, chunk-touching JS Worker ${fmt(memoryGrowth.transform)} MiB`);
   console.log(`20 MiB JSON answer fake-streamed, peak RSS growth: gateway ${fmt(fakeGrowth)} MiB`);
   console.log(`1 MiB answer fake-streamed, one call at a time: gateway ${fmt(replayed.gateway.cpu_ms_per_call, 1)} ms CPU, ${fmt(replayed.gateway.wall_ms_per_call, 1)} ms wall per call (minimal JS Worker forwarding the JSON: ${fmt(replayed.baseline.cpu_ms_per_call, 1)} ms CPU)`);

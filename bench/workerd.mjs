@@ -1,8 +1,10 @@
 // What the benchmarks share: bare workerd from tests/workerd.mjs, and the fast mock upstream
 // (bench/mock.mjs) in its own process.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
-import { adopt, root } from '../tests/workerd.mjs';
+import { freePort } from '../tests/ports.mjs';
+import { adopt, COMPATIBILITY_DATE, root } from '../tests/workerd.mjs';
 
 export * from '../tests/workerd.mjs';
 
@@ -47,4 +49,46 @@ export async function startMock() {
     child.on('exit', () => reject(new Error('the mock upstream exited')));
   });
   return `http://127.0.0.1:${port}`;
+}
+
+/**
+ * Starts the gateway on Miniflare with a D1 `DB` (migrations applied), for what needs D1 (the
+ * request log); returns its workerd.
+ */
+export async function startMiniflare(name, bindings, { js, build = path.join(root, 'build') } = {}) {
+  // `js`: a JS Worker's main module in bench/ instead of the gateway (of `build`).
+  const { Miniflare } = await import('miniflare');
+  const worker = js
+    ? {
+      modules: [...new Set([js, 'baseline.js'])].map((file) => ({ type: 'ESModule', path: path.join(root, 'bench', file) })),
+      modulesRoot: path.join(root, 'bench'),
+    }
+    : {
+      modules: [
+        { type: 'ESModule', path: path.join(build, 'index.js') },
+        { type: 'CompiledWasm', path: path.join(build, 'index_bg.wasm') },
+      ],
+      modulesRoot: build,
+      durableObjects: { LIMITER: 'KeyLimiter' },
+    };
+  const mf = new Miniflare({
+    host: '127.0.0.1',
+    port: await freePort(),
+    ...worker,
+    compatibilityDate: COMPATIBILITY_DATE,
+    compatibilityFlags: ['enable_request_signal'],
+    bindings,
+    d1Databases: ['DB'],
+  });
+  const url = (await mf.ready).toString().replace(/\/$/, '');
+  const db = await mf.getD1Database('DB');
+  for (const file of fs.readdirSync(path.join(root, 'migrations')).sort()) {
+    const sql = fs.readFileSync(path.join(root, 'migrations', file), 'utf8')
+      .split('\n').filter((line) => !line.trim().startsWith('--')).join('\n');
+    const statements = sql.split(';').map((s) => s.trim()).filter(Boolean);
+    await db.batch(statements.map((s) => db.prepare(s)));
+  }
+  // Miniflare's workerd is a child of this process.
+  const pid = Number(execFileSync('pgrep', ['-n', '-P', String(process.pid), 'workerd']).toString().trim());
+  return { name, url, pid, dispose: () => mf.dispose() };
 }

@@ -8,8 +8,9 @@ use crate::scrub::Scrubber;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-/// A value bound to a SQL statement.
-#[derive(Debug, Clone, PartialEq)]
+/// A value bound to a SQL statement (crossing to D1 as JSON: null, a number, a string).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
 pub enum SqlValue {
     Null,
     Int(i64),
@@ -138,13 +139,18 @@ const COLUMNS: &[&str] = &[
 
 impl LogRecord {
     pub fn insert(&self) -> Statement {
-        let placeholders: Vec<String> = (1..=COLUMNS.len()).map(|i| format!("?{i}")).collect();
-        Statement {
-            sql: format!(
+        // Built once: every logged call inserts with the same text.
+        static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let sql = SQL.get_or_init(|| {
+            let placeholders: Vec<String> = (1..=COLUMNS.len()).map(|i| format!("?{i}")).collect();
+            format!(
                 "INSERT INTO requests ({}) VALUES ({})",
                 COLUMNS.join(", "),
                 placeholders.join(", ")
-            ),
+            )
+        });
+        Statement {
+            sql: sql.clone(),
             params: vec![
                 SqlValue::Text(self.request_id.clone()),
                 SqlValue::Text(self.created_at.clone()),

@@ -350,6 +350,11 @@ async function runLive(relay, upstream, out, heartbeatMs) {
 // D1 rows and Durable Object values cross as JSON text, decoded by serde_json in Rust: one
 // crossing per result, and no second deserializer (serde-wasm-bindgen) in the bundle.
 
+/** A D1 statement with its parameters bound from one JSON array. */
+export function d1Prepare(db, sql, params) {
+  return db.prepare(sql).bind(...JSON.parse(params));
+}
+
 /** A D1 statement's rows as a JSON array. */
 export async function d1Rows(statement) {
   const { results } = await statement.all();

@@ -87,6 +87,9 @@ extern "C" {
         timeout_ms: f64,
     ) -> js_sys::Promise;
 
+    /// A D1 statement with its parameters bound from one JSON array, in one crossing.
+    #[wasm_bindgen(js_name = d1Prepare, catch)]
+    pub(crate) fn d1_prepare(db: &JsValue, sql: &str, params: &str) -> Result<JsValue, JsValue>;
     /// A statement's rows as a JSON array, in one crossing.
     #[wasm_bindgen(js_name = d1Rows)]
     pub(crate) fn d1_rows(statement: &JsValue) -> js_sys::Promise;

@@ -3,18 +3,18 @@
 //! shows in the Worker's log.
 
 use super::access::Charge;
-use super::glue::{d1_first, d1_rows, decode};
+use super::glue::{d1_first, d1_prepare, d1_rows, decode};
 use super::now_ms;
 use crate::config::LogSettings;
 use crate::log::AttemptEntry;
-use crate::log::{self, LogRecord, SqlValue, Statement};
+use crate::log::{self, LogRecord, Statement};
 use crate::scrub::Scrubber;
 use futures::channel::oneshot;
 use serde_json::Value;
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use wasm_bindgen::JsValue;
+use wasm_bindgen::JsCast;
 use worker::{console_error, Context, D1Database, D1PreparedStatement};
 
 /// A handle to the record of one call. Clones share it; when the last clone is dropped
@@ -250,23 +250,16 @@ impl LogTap {
     }
 }
 
-fn js_params(params: &[SqlValue]) -> Vec<JsValue> {
-    params
-        .iter()
-        .map(|p| match p {
-            SqlValue::Null => JsValue::NULL,
-            SqlValue::Int(n) => JsValue::from_f64(*n as f64),
-            SqlValue::Text(s) => JsValue::from_str(s),
-        })
-        .collect()
-}
-
 pub(super) fn prepare(
     db: &D1Database,
     statement: &Statement,
 ) -> worker::Result<D1PreparedStatement> {
-    db.prepare(statement.sql.as_str())
-        .bind(&js_params(&statement.params))
+    // The parameters cross as one JSON array rather than one value each.
+    let params = serde_json::to_string(&statement.params)?;
+    let prepared = d1_prepare(db.as_ref(), &statement.sql, &params)?;
+    Ok(D1PreparedStatement::from(
+        prepared.unchecked_into::<worker::worker_sys::D1PreparedStatement>(),
+    ))
 }
 
 /// Runs a query and decodes its rows.
