@@ -127,9 +127,9 @@ async fn fetch(req: worker::web_sys::Request, env: Env, ctx: Context) -> worker:
         let status = response.status_code();
         let streaming = header_value(headers, "Content-Type")
             .is_some_and(|t| t.starts_with("text/event-stream"));
-        let sent = tap.stores().then(|| {
-            request_log::redact_headers(&headers.entries().collect::<Vec<_>>(), &scrubber)
-        });
+        let sent = tap
+            .stores()
+            .then(|| request_log::redact_headers(&header_list(&headers.0), &scrubber));
         tap.update(|r| {
             r.status = i64::from(status);
             if let Some(sent) = sent {
