@@ -613,7 +613,7 @@ impl KeyRow {
     pub fn key(&self) -> AccessKey {
         let mut intact = true;
         let mut list = |text: &str| {
-            serde_json::from_str::<Vec<String>>(text).unwrap_or_else(|_| {
+            serde_json::from_slice::<Vec<String>>(text.as_bytes()).unwrap_or_else(|_| {
                 intact = false;
                 Vec::new()
             })

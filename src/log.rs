@@ -555,7 +555,7 @@ pub fn detail_statement(id: &str) -> Statement {
 pub fn detail_body(mut row: Map<String, Value>) -> Value {
     for key in ["request_headers", "response_headers", "attempt_log"] {
         if let Some(Value::String(text)) = row.get(key) {
-            if let Ok(parsed) = serde_json::from_str::<Value>(text) {
+            if let Ok(parsed) = serde_json::from_slice::<Value>(text.as_bytes()) {
                 row.insert(key.into(), parsed);
             }
         }

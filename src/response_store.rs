@@ -113,7 +113,7 @@ pub fn delete(id: &str, owner: &str) -> Statement {
 
 /// The stored conversation of a loaded row, or `None` when it is unreadable.
 pub fn conversation(messages: &str) -> Option<Vec<Value>> {
-    match serde_json::from_str(messages) {
+    match serde_json::from_slice(messages.as_bytes()) {
         Ok(Value::Array(messages)) => Some(messages),
         _ => None,
     }

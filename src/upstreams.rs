@@ -229,7 +229,7 @@ pub fn parse_upstreams(
     secret: &dyn Fn(&str) -> Option<String>,
     problems: &mut Vec<String>,
 ) -> Vec<Upstream> {
-    let entries: Vec<Value> = match serde_json::from_str::<Value>(raw) {
+    let entries: Vec<Value> = match serde_json::from_slice::<Value>(raw.as_bytes()) {
         Ok(Value::Array(entries)) => entries,
         Ok(_) => {
             problems.push("UPSTREAMS: expected a JSON array of upstreams".into());
@@ -492,7 +492,7 @@ pub fn parse_routes(
     upstreams: &[Upstream],
     problems: &mut Vec<String>,
 ) -> Vec<ModelRoute> {
-    let entries = match serde_json::from_str::<Value>(raw) {
+    let entries = match serde_json::from_slice::<Value>(raw.as_bytes()) {
         Ok(Value::Object(entries)) => entries,
         Ok(_) => {
             problems.push("ROUTES: expected a JSON object of model name → targets".into());

@@ -430,7 +430,7 @@ fn tool_result_part(
         .map(MessageContent::text)
         .unwrap_or_default();
     // Gemini wants an object; JSON objects pass as they are, anything else is wrapped.
-    let response = match serde_json::from_str::<Value>(&text) {
+    let response = match serde_json::from_slice::<Value>(text.as_bytes()) {
         Ok(Value::Object(object)) => Value::Object(object),
         _ => json!({ "content": text }),
     };

@@ -393,7 +393,7 @@ fn usage(chat: Option<&Value>) -> Value {
 }
 
 fn tool_input(arguments: &str) -> Value {
-    match serde_json::from_str::<Value>(arguments) {
+    match serde_json::from_slice::<Value>(arguments.as_bytes()) {
         Ok(value @ Value::Object(_)) => value,
         _ if arguments.trim().is_empty() => json!({}),
         // Not an object: kept so nothing is lost.
@@ -718,7 +718,7 @@ impl StreamDialect for AnthropicStream {
         match item {
             SseItem::Comment(_) => named_event("ping", &json!({ "type": "ping" }), out),
             SseItem::Event { data, .. } => {
-                if let Ok(chunk) = serde_json::from_str::<Value>(data) {
+                if let Ok(chunk) = serde_json::from_slice::<Value>(data.as_bytes()) {
                     self.chunk(&chunk, out);
                 }
             }

@@ -461,7 +461,9 @@ pub fn items_to_messages(items: &[Value], param: &str) -> Result<Vec<Value>, Gat
                     .as_str()
                     .and_then(|e| e.strip_prefix(SIGNATURES_PREFIX))
                 {
-                    if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(encoded) {
+                    if let Ok(Value::Object(map)) =
+                        serde_json::from_slice::<Value>(encoded.as_bytes())
+                    {
                         signatures.extend(map);
                     }
                 }
@@ -573,7 +575,7 @@ fn call_item(
     status: &str,
 ) -> Value {
     if meta.echo.custom_tools.iter().any(|t| t == name) {
-        let input = serde_json::from_str::<Value>(arguments)
+        let input = serde_json::from_slice::<Value>(arguments.as_bytes())
             .ok()
             .and_then(|v| v["input"].as_str().map(str::to_string))
             .unwrap_or_else(|| arguments.to_string());
@@ -908,7 +910,7 @@ impl StreamDialect for ResponsesStream {
             // Heartbeats stay comments: every Responses client skips them.
             SseItem::Comment(text) => out.extend_from_slice(&crate::sse::comment(text)),
             SseItem::Event { data, .. } => {
-                if let Ok(chunk) = serde_json::from_str::<Value>(data) {
+                if let Ok(chunk) = serde_json::from_slice::<Value>(data.as_bytes()) {
                     self.chunk(&chunk, out);
                 }
             }

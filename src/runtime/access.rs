@@ -271,7 +271,7 @@ impl DurableObject for KeyLimiter {
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
         // Text and serde_json (`Request::json` would decode through serde-wasm-bindgen).
         let text = req.text().await?;
-        let op: LimiterOp = match serde_json::from_str(&text) {
+        let op: LimiterOp = match serde_json::from_slice(text.as_bytes()) {
             Ok(op) => op,
             Err(e) => return Response::error(format!("not a limiter operation: {e}"), 400),
         };

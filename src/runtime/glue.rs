@@ -112,5 +112,7 @@ pub(crate) async fn decode<T: serde::de::DeserializeOwned>(
     json: js_sys::Promise,
 ) -> worker::Result<T> {
     let text = js_sys::futures::JsFuture::from(json).await?;
-    Ok(serde_json::from_str(&text.as_string().unwrap_or_default())?)
+    Ok(serde_json::from_slice(
+        text.as_string().unwrap_or_default().as_bytes(),
+    )?)
 }

@@ -221,7 +221,7 @@ impl LogTap {
             let mut entries: Vec<AttemptEntry> = r
                 .attempt_log
                 .as_deref()
-                .and_then(|text| serde_json::from_str(text).ok())
+                .and_then(|text| serde_json::from_slice(text.as_bytes()).ok())
                 .unwrap_or_default();
             r.upstream = Some(entry.upstream.clone());
             r.provider = Some(kind.to_string());

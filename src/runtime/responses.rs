@@ -254,6 +254,6 @@ pub(super) async fn stored(
         .await
         .map_err(storage_error)?
         .ok_or_else(missing)?;
-    let response: Value = serde_json::from_str(&row.response).map_err(|_| missing())?;
+    let response: Value = serde_json::from_slice(row.response.as_bytes()).map_err(|_| missing())?;
     json_response(&response, 200)
 }

@@ -36,7 +36,7 @@ pub fn completion_from_sse(body: &[u8]) -> Result<ChatCompletion, GatewayError> 
         if data.trim() == crate::sse::encode::DONE {
             break;
         }
-        let chunk: Value = serde_json::from_str(&data).map_err(|e| {
+        let chunk: Value = serde_json::from_slice(data.as_bytes()).map_err(|e| {
             GatewayError::UpstreamMalformed(format!("a stream event is not JSON ({e})"))
         })?;
         if chunk.get("error").is_some() {

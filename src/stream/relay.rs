@@ -64,7 +64,8 @@ impl Relay {
             .into_iter()
             .filter(|item| match item {
                 SseItem::Event { data, .. } => {
-                    data.trim() == sse::encode::DONE || serde_json::from_str::<Value>(data).is_ok()
+                    data.trim() == sse::encode::DONE
+                        || serde_json::from_slice::<Value>(data.as_bytes()).is_ok()
                 }
                 SseItem::Comment(_) => true,
             })
@@ -142,7 +143,7 @@ impl Relay {
 
     /// A Responses event: text and usage for the log; a terminal event ends the stream.
     fn observe_responses(&mut self, data: &str) {
-        let Ok(event) = serde_json::from_str::<Value>(data) else {
+        let Ok(event) = serde_json::from_slice::<Value>(data.as_bytes()) else {
             return;
         };
         match event["type"].as_str() {
@@ -194,7 +195,7 @@ impl Relay {
     fn observe(&mut self, data: &str) -> Option<String> {
         // Read through a view of just these members (no tree of every value); an event
         // whose members have unusual types is looked at as a whole `Value`.
-        match serde_json::from_str::<ChunkView>(data) {
+        match serde_json::from_slice::<ChunkView>(data.as_bytes()) {
             Ok(chunk) => self.observe_view(chunk),
             Err(_) => self.observe_value(data),
         }
@@ -236,7 +237,7 @@ impl Relay {
     }
 
     fn observe_value(&mut self, data: &str) -> Option<String> {
-        let Ok(chunk) = serde_json::from_str::<Value>(data) else {
+        let Ok(chunk) = serde_json::from_slice::<Value>(data.as_bytes()) else {
             return None;
         };
         if let Some(error) = chunk.get("error").filter(|e| e.is_object()) {
