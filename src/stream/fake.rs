@@ -1,7 +1,7 @@
 //! Fake streaming: the frames sent while a non-streaming upstream call is pending
 //! (heartbeats) and the replay of its full answer as realistic `chat.completion.chunk`s.
 
-use super::ChunkMeta;
+use super::{ChunkMeta, TextFrames};
 use crate::error::GatewayError;
 use crate::openai::{ChatCompletion, Choice, ToolCall};
 use crate::sse;
@@ -148,9 +148,7 @@ pub struct Replay {
     meta: ChunkMeta,
     max_chars: usize,
     usage: Option<Value>,
-    /// The chunk envelope up to `"choices":[`, and what follows the choices.
-    prefix: String,
-    suffix: String,
+    frames: TextFrames,
     done: bool,
 }
 
@@ -160,53 +158,15 @@ impl Replay {
             mut choices, usage, ..
         } = completion;
         choices.sort_by_key(|c| c.index);
-        let envelope = serde_json::to_string(&meta.chunk(Vec::new())).unwrap_or_default();
-        let (prefix, suffix) = match envelope.rfind("\"choices\":[]") {
-            Some(at) => {
-                let cut = at + "\"choices\":[".len();
-                (envelope[..cut].to_string(), envelope[cut..].to_string())
-            }
-            None => (String::new(), String::new()),
-        };
         Replay {
             choices: choices.into_iter(),
             current: None,
             usage: meta.include_usage.then(|| usage.unwrap_or(Value::Null)),
             meta,
             max_chars: max_chars.max(1),
-            prefix,
-            suffix,
+            frames: TextFrames::default(),
             done: false,
         }
-    }
-
-    /// A text delta, written straight into its frame (the hot path of a long answer).
-    fn text_frame(&self, index: u32, field: &str, piece: &str) -> Vec<u8> {
-        if self.prefix.is_empty() {
-            return sse::json_data(&self.meta.delta(index, json!({ field: piece }), None));
-        }
-        // Written piece by piece: `format!` and a separate escaped string per frame cost more
-        // than the frame.
-        let mut out = Vec::with_capacity(self.prefix.len() + self.suffix.len() + piece.len() + 96);
-        out.extend_from_slice(b"data: ");
-        out.extend_from_slice(self.prefix.as_bytes());
-        out.extend_from_slice(b"{\"index\":");
-        // Writing into a Vec cannot fail; the fallbacks keep the frame valid JSON anyway.
-        if serde_json::to_writer(&mut out, &index).is_err() {
-            out.push(b'0');
-        }
-        out.extend_from_slice(b",\"delta\":{");
-        if serde_json::to_writer(&mut out, field).is_err() {
-            out.extend_from_slice(b"\"content\"");
-        }
-        out.push(b':');
-        if serde_json::to_writer(&mut out, piece).is_err() {
-            out.extend_from_slice(b"\"\"");
-        }
-        out.extend_from_slice(b"},\"logprobs\":null,\"finish_reason\":null}");
-        out.extend_from_slice(self.suffix.as_bytes());
-        out.extend_from_slice(b"\n\n");
-        out
     }
 
     /// The next frame of the current choice, if it has one left.
@@ -225,7 +185,8 @@ impl Replay {
                 let (index, field) = (choice.index, *field);
                 let choice = self.current.as_ref()?;
                 let piece = &choice.texts.front()?.1[start..end];
-                return Some(self.text_frame(index, field, piece));
+                // The hot path of a long answer.
+                return Some(self.frames.text(&self.meta, index, field, piece));
             }
             choice.texts.pop_front();
             choice.text_at = 0;
@@ -562,10 +523,10 @@ mod tests {
             let mut m = meta(include_usage);
             m.system_fingerprint = Some(json!("fp_\"x"));
             m.id = "chat\"cmpl\\\"choices\":[]".into();
-            let replay = Replay::new(completion(json!({"choices": []})), m.clone(), 4);
+            let mut frames = TextFrames::default();
             for piece in ["plain", "quote \" and \\ and \n 🌍", ""] {
                 assert_eq!(
-                    replay.text_frame(2, "content", piece),
+                    frames.text(&m, 2, "content", piece),
                     sse::json_data(&m.delta(2, json!({ "content": piece }), None))
                 );
             }

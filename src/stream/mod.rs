@@ -7,7 +7,7 @@ pub mod fake;
 pub mod relay;
 pub mod translate;
 
-pub use chunk::ChunkMeta;
+pub use chunk::{Chunk, ChunkMeta, TextFrames};
 
 /// How much of a streamed answer's text is kept for the request log: the log stores far
 /// less anyway, and a huge stream must not grow memory for it.
