@@ -13,6 +13,7 @@ use crate::openai::{
     MessageContent, RequestMessage, ToolCall,
 };
 use crate::stream::translate::{ChunkState, EventTranslator};
+use crate::stream::Chunk;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -629,7 +630,7 @@ struct DashScopeStream {
 }
 
 impl EventTranslator for DashScopeStream {
-    fn event(&mut self, event: Option<&str>, data: &str) -> Result<Vec<Value>, GatewayError> {
+    fn event(&mut self, event: Option<&str>, data: &str) -> Result<Vec<Chunk>, GatewayError> {
         let response: GenerationResponse = parse_json(data.as_bytes(), "a DashScope stream event")?;
         if let Some(error) = response.error(event == Some("error"), 500) {
             return Err(error);
@@ -690,11 +691,7 @@ impl EventTranslator for DashScopeStream {
                 if let Some(function) = call.get("function") {
                     delta["function"] = function.clone();
                 }
-                out.push(
-                    self.state
-                        .meta
-                        .delta(index, json!({ "tool_calls": [delta] }), None),
-                );
+                out.push(self.state.delta(index, json!({ "tool_calls": [delta] })));
             }
             if let Some(reason) = finish_reason(choice.finish_reason.as_deref()) {
                 self.state.set_finish(index, reason);

@@ -13,6 +13,7 @@ use crate::openai::{
     FunctionCall, MessageContent, RequestMessage, ToolCall,
 };
 use crate::stream::translate::{ChunkState, EventTranslator};
+use crate::stream::Chunk;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
@@ -1025,7 +1026,7 @@ struct GeminiStream {
 }
 
 impl EventTranslator for GeminiStream {
-    fn event(&mut self, _event: Option<&str>, data: &str) -> Result<Vec<Value>, GatewayError> {
+    fn event(&mut self, _event: Option<&str>, data: &str) -> Result<Vec<Chunk>, GatewayError> {
         let response: GenerateContentResponse =
             parse_json(data.as_bytes(), "a Gemini stream event")?;
         if let Some(error) = &response.error {
@@ -1071,11 +1072,10 @@ impl EventTranslator for GeminiStream {
                     for (key, value) in signature_extra(part) {
                         tool_call[key] = value;
                     }
-                    out.push(self.state.meta.delta(
-                        index,
-                        json!({ "tool_calls": [tool_call] }),
-                        None,
-                    ));
+                    out.push(
+                        self.state
+                            .delta(index, json!({ "tool_calls": [tool_call] })),
+                    );
                 }
             }
             if let Some(logprobs) = candidate.logprobs_result.as_ref().and_then(openai_logprobs) {

@@ -2,7 +2,7 @@
 
 use super::fake::error_frames;
 use super::relay::Relay;
-use super::ChunkMeta;
+use super::{Chunk, ChunkMeta, TextFrames};
 use crate::error::GatewayError;
 use crate::sse::{self, SseItem, SseParser};
 use serde_json::Value;
@@ -11,7 +11,7 @@ use serde_json::Value;
 pub trait EventTranslator {
     /// One upstream event (`event` is its SSE event name) → chunks; `Err` when the event
     /// reports an upstream error.
-    fn event(&mut self, event: Option<&str>, data: &str) -> Result<Vec<Value>, GatewayError>;
+    fn event(&mut self, event: Option<&str>, data: &str) -> Result<Vec<Chunk>, GatewayError>;
 
     /// The bookkeeping the translator keeps its stream's state in.
     fn state(&self) -> &ChunkState;
@@ -19,7 +19,7 @@ pub trait EventTranslator {
 
     /// The upstream stream ended normally → closing chunks (finish reason, usage);
     /// `Err` when it ended before the answer was complete.
-    fn finish(&mut self) -> Result<Vec<Value>, GatewayError> {
+    fn finish(&mut self) -> Result<Vec<Chunk>, GatewayError> {
         self.state_mut().close()
     }
 
@@ -114,9 +114,7 @@ impl Translated {
                 continue;
             }
             match self.translator.event(event.as_deref(), &data) {
-                Ok(chunks) => chunks
-                    .iter()
-                    .for_each(|c| out.extend_from_slice(&sse::json_data(c))),
+                Ok(chunks) => self.translator.state_mut().write(&chunks, &mut out),
                 Err(error) => {
                     out.extend_from_slice(&error_frames(&error));
                     self.error = Some(error.to_string());
@@ -152,9 +150,7 @@ impl StreamAdapter for Translated {
         };
         match result {
             Ok(chunks) => {
-                chunks
-                    .iter()
-                    .for_each(|c| out.extend_from_slice(&sse::json_data(c)));
+                self.translator.state_mut().write(&chunks, &mut out);
                 out.extend_from_slice(&sse::done());
             }
             Err(error) => {
@@ -196,6 +192,7 @@ pub struct ChunkState {
     pub finish_reasons: Vec<(u32, String)>,
     pub usage: Option<Value>,
     pub content: String,
+    frames: TextFrames,
 }
 
 impl ChunkState {
@@ -207,42 +204,57 @@ impl ChunkState {
             finish_reasons: Vec::new(),
             usage: None,
             content: String::new(),
+            frames: TextFrames::default(),
         }
     }
 
+    /// The chunks' frames, appended to `out`.
+    pub fn write(&mut self, chunks: &[Chunk], out: &mut Vec<u8>) {
+        for chunk in chunks {
+            out.extend_from_slice(&self.frames.frame(&self.meta, chunk));
+        }
+    }
+
+    /// A delta chunk of one choice.
+    pub fn delta(&self, index: u32, delta: Value) -> Chunk {
+        Chunk::Json(self.meta.delta(index, delta, None))
+    }
+
     /// The role chunk, the first time a choice appears.
-    pub fn start(&mut self, index: u32, out: &mut Vec<Value>) {
+    pub fn start(&mut self, index: u32, out: &mut Vec<Chunk>) {
         if !self.started.contains(&index) {
             self.started.push(index);
-            out.push(self.meta.delta(
+            out.push(self.delta(
                 index,
                 serde_json::json!({ "role": "assistant", "content": "" }),
-                None,
             ));
         }
     }
 
     /// Token log probabilities for what this event added to a choice: on its last delta
     /// in `out`, or on an empty delta of their own.
-    pub fn logprobs(&mut self, index: u32, logprobs: Value, out: &mut Vec<Value>) {
+    pub fn logprobs(&mut self, index: u32, logprobs: Value, out: &mut Vec<Chunk>) {
         let last = out
             .iter_mut()
             .rev()
-            .find(|chunk| chunk["choices"][0]["index"] == index);
-        match last {
-            Some(chunk) if chunk["choices"][0]["logprobs"].is_null() => {
-                chunk["choices"][0]["logprobs"] = logprobs;
+            .find(|chunk| chunk.index() == Some(u64::from(index)));
+        if let Some(chunk) = last {
+            // A text delta becomes a chunk object to carry them.
+            let mut json = std::mem::replace(chunk, Chunk::Json(Value::Null)).into_json(&self.meta);
+            if json["choices"][0]["logprobs"].is_null() {
+                json["choices"][0]["logprobs"] = logprobs;
+                *chunk = Chunk::Json(json);
+                return;
             }
-            _ => {
-                self.start(index, out);
-                let mut chunk = self.meta.delta(index, serde_json::json!({}), None);
-                chunk["choices"][0]["logprobs"] = logprobs;
-                out.push(chunk);
-            }
+            *chunk = Chunk::Json(json);
         }
+        self.start(index, out);
+        let mut chunk = self.meta.delta(index, serde_json::json!({}), None);
+        chunk["choices"][0]["logprobs"] = logprobs;
+        out.push(Chunk::Json(chunk));
     }
 
-    pub fn text(&mut self, index: u32, field: &str, text: &str, out: &mut Vec<Value>) {
+    pub fn text(&mut self, index: u32, field: &'static str, text: &str, out: &mut Vec<Chunk>) {
         if text.is_empty() {
             return;
         }
@@ -250,10 +262,11 @@ impl ChunkState {
         if index == 0 && field == "content" {
             super::keep_for_log(&mut self.content, text);
         }
-        out.push(
-            self.meta
-                .delta(index, serde_json::json!({ field: text }), None),
-        );
+        out.push(Chunk::Text {
+            index,
+            field,
+            text: text.to_string(),
+        });
     }
 
     /// The next tool-call index for a choice.
@@ -287,7 +300,7 @@ impl ChunkState {
 
     /// Closing chunks: one finish chunk per choice, then usage if asked for.
     /// Fails when no choice finished, which means the stream was cut.
-    pub fn close(&mut self) -> Result<Vec<Value>, GatewayError> {
+    pub fn close(&mut self) -> Result<Vec<Chunk>, GatewayError> {
         if self.finish_reasons.is_empty() {
             return Err(GatewayError::UpstreamMalformed(
                 "the upstream stream ended before the answer was complete".into(),
@@ -298,13 +311,17 @@ impl ChunkState {
         reasons.sort_by_key(|(i, _)| *i);
         for (index, reason) in reasons {
             self.start(index, &mut out);
-            out.push(self.meta.delta(index, serde_json::json!({}), Some(&reason)));
+            out.push(Chunk::Json(self.meta.delta(
+                index,
+                serde_json::json!({}),
+                Some(&reason),
+            )));
         }
         if self.meta.include_usage {
-            out.push(
+            out.push(Chunk::Json(
                 self.meta
                     .usage_chunk(self.usage.clone().unwrap_or(Value::Null)),
-            );
+            ));
         }
         Ok(out)
     }
@@ -319,7 +336,7 @@ mod tests {
     struct Echo(ChunkState);
 
     impl EventTranslator for Echo {
-        fn event(&mut self, event: Option<&str>, data: &str) -> Result<Vec<Value>, GatewayError> {
+        fn event(&mut self, event: Option<&str>, data: &str) -> Result<Vec<Chunk>, GatewayError> {
             if event == Some("error") {
                 return Err(GatewayError::invalid(data.to_string()));
             }
