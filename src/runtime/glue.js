@@ -194,7 +194,7 @@ export class ChunkReader {
       if (value.byteLength >= left) return this.reader.cancel();
       return drain(left - value.byteLength);
     });
-    drain(65536).catch(() => {});
+    drain(65536).catch(ignore);
   }
 }
 
@@ -249,11 +249,11 @@ export class BodyWriter {
   }
 
   close() {
-    this.writer.close().catch(() => {});
+    this.writer.close().catch(ignore);
   }
 
   abort() {
-    this.writer.abort().catch(() => {});
+    this.writer.abort().catch(ignore);
   }
 }
 
@@ -278,9 +278,9 @@ async function runLive(relay, upstream, out, heartbeatMs) {
   let timer;
   // A heartbeat (or the idle timeout's end) still being written.
   let ticking;
-  const stopReading = () => { if (reader) reader.cancel().catch(() => {}); };
+  const stopReading = () => { if (reader) reader.cancel().catch(ignore); };
   // Settles when the client's side is closed or cancelled.
-  out.closed().then(() => {}, () => {}).then(() => {
+  out.closed().then(ignore, ignore).then(() => {
     if (over) return;
     gone = true;
     stopReading();
@@ -306,7 +306,7 @@ async function runLive(relay, upstream, out, heartbeatMs) {
       return;
     }
     const waiting = put(relay.silence(silent));
-    if (waiting) ticking = waiting.catch(() => {});
+    if (waiting) ticking = waiting.catch(ignore);
     if (relay.finished()) stopReading();
     else timer = setTimeout(tick, heartbeatMs);
   };
@@ -340,7 +340,7 @@ async function runLive(relay, upstream, out, heartbeatMs) {
     clearTimeout(timer);
     if (ticking) await ticking;
     // Dropped armed (client gone, failure), the relay aborts the upstream fetch.
-    relay.free();
+    try { relay.free(); } catch { /* the wasm instance already failed */ }
     if (upstream) upstream.release();
     if (gone) out.abort();
     else out.close();
