@@ -12,6 +12,7 @@
 
 use memchr::memmem::Finder;
 use std::borrow::Cow;
+use std::rc::Rc;
 
 /// What a secret is replaced with.
 pub const MASK: &str = "***";
@@ -23,10 +24,11 @@ pub const MIN_SECRET_LEN: usize = 6;
 /// Shortest value after `Bearer ` or `key=` that counts as a credential.
 const MIN_GENERIC_TOKEN: usize = 8;
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Scrubber {
     /// Every form of every secret, longest first so a longer form wins over its prefix.
-    needles: Vec<Finder<'static>>,
+    /// Shared: the configured secrets' scrubber is built once and extended per request.
+    needles: Rc<Vec<Finder<'static>>>,
 }
 
 impl std::fmt::Debug for Scrubber {
@@ -38,6 +40,11 @@ impl std::fmt::Debug for Scrubber {
 
 impl Scrubber {
     pub fn new<'a>(secrets: impl IntoIterator<Item = &'a str>) -> Scrubber {
+        Scrubber::default().with(secrets)
+    }
+
+    /// This scrubber plus `secrets`; shares its searchers when they add no new form.
+    pub fn with<'a>(&self, secrets: impl IntoIterator<Item = &'a str>) -> Scrubber {
         let mut forms: Vec<String> = Vec::new();
         for secret in secrets {
             let secret = secret.trim();
@@ -49,17 +56,20 @@ impl Scrubber {
                 percent_encode(secret),
                 json_escape(secret),
             ] {
-                if !forms.contains(&form) {
+                let known = self.needles.iter().any(|n| n.needle() == form.as_bytes());
+                if !known && !forms.contains(&form) {
                     forms.push(form);
                 }
             }
         }
-        forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+        if forms.is_empty() {
+            return self.clone();
+        }
+        let mut needles: Vec<Finder<'static>> = self.needles.as_ref().clone();
+        needles.extend(forms.iter().map(|f| Finder::new(f.as_bytes()).into_owned()));
+        needles.sort_by_key(|n| std::cmp::Reverse(n.needle().len()));
         Scrubber {
-            needles: forms
-                .into_iter()
-                .map(|f| Finder::new(f.as_bytes()).into_owned())
-                .collect(),
+            needles: Rc::new(needles),
         }
     }
 
@@ -73,7 +83,7 @@ impl Scrubber {
     /// Known secrets removed from answer bytes; borrows when there is nothing to remove.
     pub fn known<'a>(&self, bytes: &'a [u8]) -> Cow<'a, [u8]> {
         let mut out: Cow<'a, [u8]> = Cow::Borrowed(bytes);
-        for needle in &self.needles {
+        for needle in self.needles.iter() {
             if needle.find(&out).is_none() {
                 continue;
             }
@@ -258,6 +268,30 @@ mod tests {
         assert_eq!(s.text("a short text"), "a short text");
         assert!(s.contains_secret("Bearer tok-admin-42"));
         assert!(!s.contains_secret("tok-admin-4"));
+    }
+
+    #[test]
+    fn a_shared_scrubber_extended_per_request() {
+        let base = Scrubber::new(["tok-admin-42"]);
+        // Nothing new (a configured token, or too short): the searchers are shared.
+        let same = base.with(["tok-admin-42", "short"]);
+        assert!(Rc::ptr_eq(&base.needles, &same.needles));
+        // A longer secret that starts with a configured one wins over it, whichever came first.
+        let extended = base.with(["tok-admin-42-and-more"]);
+        assert_eq!(
+            extended.text("x tok-admin-42-and-more y tok-admin-42 z"),
+            "x *** y *** z"
+        );
+        assert_eq!(
+            base.text("tok-admin-42-and-more"),
+            "***-and-more",
+            "the base is unchanged"
+        );
+        assert_eq!(
+            extended.needles.len(),
+            base.needles.len() + 1,
+            "a secret without special characters has one form"
+        );
     }
 
     #[test]

@@ -151,6 +151,12 @@ thread_local! {
         const { std::cell::OnceCell::new() };
 }
 
+thread_local! {
+    /// The configured secrets' scrubber, built once per isolate with its settings; each
+    /// request extends it with the credential its client presented.
+    static CONFIGURED_SECRETS: std::cell::OnceCell<Scrubber> = const { std::cell::OnceCell::new() };
+}
+
 fn isolate_config(env: &Env) -> Rc<Result<Config, GatewayError>> {
     CONFIG.with(|cell| {
         cell.get_or_init(|| Rc::new(Config::from_lookup(|name| env_text(env, name))))
@@ -216,8 +222,14 @@ fn request_scrubber(req: &Inbound, config: Option<&Config>) -> Scrubber {
             _ => value,
         })
         .collect();
-    let configured = config.into_iter().flat_map(Config::secrets);
-    Scrubber::new(configured.chain(presented.iter().map(String::as_str)))
+    let presented = presented.iter().map(String::as_str);
+    match config {
+        Some(config) => CONFIGURED_SECRETS.with(|cell| {
+            cell.get_or_init(|| Scrubber::new(config.secrets()))
+                .with(presented)
+        }),
+        None => Scrubber::new(presented),
+    }
 }
 
 /// A call refused before its caller was admitted — a missing or wrong credential, a
