@@ -97,6 +97,14 @@ test('an upstream failure after the 200 ends the stream with one error event and
   }, (err) => err instanceof OpenAI.APIError && /overloaded/.test(err.message));
 });
 
+/** The upstream requests of `tag` once its one request was aborted (null if it never was). */
+function abortedUpstream(tag) {
+  return waitFor(async () => {
+    const r = await received(tag);
+    return r.length === 1 && r[0].aborted ? r : null;
+  }, { timeoutMs: 8000 });
+}
+
 test('a client disconnect stops heartbeats and aborts the upstream call', async () => {
   const tag = await scenario({ hang: true });
   const controller = new AbortController();
@@ -106,10 +114,7 @@ test('a client disconnect stops heartbeats and aborts the upstream call', async 
   const { value } = await reader.read();
   assert.match(new TextDecoder().decode(value), /^: heartbeat/);
   controller.abort();
-  const records = await waitFor(async () => {
-    const r = await received(tag);
-    return r.length === 1 && r[0].aborted ? r : null;
-  }, { timeoutMs: 8000 });
+  const records = await abortedUpstream(tag);
   assert.ok(records, 'the upstream request was aborted');
 });
 
@@ -127,10 +132,7 @@ test('a client leaving a live passthrough stream mid-way aborts the upstream str
     seen += new TextDecoder().decode(value);
   }
   controller.abort();
-  const records = await waitFor(async () => {
-    const r = await received(tag);
-    return r.length === 1 && r[0].aborted ? r : null;
-  }, { timeoutMs: 8000 });
+  const records = await abortedUpstream(tag);
   assert.ok(records, 'the upstream stream was aborted');
   assert.ok(records[0].eventsSent < 12, `the upstream stopped early: ${records[0].eventsSent} events sent`);
 });
