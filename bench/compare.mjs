@@ -2,9 +2,12 @@
 // hit both alike): median CPU µs per call of each and their ratio. For judging one change:
 //   cp -r build /tmp/before; (change, npm run build); node bench/compare.mjs /tmp/before build [json|stream|fake|gemini|log] [rounds]
 // `log`: non-streaming calls with the request log on, on Miniflare with D1 (bare workerd has no D1).
+// A JS Worker's file (`*.js`, given UPSTREAM and UPSTREAM_KEY as bench/baseline.js is) can stand
+// for either build: `node bench/compare.mjs bench/baseline.js build json` weighs the gateway
+// against it with the same alternation.
 import path from 'node:path';
 import autocannon from 'autocannon';
-import { cpuMicros, gatewayBindings, scenarioBody, startMiniflare, startMock, startWorkerd, stopAll } from './workerd.mjs';
+import { cpuMicros, gatewayBindings, scenarioBody, SERVER_KEY, startMiniflare, startMock, startWorkerd, stopAll } from './workerd.mjs';
 const [dirA, dirB] = [path.resolve(process.argv[2]), path.resolve(process.argv[3])];
 const scenario = process.argv[4] || 'json';
 const rounds = Number(process.argv[5] || 5);
@@ -15,9 +18,15 @@ try {
   const mock = await startMock();
   const bind = gatewayBindings(mock);
   const mods = (d) => [['index.js', 'esModule', path.join(d, 'index.js')], ['index_bg.wasm', 'wasm', path.join(d, 'index_bg.wasm')]];
-  const start = (name, dir) => (logged
-    ? startMiniflare(name, { ...bind, LOG_REQUESTS: 'true', ADMIN_TOKEN: 'bench-admin' }, { build: dir })
-    : startWorkerd(name, mods(dir), bind, { flags: ['enable_request_signal'] }));
+  const start = (name, dir) => {
+    if (dir.endsWith('.js')) {
+      return startWorkerd(name, [[path.basename(dir), 'esModule', dir]], { UPSTREAM: mock, UPSTREAM_KEY: SERVER_KEY },
+        { flags: ['enable_request_signal'] });
+    }
+    return logged
+      ? startMiniflare(name, { ...bind, LOG_REQUESTS: 'true', ADMIN_TOKEN: 'bench-admin' }, { build: dir })
+      : startWorkerd(name, mods(dir), bind, { flags: ['enable_request_signal'] });
+  };
   const a = await start('a', dirA);
   started.push(a);
   const b = await start('b', dirB);

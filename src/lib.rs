@@ -10,6 +10,7 @@ pub mod cors;
 pub mod dialects;
 pub mod embeddings;
 pub mod error;
+pub mod headers;
 pub mod keys;
 pub mod limits;
 pub mod log;

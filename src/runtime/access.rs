@@ -315,7 +315,7 @@ pub async fn admin(
     route: Route,
     config: &Config,
     call: &Call<'_>,
-) -> Result<Response, GatewayError> {
+) -> Result<super::Reply, GatewayError> {
     auth::check_admin(
         config.log.admin_token.as_deref(),
         presented_credential(req).as_deref(),
@@ -363,8 +363,8 @@ pub async fn admin(
             let mut view = key.view(Some(&keys::KeyUsage::default()));
             // The only time the key itself is ever shown.
             view["key"] = serde_json::Value::String(secret);
-            let response = json_response(&view, 201)?;
-            let _ = response.headers().set("Cache-Control", "no-store");
+            let mut response = json_response(&view, 201)?;
+            response.headers.set("Cache-Control", "no-store");
             Ok(response)
         }
         Route::KeyGet => {

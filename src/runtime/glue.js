@@ -25,7 +25,6 @@ export class UpstreamCall {
     this.timer = undefined;
     this.timedOut = false;
     this.body = undefined;
-    this.headersAt = 0;
     this.clientSignal = clientSignal || undefined;
     if (this.clientSignal) {
       this.onClientAbort = () => this.abort();
@@ -67,16 +66,16 @@ export class UpstreamCall {
   }
 
   /**
-   * Sends the request and reads its answer whole, all within one timeout: resolves with the
-   * response, its body in `body` (at most `limit` bytes; for an error status at most
-   * `errorLimit`, cut to nothing past that) and when its headers came in `headersAt`. A
-   * redirect resolves at once, unread.
+   * Sends the request and reads its answer whole, all within one timeout: resolves with
+   * "<status> <when its headers came>" and the header lines (`headerLines`), in one string;
+   * the body is in `body` (at most `limit` bytes; for an error status at most `errorLimit`,
+   * cut to nothing past that). A redirect resolves at once, unread.
    */
   sendWhole(url, method, headers, body, timeoutMs, limit, errorLimit) {
     return this.send(url, method, headers, body, timeoutMs, true).then(async (response) => {
-      this.headersAt = Date.now();
+      const head = `${response.status} ${Date.now()}\n${headerLines(response.headers)}`;
       try {
-        if (response.status >= 300 && response.status < 400) return response;
+        if (response.status >= 300 && response.status < 400) return head;
         const ok = response.status >= 200 && response.status < 300;
         try {
           this.body = await readWhole(response, ok ? limit : errorLimit, () => this.timedOut);
@@ -84,7 +83,7 @@ export class UpstreamCall {
           if (ok) throw error;
           this.body = new Uint8Array(0);
         }
-        return response;
+        return head;
       } finally {
         clearTimeout(this.timer);
       }
@@ -210,6 +209,27 @@ export function setHeaderLines(headers, lines) {
   eachHeaderLine(lines, (name, value) => {
     try { headers.set(name, value); } catch { /* dropped */ }
   });
+}
+
+/**
+ * The client's response, made in one crossing: `lines` its headers (`name:value` lines, a
+ * value the runtime refuses dropped), `body` bytes (a view into wasm memory, copied here), a
+ * ReadableStream, or nothing.
+ */
+export function respond(status, lines, body) {
+  const headers = new Headers();
+  eachHeaderLine(lines, (name, value) => {
+    try { headers.append(name, value); } catch { /* dropped */ }
+  });
+  // A null-body status takes no body.
+  if (status === 204 || status === 205 || status === 304) body = null;
+  else if (body instanceof Uint8Array) body = body.slice();
+  try {
+    return new Response(body, { status, headers });
+  } catch {
+    // A status the runtime refuses (an upstream's, out of range) is a bad gateway.
+    return new Response(body, { status: 502, headers });
+  }
 }
 
 /**

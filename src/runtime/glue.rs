@@ -14,6 +14,17 @@ extern "C" {
     #[wasm_bindgen(js_name = setHeaderLines)]
     pub(crate) fn set_header_lines(headers: &web_sys::Headers, lines: &str);
 
+    /// The client's response from its status, header lines and body, in one crossing.
+    #[wasm_bindgen(js_name = respond)]
+    pub(crate) fn respond_bytes(status: u16, headers: &str, body: &[u8]) -> web_sys::Response;
+    /// `respond` with a streamed body, or none.
+    #[wasm_bindgen(js_name = respond)]
+    pub(crate) fn respond_stream(
+        status: u16,
+        headers: &str,
+        body: Option<&web_sys::ReadableStream>,
+    ) -> web_sys::Response;
+
     /// One upstream fetch: timeout, abort, client signal.
     pub(crate) type UpstreamCall;
     #[wasm_bindgen(constructor)]
@@ -43,9 +54,6 @@ extern "C" {
     /// The body `sendWhole` read.
     #[wasm_bindgen(method, getter)]
     pub(crate) fn body(this: &UpstreamCall) -> Option<js_sys::Uint8Array>;
-    /// When `sendWhole`'s answer headers came in (`Date.now()`).
-    #[wasm_bindgen(method, getter, js_name = headersAt)]
-    pub(crate) fn headers_at(this: &UpstreamCall) -> f64;
     #[wasm_bindgen(method)]
     pub(crate) fn release(this: &UpstreamCall);
     #[wasm_bindgen(method)]

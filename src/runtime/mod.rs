@@ -5,6 +5,7 @@ mod access;
 mod glue;
 mod live;
 mod logging;
+mod reply;
 mod responses;
 mod upstream;
 
@@ -21,10 +22,11 @@ use crate::route::{request_detail_id, route, Route};
 use crate::router;
 use crate::scrub::Scrubber;
 use crate::status;
-use glue::{header_lines, set_header_lines};
+use glue::header_lines;
 use logging::LogTap;
+use reply::Reply;
 use std::rc::Rc;
-use worker::{event, Context, D1Database, Env, Headers, Response};
+use worker::{event, Context, D1Database, Env};
 
 const INDEX_HTML: &str = include_str!("../ui/index.html");
 const DASHBOARD_HTML: &str = include_str!("../ui/dashboard.html");
@@ -43,7 +45,11 @@ fn start() {
 }
 
 #[event(fetch)]
-async fn fetch(req: worker::web_sys::Request, env: Env, ctx: Context) -> worker::Result<Response> {
+async fn fetch(
+    req: worker::web_sys::Request,
+    env: Env,
+    ctx: Context,
+) -> worker::Result<worker::web_sys::Response> {
     let req = Inbound::new(req);
     let config = isolate_config(&env);
     let config: &Result<Config, GatewayError> = &config;
@@ -105,31 +111,29 @@ async fn fetch(req: worker::web_sys::Request, env: Env, ctx: Context) -> worker:
         .as_ref()
         .map(|c| c.allowed_origins.clone())
         .unwrap_or(AllowedOrigins::Any);
-    let headers = response.headers();
-    // Set in one crossing into JS.
-    let mut lines = String::new();
-    let mut add = |name: &str, value: &str| push_header_line(&mut lines, name, value);
+    let mut response = response;
     for (name, value) in cors::cors_headers(
         &allowed,
         origin.as_deref(),
         preflight,
         requested_headers.as_deref(),
     ) {
-        add(name, &value);
+        response.headers.set(name, &value);
     }
     for (name, value) in call.gateway_headers.borrow().iter() {
-        add(name, value);
+        response.headers.set(name, value);
     }
-    add("X-Request-Id", &request_id);
-    add("X-Gateway-Version", crate::VERSION);
-    set_header_lines(&headers.0, &lines);
+    response.headers.set("X-Request-Id", &request_id);
+    response.headers.set("X-Gateway-Version", crate::VERSION);
     if let Some(tap) = tap {
-        let status = response.status_code();
-        let streaming = header_value(headers, "Content-Type")
+        let streaming = response
+            .headers
+            .get("Content-Type")
             .is_some_and(|t| t.starts_with("text/event-stream"));
         let sent = tap
             .stores()
-            .then(|| request_log::redact_headers(&header_list(&headers.0), &scrubber));
+            .then(|| request_log::redact_headers(&response.headers.listed(), &scrubber));
+        let status = response.status;
         tap.update(|r| {
             r.status = i64::from(status);
             if let Some(sent) = sent {
@@ -141,7 +145,7 @@ async fn fetch(req: worker::web_sys::Request, env: Env, ctx: Context) -> worker:
         }
         // A streaming response holds its own tap; the record is written when it ends.
     }
-    Ok(response)
+    Ok(response.into_js())
 }
 
 thread_local! {
@@ -313,22 +317,16 @@ fn start_log(
     Some(LogTap::start(ctx, db, &settings, record, scrubber.clone()))
 }
 
-fn header_value(headers: &Headers, name: &str) -> Option<String> {
-    headers.get(name).ok().flatten()
-}
-
 /// Returns the response and whether it answers a preflight.
 async fn handle(
     mut req: Inbound,
     route: Result<Route, GatewayError>,
     call: &Call<'_>,
-) -> Result<(Response, bool), GatewayError> {
+) -> Result<(Reply, bool), GatewayError> {
     let (env, config) = (call.env, call.config);
     let route = route?;
     let response = match route {
-        Route::Preflight => {
-            return Ok((with_status(Response::empty().map_err(internal)?, 204), true))
-        }
+        Route::Preflight => return Ok((Reply::empty().with_status(204), true)),
         Route::Health => json_response(&status::health(&now_iso()), 200)?,
         Route::Status => {
             let config = config_ok(config)?;
@@ -370,7 +368,7 @@ async fn handle(
                 Ok(_) => page_response(DASHBOARD_HTML)?,
                 // A browser gets a page saying how to enable it; API clients the JSON error.
                 Err(_) if wants_html(&req) => {
-                    with_status(page_response(DASHBOARD_DISABLED_HTML)?, 403)
+                    page_response(DASHBOARD_DISABLED_HTML)?.with_status(403)
                 }
                 Err(error) => return Err(error),
             }
@@ -521,11 +519,7 @@ fn note_served(call: &Call<'_>, served: upstream::Served) {
     ]);
 }
 
-async fn chat(
-    req: &mut Inbound,
-    config: &Config,
-    call: &Call<'_>,
-) -> Result<Response, GatewayError> {
+async fn chat(req: &mut Inbound, config: &Config, call: &Call<'_>) -> Result<Reply, GatewayError> {
     let (raw_body, presented) = client_body(req, config, call).await?;
     let request = ChatRequest::parse(&raw_body)?;
     run_chat(
@@ -546,7 +540,7 @@ async fn messages(
     req: &mut Inbound,
     config: &Config,
     call: &Call<'_>,
-) -> Result<Response, GatewayError> {
+) -> Result<Reply, GatewayError> {
     let (raw_body, presented) = client_body(req, config, call).await?;
     let translated = anthropic::to_chat(&raw_body, config.unsupported_tools)?;
     note_dropped_tools(call, &translated.dropped_tools);
@@ -591,7 +585,7 @@ async fn run_chat(
     request: ChatRequest,
     dialect: Dialect,
     mut finish: Option<upstream::StreamEnd>,
-) -> Result<Response, GatewayError> {
+) -> Result<Reply, GatewayError> {
     let tap = call.tap;
     if let Some(tap) = tap {
         tap.update(|r| {
@@ -640,7 +634,7 @@ async fn run_chat(
         ResponseMode::Passthrough => exchange.passthrough(first).await,
         ResponseMode::FakeStream => {
             let mut response = exchange.fake_stream(first)?;
-            let _ = response.headers_mut().set("X-Gateway-Fake-Stream", "true");
+            response.headers.set("X-Gateway-Fake-Stream", "true");
             return Ok(response);
         }
     };
@@ -687,7 +681,7 @@ async fn embeddings(
     req: &mut Inbound,
     config: &Config,
     call: &Call<'_>,
-) -> Result<Response, GatewayError> {
+) -> Result<Reply, GatewayError> {
     let tap = call.tap;
     let (raw_body, presented) = client_body(req, config, call).await?;
     let request = crate::embeddings::EmbeddingRequest::parse(&raw_body)?;
@@ -726,7 +720,7 @@ async fn embeddings(
 
 /// `GET/POST /v1/models`: configured models of every usable provider, merged with what
 /// the upstreams list. An upstream list that fails is left out, never fails the call.
-async fn models(req: &Inbound, config: &Config, call: &Call<'_>) -> Result<Response, GatewayError> {
+async fn models(req: &Inbound, config: &Config, call: &Call<'_>) -> Result<Reply, GatewayError> {
     let caller = authorize(req, config, call).await?;
     // It fans out to every upstream: counted like any other call.
     access::admit(&caller, call).await?;
@@ -791,25 +785,9 @@ pub(crate) fn header(req: &Inbound, name: &str) -> Option<String> {
     req.header(name).map(str::to_string)
 }
 
-/// Adds `name:value` to `lines` for glue.js (`setHeaderLines`, an upstream call's headers).
-/// A value with a line break would start another header: it is dropped, as the runtime
-/// would refuse it.
-pub(crate) fn push_header_line(lines: &mut String, name: &str, value: &str) {
-    if !value.contains(['\n', '\r']) {
-        lines.push_str(name);
-        lines.push(':');
-        lines.push_str(value);
-        lines.push('\n');
-    }
-}
-
 /// A `Headers` object's entries, read in one crossing into JS instead of one per header.
 pub(crate) fn header_list(headers: &worker::web_sys::Headers) -> Vec<(String, String)> {
-    header_lines(headers)
-        .lines()
-        .filter_map(|line| line.split_once(':'))
-        .map(|(name, value)| (name.to_string(), value.to_string()))
-        .collect()
+    crate::headers::parse_lines(&header_lines(headers))
 }
 
 /// The client's request, its method, path and headers read once: each read from the JS
@@ -876,17 +854,8 @@ pub(crate) fn internal(e: worker::Error) -> GatewayError {
     GatewayError::Internal(e.to_string())
 }
 
-fn with_status(response: Response, status: u16) -> Response {
-    response.with_status(status)
-}
-
-pub(crate) fn json_response(
-    value: &serde_json::Value,
-    status: u16,
-) -> Result<Response, GatewayError> {
-    Ok(Response::from_json(value)
-        .map_err(internal)?
-        .with_status(status))
+pub(crate) fn json_response(value: &serde_json::Value, status: u16) -> Result<Reply, GatewayError> {
+    Ok(Reply::json(value)?.with_status(status))
 }
 
 /// The error boundary: every error body passes the scrubber, and an upstream error keeps
@@ -895,46 +864,36 @@ pub(crate) fn error_response(
     error: &GatewayError,
     scrubber: &Scrubber,
     dialect: &Dialect,
-) -> Response {
+) -> Reply {
     let body = scrubber.text(&dialect.error_body(error).to_string());
-    let headers = Headers::new();
+    let mut response = Reply::bytes(body.into_bytes(), "application/json");
     for (name, value) in error.headers() {
-        let _ = headers.append(name, value);
+        response.headers.append(name, value);
     }
-    let _ = headers.set("Content-Type", "application/json");
     if let GatewayError::MethodNotAllowed { allow, .. } = error {
-        let _ = headers.set("Allow", allow);
+        response.headers.set("Allow", allow);
     }
-    match Response::ok(body) {
-        Ok(response) => response.with_status(error.status()).with_headers(headers),
-        // Response::ok on a plain string does not fail; keep a last resort that cannot.
-        Err(_) => Response::empty()
-            .unwrap_or_else(|_| Response::builder().empty())
-            .with_status(500),
-    }
+    response.with_status(error.status())
 }
 
-fn page_response(html: &str) -> Result<Response, GatewayError> {
-    let response = Response::from_html(html).map_err(internal)?;
-    let headers = response.headers();
-    let _ = headers.set("Content-Security-Policy", PAGE_CSP);
-    let _ = headers.set("X-Content-Type-Options", "nosniff");
-    let _ = headers.set("Referrer-Policy", "no-referrer");
-    let _ = headers.set("Cache-Control", "no-store");
+fn page_response(html: &str) -> Result<Reply, GatewayError> {
+    let mut response = Reply::text(html, "text/html; charset=utf-8");
+    response.headers.set("Content-Security-Policy", PAGE_CSP);
+    response.headers.set("X-Content-Type-Options", "nosniff");
+    response.headers.set("Referrer-Policy", "no-referrer");
+    response.headers.set("Cache-Control", "no-store");
     Ok(response)
 }
 
-fn asset_response(text: &str, content_type: &str) -> Result<Response, GatewayError> {
-    let response = Response::ok(text).map_err(internal)?;
-    let headers = response.headers();
-    let _ = headers.set("Content-Type", content_type);
-    let _ = headers.set("X-Content-Type-Options", "nosniff");
-    let _ = headers.set("Cache-Control", "no-cache");
+fn asset_response(text: &str, content_type: &str) -> Result<Reply, GatewayError> {
+    let mut response = Reply::text(text, content_type);
+    response.headers.set("X-Content-Type-Options", "nosniff");
+    response.headers.set("Cache-Control", "no-cache");
     Ok(response)
 }
 
 /// The request log's JSON API.
-async fn log_api(req: &Inbound, route: Route, db: &D1Database) -> Result<Response, GatewayError> {
+async fn log_api(req: &Inbound, route: Route, db: &D1Database) -> Result<Reply, GatewayError> {
     let storage = |e: worker::Error| {
         GatewayError::Unavailable(format!("The request log could not be read: {e}"))
     };

@@ -2,6 +2,7 @@
 //! (`store`, `previous_response_id`, `GET`/`DELETE /v1/responses/{id}`).
 
 use super::logging;
+use super::Reply;
 use super::{
     client_body, json_response, note_dropped_tools, now_ms, now_seconds, run_chat, upstream, Call,
     Inbound,
@@ -18,7 +19,7 @@ use crate::scrub::Scrubber;
 use serde_json::Value;
 use std::cell::RefCell;
 use std::rc::Rc;
-use worker::{console_error, D1Database, Response};
+use worker::{console_error, D1Database};
 
 fn database(call: &Call<'_>) -> Option<D1Database> {
     call.env.d1("DB").ok()
@@ -39,7 +40,7 @@ pub(super) async fn create(
     req: &mut Inbound,
     config: &Config,
     call: &Call<'_>,
-) -> Result<Response, GatewayError> {
+) -> Result<Reply, GatewayError> {
     let (raw_body, presented) = client_body(req, config, call).await?;
     // Upstreams that serve the Responses API themselves get the request as it came, hosted
     // tools and file ids included.
@@ -136,7 +137,7 @@ async fn native(
     raw_body: Vec<u8>,
     presented: Option<String>,
     body: serde_json::Map<String, Value>,
-) -> Result<Response, GatewayError> {
+) -> Result<Reply, GatewayError> {
     let request = ChatRequest {
         model: body["model"].as_str().unwrap_or_default().to_string(),
         stream: body.get("stream") == Some(&Value::Bool(true)),
@@ -221,7 +222,7 @@ pub(super) async fn stored(
     route: Route,
     config: &Config,
     call: &Call<'_>,
-) -> Result<Response, GatewayError> {
+) -> Result<Reply, GatewayError> {
     let caller = super::authorize(req, config, call).await?;
     super::access::admit(&caller, call).await?;
     let presented = caller.presented.clone();

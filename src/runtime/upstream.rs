@@ -4,11 +4,13 @@
 use super::glue::{read_all, BodyWriter, ChunkReader, UpstreamCall};
 use super::live;
 use super::logging::LogTap;
+use super::reply::Reply;
 use super::{internal, now_ms, now_seconds};
 use crate::adapters::{CallContext, EmbeddingContext, HttpRequest, Provider, ProviderOptions};
 use crate::dialects::{Dialect, StreamRewriter};
 use crate::embeddings::{EmbeddingRequest, Embeddings};
 use crate::error::{excerpt, GatewayError};
+use crate::headers::HeaderList;
 use crate::log::{key_label, AttemptEntry};
 use crate::openai::{ChatCompletion, ChatRequest};
 use crate::proxy;
@@ -284,7 +286,7 @@ impl Exchange {
         &self,
         attempt: Attempt,
         mut request: HttpRequest,
-    ) -> Result<(Response, Vec<u8>), GatewayError> {
+    ) -> Result<(Vec<(String, String)>, Vec<u8>), GatewayError> {
         let target = self.target(attempt);
         if request.url == crate::adapters::demo::DEMO_URL {
             let (mut upstream, mut guard) = self.send_http(attempt, request).await?;
@@ -294,7 +296,7 @@ impl Exchange {
             self.check_status(attempt, &mut upstream).await?;
             let body = self.read_body(attempt, &mut upstream).await?;
             guard.disarm();
-            return Ok((upstream, body));
+            return Ok((super::header_list(&upstream.headers().0), body));
         }
         request.headers.extend(target.headers.iter().cloned());
         let answer = send_request_whole(
@@ -307,11 +309,10 @@ impl Exchange {
         if let Some(log) = &self.log {
             log.first_byte_at(answer.headers_at);
         }
-        let status = answer.response.status_code();
-        if !(200..300).contains(&status) {
-            return Err(self.status_error(attempt, &answer.response, &answer.body));
+        if !(200..300).contains(&answer.status) {
+            return Err(self.status_error(attempt, answer.status, answer.headers, &answer.body));
         }
-        Ok((answer.response, answer.body))
+        Ok((answer.headers, answer.body))
     }
 
     /// A whole answer on its way to the client: scrubbed, then logged with its usage.
@@ -357,17 +358,23 @@ impl Exchange {
         let body = read_limited(response, self.target(attempt).timeout_ms, ERROR_BODY_LIMIT)
             .await
             .unwrap_or_default();
-        Err(self.status_error(attempt, response, &body))
+        let headers = super::header_list(&response.headers().0);
+        Err(self.status_error(attempt, status, headers, &body))
     }
 
     /// An error status and its body as the OpenAI error, with the upstream headers worth
     /// passing back.
-    fn status_error(&self, attempt: Attempt, response: &Response, body: &[u8]) -> GatewayError {
-        let headers = proxy::forwarded_headers(super::header_list(&response.headers().0));
+    fn status_error(
+        &self,
+        attempt: Attempt,
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: &[u8],
+    ) -> GatewayError {
         self.target(attempt)
             .adapter
-            .parse_error(response.status_code(), body)
-            .with_headers(headers)
+            .parse_error(status, body)
+            .with_headers(proxy::forwarded_headers(headers))
     }
 
     /// Makes attempts until one succeeds or the planner gives up: each failure is logged
@@ -454,19 +461,17 @@ impl Exchange {
     }
 
     /// Non-streaming: retried until an answer is read whole.
-    pub async fn json(&self, first: Attempt) -> (Result<Response, GatewayError>, Served) {
+    pub async fn json(&self, first: Attempt) -> (Result<Reply, GatewayError>, Served) {
         self.with_retries(first, |attempt| self.json_attempt(attempt))
             .await
     }
 
     /// One non-streaming attempt: the upstream JSON as it is (OpenAI-compatible upstreams)
     /// or translated from the native answer.
-    async fn json_attempt(&self, attempt: Attempt) -> Result<Response, GatewayError> {
+    async fn json_attempt(&self, attempt: Attempt) -> Result<Reply, GatewayError> {
         let adapter = self.target(attempt).adapter;
         let request = adapter.chat_request(&self.context(attempt, false))?;
-        let (upstream, body) = self.send_whole(attempt, request).await?;
-        let headers = forwarded_headers(upstream.headers());
-        let _ = headers.set("Content-Type", "application/json");
+        let (upstream_headers, body) = self.send_whole(attempt, request).await?;
         // An upstream that streamed anyway is folded into one completion below.
         let passthrough =
             adapter.passes_json_through() && !looks_like_sse(&body) && self.dialect.is_chat();
@@ -480,21 +485,18 @@ impl Exchange {
             (self.dialect.render(&completion)?, usage)
         };
         let body = self.answer_out(body, usage.as_ref());
-        Ok(Response::from_bytes(body)
-            .map_err(internal)?
-            .with_status(200)
-            .with_headers(headers))
+        Ok(json_reply(body, upstream_headers))
     }
 
     /// Embeddings: retried like a non-streaming chat call until every batch is answered.
-    pub async fn embeddings(&self, first: Attempt) -> (Result<Response, GatewayError>, Served) {
+    pub async fn embeddings(&self, first: Attempt) -> (Result<Reply, GatewayError>, Served) {
         self.with_retries(first, |attempt| self.embeddings_attempt(attempt))
             .await
     }
 
     /// One embeddings attempt: an OpenAI-compatible answer passed on as it came, or the
     /// native batches' vectors (all with this attempt's key) as one OpenAI answer.
-    async fn embeddings_attempt(&self, attempt: Attempt) -> Result<Response, GatewayError> {
+    async fn embeddings_attempt(&self, attempt: Attempt) -> Result<Reply, GatewayError> {
         let Some(request) = &self.embeddings else {
             return Err(GatewayError::Internal("no embeddings request".into()));
         };
@@ -527,14 +529,14 @@ impl Exchange {
         // MAX_RESPONSE_BYTES bounds the whole answer, not each batch.
         let mut total_bytes = 0usize;
         for batch in batches {
-            let (upstream, body) = self.send_whole(attempt, batch.request).await?;
+            let (upstream_headers, body) = self.send_whole(attempt, batch.request).await?;
             total_bytes += body.len();
             if total_bytes > self.max_response_bytes {
                 return Err(GatewayError::ResponseTooLarge {
                     limit: self.max_response_bytes,
                 });
             }
-            headers.get_or_insert_with(|| forwarded_headers(upstream.headers()));
+            headers.get_or_insert(upstream_headers);
             if passthrough {
                 raw = body;
                 continue;
@@ -553,18 +555,13 @@ impl Exchange {
             )
         };
         let body = self.answer_out(body, usage.as_ref());
-        let headers = headers.unwrap_or_default();
-        let _ = headers.set("Content-Type", "application/json");
-        Ok(Response::from_bytes(body)
-            .map_err(internal)?
-            .with_status(200)
-            .with_headers(headers))
+        Ok(json_reply(body, headers.unwrap_or_default()))
     }
 
     /// Streaming passthrough: complete events are relayed as they arrive. Attempts are
     /// retried until the first upstream event is in hand; once an event has gone to the
     /// client, the stream is never retried.
-    pub async fn passthrough(self, first: Attempt) -> (Result<Response, GatewayError>, Served) {
+    pub async fn passthrough(self, first: Attempt) -> (Result<Reply, GatewayError>, Served) {
         let (opened, served) = self
             .with_retries(first, |attempt| self.open_stream(attempt))
             .await;
@@ -606,10 +603,9 @@ impl Exchange {
                     max_bytes: self.max_response_bytes,
                 };
                 let body = live::relay(start, body.into_reader(), client, limits);
-                set_sse_headers(&headers);
-                Response::from_body(worker::ResponseBody::Stream(body))
-                    .map(|r| r.with_headers(headers))
-                    .map_err(internal)
+                let mut headers = headers;
+                set_sse_headers(&mut headers);
+                Ok(Reply::stream(body).with_headers(&headers))
             }
         };
         (response, served)
@@ -718,7 +714,7 @@ impl Exchange {
     /// Fake streaming: the 200 goes out at once, heartbeats flow while the non-streaming
     /// upstream attempts run (retries included), then the answer is replayed as chunks,
     /// made one at a time.
-    pub fn fake_stream(self, first: Attempt) -> Result<Response, GatewayError> {
+    pub fn fake_stream(self, first: Attempt) -> Result<Reply, GatewayError> {
         let heartbeat = Duration::from_millis(self.heartbeat_ms);
         let chunk_delay = self.chunk_delay_ms;
         let log = self.log.clone();
@@ -802,7 +798,7 @@ impl Exchange {
         .map(Ok);
         sse_response(
             Box::pin(stream),
-            Headers::new(),
+            HeaderList::new(),
             scrubber,
             rewriter,
             stream_end,
@@ -864,12 +860,12 @@ const ERROR_BODY_LIMIT: usize = 64 * 1024;
 /// A streaming attempt that reached its first event (or its commit time).
 enum Opened {
     /// The upstream answered in one piece; replayed as a stream.
-    Replay { frames: Frames, headers: Headers },
+    Replay { frames: Frames, headers: HeaderList },
     Live {
         body: ByteStream,
         adapter: Box<dyn StreamAdapter>,
         guard: AbortOnDrop,
-        headers: Headers,
+        headers: HeaderList,
         /// The relayed output so far (the first event), not yet sent.
         first: Vec<u8>,
         bytes_read: usize,
@@ -908,22 +904,30 @@ fn replay_stream(frames: Frames, log: Option<LogTap>) -> BoxedBytes {
     Box::pin(stream)
 }
 
-fn set_sse_headers(headers: &Headers) {
-    let _ = headers.set("Content-Type", "text/event-stream; charset=utf-8");
-    let _ = headers.set("Cache-Control", "no-cache, no-transform");
-    let _ = headers.set("X-Accel-Buffering", "no");
+fn set_sse_headers(headers: &mut HeaderList) {
+    headers.set("Content-Type", "text/event-stream; charset=utf-8");
+    headers.set("Cache-Control", "no-cache, no-transform");
+    headers.set("X-Accel-Buffering", "no");
+}
+
+/// A whole JSON answer with the upstream headers worth passing back.
+fn json_reply(body: Vec<u8>, upstream_headers: Vec<(String, String)>) -> Reply {
+    let forwarded = HeaderList::from_pairs(proxy::forwarded_headers(upstream_headers));
+    let mut reply = Reply::bytes(body, "application/json").with_headers(&forwarded);
+    reply.headers.set("Content-Type", "application/json");
+    reply
 }
 
 /// The SSE boundary of replayed and fake streams (live ones: `live.rs`): every frame a
 /// client receives passes the scrubber here.
 fn sse_response(
     stream: BoxedBytes,
-    headers: Headers,
+    mut headers: HeaderList,
     scrubber: Rc<Scrubber>,
     rewriter: Option<StreamRewriter>,
     stream_end: Option<StreamEnd>,
-) -> Result<Response, GatewayError> {
-    set_sse_headers(&headers);
+) -> Result<Reply, GatewayError> {
+    set_sse_headers(&mut headers);
     let scrub = move |bytes: Vec<u8>| match scrubber.sse(&bytes) {
         Cow::Owned(scrubbed) => scrubbed,
         Cow::Borrowed(_) => bytes,
@@ -980,18 +984,18 @@ fn sse_response(
                 }))
             }
         };
-    Ok(stream_response(stream)?.with_headers(headers))
+    Ok(stream_response(stream).with_headers(&headers))
 }
 
 /// A response whose body is the runtime's own byte stream (`IdentityTransformStream`), fed
 /// by a pump that writes each item of `stream`: cheaper per chunk than a JS `ReadableStream`
 /// pulling from wasm. When the client goes away the pump stops and drops `stream`, which
 /// aborts the upstream fetch and logs what was relayed.
-fn stream_response(stream: BoxedBytes) -> Result<Response, GatewayError> {
+fn stream_response(stream: BoxedBytes) -> Reply {
     let writer = BodyWriter::new();
     let body = writer.readable();
     worker::wasm_bindgen_futures::spawn_local(pump(stream, writer));
-    Response::from_body(worker::ResponseBody::Stream(body)).map_err(internal)
+    Reply::stream(body)
 }
 
 async fn pump(mut stream: BoxedBytes, writer: BodyWriter) {
@@ -1027,12 +1031,8 @@ async fn pump(mut stream: BoxedBytes, writer: BodyWriter) {
     }
 }
 
-fn forwarded_headers(upstream: &Headers) -> Headers {
-    let headers = Headers::new();
-    for (name, value) in proxy::forwarded_headers(super::header_list(&upstream.0)) {
-        let _ = headers.append(&name, &value);
-    }
-    headers
+fn forwarded_headers(upstream: &Headers) -> HeaderList {
+    HeaderList::from_pairs(proxy::forwarded_headers(super::header_list(&upstream.0)))
 }
 
 /// Reads a whole body within `timeout_ms`, refusing one larger than `limit` (by its
@@ -1149,7 +1149,7 @@ fn upstream_call(
 ) {
     let mut headers = String::new();
     for (name, value) in &request.headers {
-        super::push_header_line(&mut headers, name, value);
+        crate::headers::push_line(&mut headers, name, value);
     }
     let method = if request.method == "GET" {
         "GET"
@@ -1189,10 +1189,11 @@ async fn send_request(
     Ok((response, guard))
 }
 
-/// An upstream answer read whole, in one wait: the response, its body (an error status's
+/// An upstream answer read whole, in one wait: its status, headers, body (an error status's
 /// cut to nothing past `ERROR_BODY_LIMIT`) and when its headers came (`now_ms()` time).
 struct WholeAnswer {
-    response: Response,
+    status: u16,
+    headers: Vec<(String, String)>,
     body: Vec<u8>,
     headers_at: f64,
 }
@@ -1214,11 +1215,25 @@ async fn send_request_whole(
         ERROR_BODY_LIMIT as f64,
     );
     let mut guard = AbortOnDrop { call: Some(call) };
-    let response = match js_sys::futures::JsFuture::from(sent).await {
-        Ok(response) => Response::from(response.unchecked_into::<web_sys::Response>()),
+    // Resolves with "<status> <headersAt>" and the header lines, in one string.
+    let head = match js_sys::futures::JsFuture::from(sent).await {
+        Ok(head) => head.as_string().unwrap_or_default(),
         Err(rejection) => return Err(glue_error(rejection, timeout_ms, limit)),
     };
-    refuse_redirect(&response, &request.url)?;
+    let (first, lines) = head.split_once('\n').unwrap_or((head.as_str(), ""));
+    let (status, headers_at) = first.split_once(' ').unwrap_or((first, ""));
+    let status = status.parse::<u16>().unwrap_or(0);
+    let headers = crate::headers::parse_lines(lines);
+    if (300..400).contains(&status) {
+        let location = headers
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case("location"))
+            .map(|(_, value)| value.as_str());
+        return Err(GatewayError::UpstreamRedirect {
+            status,
+            host: proxy::redirect_host(location, &request.url),
+        });
+    }
     // The answer is in hand: the call no longer follows its client.
     let Some(call) = guard.call.take() else {
         return Err(GatewayError::Internal(
@@ -1227,11 +1242,11 @@ async fn send_request_whole(
     };
     call.release();
     let body = call.body().map(|b| b.to_vec()).unwrap_or_default();
-    let headers_at = call.headers_at();
     Ok(WholeAnswer {
-        response,
+        status,
+        headers,
         body,
-        headers_at,
+        headers_at: headers_at.parse().unwrap_or_else(|_| now_ms()),
     })
 }
 
