@@ -204,13 +204,6 @@ export function headerLines(headers) {
   return lines;
 }
 
-/** Sets each `name:value` line on a `Headers` object (a value the runtime refuses is dropped). */
-export function setHeaderLines(headers, lines) {
-  eachHeaderLine(lines, (name, value) => {
-    try { headers.set(name, value); } catch { /* dropped */ }
-  });
-}
-
 /**
  * The client's response, made in one crossing: `lines` its headers (`name:value` lines, a
  * value the runtime refuses dropped), `body` bytes (a view into wasm memory, copied here), a

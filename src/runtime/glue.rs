@@ -10,9 +10,6 @@ extern "C" {
     /// Every header of a `Headers` object as `name:value` lines, in one crossing.
     #[wasm_bindgen(js_name = headerLines)]
     pub(crate) fn header_lines(headers: &web_sys::Headers) -> String;
-    /// Sets each `name:value` line on a `Headers` object, in one crossing.
-    #[wasm_bindgen(js_name = setHeaderLines)]
-    pub(crate) fn set_header_lines(headers: &web_sys::Headers, lines: &str);
 
     /// The client's response from its status, header lines and body, in one crossing.
     #[wasm_bindgen(js_name = respond)]
