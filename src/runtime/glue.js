@@ -271,6 +271,24 @@ export class BodyWriter {
 }
 
 /**
+ * Sends what a relay gave to `out`, unless the client is `gone()`: a promise only when there
+ * is something to wait for (the client is behind, or the relay returned `undefined` because
+ * its end hook must run before its bytes go out).
+ */
+function sender(relay, out, gone) {
+  const put = (bytes) => {
+    if (bytes === undefined) return afterHook();
+    if (bytes.byteLength && !gone()) return out.write(bytes);
+    return undefined;
+  };
+  const afterHook = async () => {
+    await relay.runHook();
+    await put(relay.takeHeld());
+  };
+  return put;
+}
+
+/**
  * Relays a live upstream stream to the client (see src/runtime/live.rs): reads `upstream` (a
  * ChunkReader) chunk by chunk and hands each chunk to `relay` in one synchronous call, writes
  * what it gives back, asks it for a heartbeat (or the idle timeout's end) while the upstream
@@ -298,17 +316,7 @@ async function runLive(relay, upstream, out, heartbeatMs) {
     gone = true;
     stopReading();
   });
-  // Sends what the relay gave: a promise only when there is something to wait for (the
-  // client is behind, or the relay's end hook must run before its bytes go out).
-  const put = (bytes) => {
-    if (bytes === undefined) return afterHook();
-    if (bytes.byteLength && !gone) return out.write(bytes);
-    return undefined;
-  };
-  const afterHook = async () => {
-    await relay.runHook();
-    await put(relay.takeHeld());
-  };
+  const put = sender(relay, out, () => gone);
   const tick = () => {
     timer = undefined;
     if (over || gone) return;
@@ -355,6 +363,66 @@ async function runLive(relay, upstream, out, heartbeatMs) {
     // Dropped armed (client gone, failure), the relay aborts the upstream fetch.
     try { relay.free(); } catch { /* the wasm instance already failed */ }
     if (upstream) upstream.release();
+    if (gone) out.abort();
+    else out.close();
+  }
+}
+
+/**
+ * Relays a fake stream to the client (see src/runtime/live.rs): its first frame at once,
+ * a heartbeat every `heartbeatMs` while `relay.answer()` runs the attempts, then the
+ * replayed frames, `chunkDelayMs` apart when set. A client that goes away stops the
+ * attempts. Returns the client's body.
+ */
+export function relayFake(relay, heartbeatMs, chunkDelayMs) {
+  const out = new BodyWriter();
+  runFake(relay, out, heartbeatMs, chunkDelayMs);
+  return out.readable;
+}
+
+async function runFake(relay, out, heartbeatMs, chunkDelayMs) {
+  let over = false;
+  let gone = false;
+  let waiting = true;
+  let timer;
+  // A heartbeat still being written.
+  let ticking;
+  out.closed().then(ignore, ignore).then(() => {
+    if (over) return;
+    gone = true;
+    if (waiting) relay.cancel();
+  });
+  const put = sender(relay, out, () => gone);
+  const tick = () => {
+    timer = undefined;
+    if (!waiting || gone) return;
+    const pending = put(relay.silence());
+    if (pending) ticking = pending.catch(ignore);
+    timer = setTimeout(tick, heartbeatMs);
+  };
+  try {
+    let pending = put(relay.start());
+    timer = setTimeout(tick, heartbeatMs);
+    if (pending) await pending;
+    await relay.answer();
+    waiting = false;
+    clearTimeout(timer);
+    if (ticking) await ticking;
+    while (!gone) {
+      pending = put(relay.next());
+      if (pending) await pending;
+      if (relay.finished()) break;
+      if (chunkDelayMs > 0) await new Promise((resolve) => { setTimeout(resolve, chunkDelayMs); });
+    }
+  } catch {
+    // The client went away mid-write.
+  } finally {
+    over = true;
+    waiting = false;
+    clearTimeout(timer);
+    if (ticking) await ticking;
+    // Freed, the relay stops attempts still running.
+    try { relay.free(); } catch { /* the wasm instance already failed */ }
     if (gone) out.abort();
     else out.close();
   }

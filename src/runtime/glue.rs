@@ -1,6 +1,6 @@
 //! What `glue.js` offers Rust: the few things done in JS because every crossing between JS
 //! and WASM costs CPU (README "Performance"). The whole contract with that file, in one place.
-use super::live::LiveRelay;
+use super::live::{FakeRelay, LiveRelay};
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
 use worker::{js_sys, web_sys};
@@ -83,6 +83,13 @@ extern "C" {
         relay: LiveRelay,
         upstream: Option<ChunkReader>,
         heartbeat_ms: f64,
+    ) -> web_sys::ReadableStream;
+    /// Starts the relay loop of a fake stream (see `live.rs`); returns the client's body.
+    #[wasm_bindgen(js_name = relayFake)]
+    pub(crate) fn relay_fake(
+        relay: FakeRelay,
+        heartbeat_ms: f64,
+        chunk_delay_ms: f64,
     ) -> web_sys::ReadableStream;
     /// A whole body, read in JS within a timeout and a byte limit.
     #[wasm_bindgen(js_name = readAll)]

@@ -1,12 +1,13 @@
-//! A live upstream stream, relayed by a loop in glue.js (`relayLive`): JS reads the upstream,
-//! times its silences and writes to the client; Rust turns each chunk into the client's bytes
-//! in one synchronous call. Per chunk that is one read and one write of the runtime's own
-//! streams and one call into wasm, with no Rust future, waker or microtask in between
-//! (README "Performance").
+//! Streams relayed by loops in glue.js: a live upstream stream (`relayLive`: JS reads the
+//! upstream, times its silences and writes to the client; Rust turns each chunk into the
+//! client's bytes in one synchronous call) and a fake stream (`relayFake`: JS sends the
+//! heartbeats while the attempts run, then asks for the replayed frames). Per chunk that is
+//! one read and one write of the runtime's own streams and one call into wasm, with no Rust
+//! future, waker or microtask in between (README "Performance").
 //!
 //! A method returns `undefined` to JS instead of bytes when the stream's end hook (a stored
 //! Response) must run first: JS then awaits `runHook()` and sends `takeHeld()`.
-use super::glue::{relay_live, ChunkReader};
+use super::glue::{relay_fake, relay_live, ChunkReader};
 use super::logging::LogTap;
 use super::upstream::{AbortOnDrop, StreamEnd};
 use crate::dialects::StreamRewriter;
@@ -15,6 +16,9 @@ use crate::scrub::Scrubber;
 use crate::stream::fake;
 use crate::stream::translate::StreamAdapter;
 use std::borrow::Cow;
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 use wasm_bindgen::prelude::wasm_bindgen;
 use worker::{js_sys, web_sys};
@@ -32,10 +36,84 @@ pub(super) struct LiveStart {
 
 /// What every relayed byte passes on its way to the client.
 pub(super) struct ClientSide {
-    pub scrubber: Rc<Scrubber>,
-    pub rewriter: Option<StreamRewriter>,
-    pub end_hook: Option<StreamEnd>,
-    pub log: Option<LogTap>,
+    scrubber: Rc<Scrubber>,
+    rewriter: Option<StreamRewriter>,
+    end_hook: Option<StreamEnd>,
+    log: Option<LogTap>,
+    /// Bytes wait in `held` until the end hook has run.
+    hook_due: bool,
+    held: Vec<u8>,
+}
+
+impl ClientSide {
+    pub fn new(
+        scrubber: Rc<Scrubber>,
+        rewriter: Option<StreamRewriter>,
+        end_hook: Option<StreamEnd>,
+        log: Option<LogTap>,
+    ) -> ClientSide {
+        ClientSide {
+            scrubber,
+            rewriter,
+            end_hook,
+            log,
+            hook_due: false,
+            held: Vec::new(),
+        }
+    }
+
+    /// Scrubbed chat-stream bytes, rewritten into the client's API (scrubbed before, so
+    /// error events are recognised there, and once more on the way out).
+    fn for_client(&mut self, bytes: Vec<u8>) -> Vec<u8> {
+        if bytes.is_empty() {
+            return bytes;
+        }
+        let scrubbed = scrub(&self.scrubber, bytes);
+        let Some(rewriter) = &mut self.rewriter else {
+            return scrubbed;
+        };
+        let out = rewriter.push(&scrubbed);
+        if rewriter.is_ended() && self.end_hook.is_some() {
+            self.hook_due = true;
+        }
+        scrub(&self.scrubber, out)
+    }
+
+    /// A rewritten stream's last events (which may close open blocks).
+    fn close_rewriter(&mut self) -> Vec<u8> {
+        let Some(rewriter) = &mut self.rewriter else {
+            return Vec::new();
+        };
+        let last = rewriter.finish();
+        if self.end_hook.is_some() {
+            self.hook_due = true;
+        }
+        scrub(&self.scrubber, last)
+    }
+
+    /// The bytes for JS, or `None` (held) while the end hook must run first.
+    fn pass(&mut self, bytes: Vec<u8>) -> Option<Vec<u8>> {
+        if self.hook_due {
+            self.held.extend(bytes);
+            return None;
+        }
+        Some(bytes)
+    }
+
+    fn run_hook(&mut self) -> js_sys::Promise {
+        self.hook_due = false;
+        let hook = self.end_hook.take();
+        worker::wasm_bindgen_futures::future_to_promise(async move {
+            if let Some(hook) = hook {
+                hook().await;
+            }
+            Ok(wasm_bindgen::JsValue::UNDEFINED)
+        })
+    }
+
+    fn take_held(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.held)
+    }
 }
 
 pub(super) struct LiveLimits {
@@ -62,8 +140,6 @@ pub(super) fn relay(
         limits,
         finished: false,
         logged: false,
-        hook_due: false,
-        held: Vec::new(),
     };
     relay_live(relay, body, heartbeat_ms)
 }
@@ -81,9 +157,6 @@ pub struct LiveRelay {
     finished: bool,
     /// The end went to the log.
     logged: bool,
-    /// Bytes wait in `held` until the end hook has run.
-    hook_due: bool,
-    held: Vec<u8>,
 }
 
 #[wasm_bindgen]
@@ -151,7 +224,7 @@ impl LiveRelay {
             return Some(Vec::new());
         }
         if silent_ms < self.limits.idle_timeout_ms as f64 {
-            return Some(self.for_client(fake::heartbeat()));
+            return Some(self.client.for_client(fake::heartbeat()));
         }
         self.finished = true;
         let out = self.adapter.finish(Some(GatewayError::UpstreamTimeout {
@@ -168,19 +241,12 @@ impl LiveRelay {
     /// Runs the end hook; `takeHeld()` then gives the bytes that waited for it.
     #[wasm_bindgen(js_name = runHook)]
     pub fn run_hook(&mut self) -> js_sys::Promise {
-        self.hook_due = false;
-        let hook = self.client.end_hook.take();
-        worker::wasm_bindgen_futures::future_to_promise(async move {
-            if let Some(hook) = hook {
-                hook().await;
-            }
-            Ok(wasm_bindgen::JsValue::UNDEFINED)
-        })
+        self.client.run_hook()
     }
 
     #[wasm_bindgen(js_name = takeHeld)]
     pub fn take_held(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.held)
+        self.client.take_held()
     }
 }
 
@@ -211,44 +277,11 @@ impl LiveRelay {
                 );
             }
         }
-        let mut bytes = self.for_client(out);
+        let mut bytes = self.client.for_client(out);
         if self.finished {
-            bytes.extend(self.close_rewriter());
+            bytes.extend(self.client.close_rewriter());
         }
-        if self.hook_due {
-            self.held.extend(bytes);
-            return None;
-        }
-        Some(bytes)
-    }
-
-    /// Scrubbed chat-stream bytes, rewritten into the client's API (scrubbed before, so
-    /// error events are recognised there, and once more on the way out).
-    fn for_client(&mut self, bytes: Vec<u8>) -> Vec<u8> {
-        if bytes.is_empty() {
-            return bytes;
-        }
-        let scrubbed = scrub(&self.client.scrubber, bytes);
-        let Some(rewriter) = &mut self.client.rewriter else {
-            return scrubbed;
-        };
-        let out = rewriter.push(&scrubbed);
-        if rewriter.is_ended() && self.client.end_hook.is_some() {
-            self.hook_due = true;
-        }
-        scrub(&self.client.scrubber, out)
-    }
-
-    /// A rewritten stream's last events (which may close open blocks).
-    fn close_rewriter(&mut self) -> Vec<u8> {
-        let Some(rewriter) = &mut self.client.rewriter else {
-            return Vec::new();
-        };
-        let last = rewriter.finish();
-        if self.client.end_hook.is_some() {
-            self.hook_due = true;
-        }
-        scrub(&self.client.scrubber, last)
+        self.client.pass(bytes)
     }
 }
 
@@ -264,6 +297,147 @@ impl Drop for LiveRelay {
                 self.adapter.generated_bytes(),
             );
         }
+    }
+}
+
+/// Frames made one at a time.
+pub(super) type Frames = Box<dyn Iterator<Item = Vec<u8>>>;
+
+/// Frames batched into one write when there is no pause between chunks: one write per frame
+/// would cost more than the frame itself.
+const COALESCE_BYTES: usize = 16 * 1024;
+
+/// Starts a fake stream: `answer` runs the attempts and makes the replay's frames; the
+/// returned stream is the client's body.
+pub(super) fn relay_fake_stream(
+    answer: Pin<Box<dyn Future<Output = Frames>>>,
+    client: ClientSide,
+    heartbeat_ms: u64,
+    chunk_delay_ms: u64,
+) -> web_sys::ReadableStream {
+    let (answer, abort) = futures::future::abortable(answer);
+    let relay = FakeRelay {
+        answer: Some(Box::pin(answer)),
+        abort,
+        ready: Rc::new(RefCell::new(None)),
+        frames: None,
+        one_per_chunk: chunk_delay_ms > 0,
+        client,
+        finished: false,
+    };
+    relay_fake(relay, heartbeat_ms as f64, chunk_delay_ms as f64)
+}
+
+type Answer = Pin<Box<dyn Future<Output = Result<Frames, futures::future::Aborted>>>>;
+
+/// A fake stream, relayed by glue.js's `relayFake`: heartbeats (`start`, `silence`) while
+/// `answer()` runs the attempts, then the replay's frames (`next`) until `finished()`.
+#[wasm_bindgen]
+pub struct FakeRelay {
+    answer: Option<Answer>,
+    /// Stops the attempts (dropping them aborts an upstream fetch in flight).
+    abort: futures::future::AbortHandle,
+    /// The frames, once the attempts are done.
+    ready: Rc<RefCell<Option<Frames>>>,
+    frames: Option<Frames>,
+    one_per_chunk: bool,
+    client: ClientSide,
+    finished: bool,
+}
+
+#[wasm_bindgen]
+impl FakeRelay {
+    /// The first frame, sent at once: it flushes the headers through any buffering proxy.
+    pub fn start(&mut self) -> Option<Vec<u8>> {
+        if let Some(log) = &self.client.log {
+            log.first_byte();
+        }
+        self.silence()
+    }
+
+    /// A heartbeat while the attempts run.
+    pub fn silence(&mut self) -> Option<Vec<u8>> {
+        let bytes = self.client.for_client(fake::heartbeat());
+        self.client.pass(bytes)
+    }
+
+    /// Runs the attempts; settles once the frames are ready (or the attempts were stopped).
+    pub fn answer(&mut self) -> js_sys::Promise {
+        let answer = self.answer.take();
+        let ready = self.ready.clone();
+        worker::wasm_bindgen_futures::future_to_promise(async move {
+            if let Some(answer) = answer {
+                if let Ok(frames) = answer.await {
+                    *ready.borrow_mut() = Some(frames);
+                }
+            }
+            Ok(wasm_bindgen::JsValue::UNDEFINED)
+        })
+    }
+
+    /// The client went away: the attempts stop.
+    pub fn cancel(&mut self) {
+        self.abort.abort();
+    }
+
+    /// The next frame (with a pause between chunks) or the next frames up to 16 KiB.
+    pub fn next(&mut self) -> Option<Vec<u8>> {
+        if self.finished {
+            return Some(Vec::new());
+        }
+        if self.frames.is_none() {
+            self.frames = self.ready.borrow_mut().take();
+            if let (Some(log), Some(_)) = (&self.client.log, &self.frames) {
+                log.first_token();
+            }
+        }
+        let mut out = Vec::new();
+        match &mut self.frames {
+            None => self.finished = true,
+            Some(frames) => loop {
+                match frames.next() {
+                    Some(frame) => {
+                        out.extend(frame);
+                        if self.one_per_chunk || out.len() >= COALESCE_BYTES {
+                            break;
+                        }
+                    }
+                    None => {
+                        self.finished = true;
+                        if let Some(log) = &self.client.log {
+                            log.finished();
+                        }
+                        break;
+                    }
+                }
+            },
+        }
+        let mut bytes = self.client.for_client(out);
+        if self.finished {
+            bytes.extend(self.client.close_rewriter());
+        }
+        self.client.pass(bytes)
+    }
+
+    pub fn finished(&self) -> bool {
+        self.finished
+    }
+
+    #[wasm_bindgen(js_name = runHook)]
+    pub fn run_hook(&mut self) -> js_sys::Promise {
+        self.client.run_hook()
+    }
+
+    #[wasm_bindgen(js_name = takeHeld)]
+    pub fn take_held(&mut self) -> Vec<u8> {
+        self.client.take_held()
+    }
+}
+
+impl Drop for FakeRelay {
+    fn drop(&mut self) {
+        // Attempts still running (the client left) stop with the relay.
+        self.abort.abort();
     }
 }
 

@@ -2,7 +2,7 @@
 //! answering (JSON, streaming relay, fake stream driven by heartbeat timers).
 
 use super::glue::{read_all, BodyWriter, ChunkReader, UpstreamCall};
-use super::live;
+use super::live::{self, Frames};
 use super::logging::LogTap;
 use super::reply::Reply;
 use super::{internal, now_ms, now_seconds};
@@ -591,12 +591,12 @@ impl Exchange {
                     bytes_read,
                     ended,
                 };
-                let client = live::ClientSide {
-                    scrubber: self.scrubber.clone(),
-                    rewriter: self.dialect.rewriter(),
-                    end_hook: self.stream_end.borrow_mut().take(),
-                    log: self.log.clone(),
-                };
+                let client = live::ClientSide::new(
+                    self.scrubber.clone(),
+                    self.dialect.rewriter(),
+                    self.stream_end.borrow_mut().take(),
+                    self.log.clone(),
+                );
                 let limits = live::LiveLimits {
                     idle_timeout_ms,
                     heartbeat_ms: self.heartbeat_ms,
@@ -715,94 +715,23 @@ impl Exchange {
     /// upstream attempts run (retries included), then the answer is replayed as chunks,
     /// made one at a time.
     pub fn fake_stream(self, first: Attempt) -> Result<Reply, GatewayError> {
-        let heartbeat = Duration::from_millis(self.heartbeat_ms);
-        let chunk_delay = self.chunk_delay_ms;
-        let log = self.log.clone();
-        let scrubber = self.scrubber.clone();
-        let rewriter = self.dialect.rewriter();
-        let stream_end = self.stream_end.borrow_mut().take();
-        let pending: Pin<Box<dyn Future<Output = Frames>>> = Box::pin(async move {
+        let (heartbeat_ms, chunk_delay_ms) = (self.heartbeat_ms, self.chunk_delay_ms);
+        let client = live::ClientSide::new(
+            self.scrubber.clone(),
+            self.dialect.rewriter(),
+            self.stream_end.borrow_mut().take(),
+            self.log.clone(),
+        );
+        let answer: Pin<Box<dyn Future<Output = Frames>>> = Box::pin(async move {
             let (result, _) = self
                 .with_retries(first, |attempt| self.fake_attempt(attempt))
                 .await;
             self.replay(result)
         });
-        let state = FakeState::Waiting {
-            pending,
-            first: true,
-        };
-        let stream = futures::stream::unfold(state, move |state| {
-            let log = log.clone();
-            async move {
-                match state {
-                    FakeState::Waiting { mut pending, first } => {
-                        if first {
-                            if let Some(log) = &log {
-                                log.first_byte();
-                            }
-                            // An immediate first frame flushes headers through any buffering proxy.
-                            return Some((
-                                fake::heartbeat(),
-                                FakeState::Waiting {
-                                    pending,
-                                    first: false,
-                                },
-                            ));
-                        }
-                        let ready = match select(pending.as_mut(), Delay::from(heartbeat)).await {
-                            Either::Left((frames, _)) => Some(frames),
-                            Either::Right(_) => None,
-                        };
-                        match ready {
-                            None => Some((
-                                fake::heartbeat(),
-                                FakeState::Waiting {
-                                    pending,
-                                    first: false,
-                                },
-                            )),
-                            Some(mut frames) => {
-                                if let Some(log) = &log {
-                                    log.first_token();
-                                }
-                                let first_frame = frames.next()?;
-                                Some((first_frame, FakeState::Replaying(frames)))
-                            }
-                        }
-                    }
-                    FakeState::Replaying(mut frames) => {
-                        let Some(mut frame) = frames.next() else {
-                            if let Some(log) = &log {
-                                log.finished();
-                            }
-                            return None;
-                        };
-                        if chunk_delay > 0 {
-                            Delay::from(Duration::from_millis(chunk_delay)).await;
-                        } else {
-                            // Without a delay between chunks, frames go out in batches: one
-                            // stream item per frame would cost more than the frame itself.
-                            frame.reserve(COALESCE_BYTES);
-                            while frame.len() < COALESCE_BYTES {
-                                match frames.next() {
-                                    Some(next) => frame.extend_from_slice(&next),
-                                    None => break,
-                                }
-                            }
-                        }
-                        Some((frame, FakeState::Replaying(frames)))
-                    }
-                }
-            }
-        })
-        .map(Ok);
-        sse_response(
-            Box::pin(stream),
-            HeaderList::new(),
-            scrubber,
-            rewriter,
-            stream_end,
-        )
+        let body = live::relay_fake_stream(answer, client, heartbeat_ms, chunk_delay_ms);
+        let mut headers = HeaderList::new();
+        set_sse_headers(&mut headers);
+        Ok(Reply::stream(body).with_headers(&headers))
     }
 
     /// One attempt of a fake stream: the whole non-streaming answer.
@@ -848,12 +777,6 @@ impl Exchange {
     }
 }
 
-/// SSE frames made one at a time.
-type Frames = Box<dyn Iterator<Item = Vec<u8>>>;
-
-/// Frames batched into one stream item when there is no delay between chunks.
-const COALESCE_BYTES: usize = 16 * 1024;
-
 /// How much of an upstream error body is read.
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
@@ -872,14 +795,6 @@ enum Opened {
         ended: bool,
         idle_timeout_ms: u64,
     },
-}
-
-enum FakeState {
-    Waiting {
-        pending: Pin<Box<dyn Future<Output = Frames>>>,
-        first: bool,
-    },
-    Replaying(Frames),
 }
 
 /// Frames computed in one go (an upstream that ignored `stream: true`), logged as a stream.
