@@ -122,8 +122,9 @@ function instances(mockUrl, frontendPort, { mockB, mockC, dead }) {
     GATEWAY_URL: guarded,
     // Tests in which the client goes away mid-response get instances of their own:
     // wrangler's dev proxy can exit after a client disconnect (workers-sdk #15447/#15448),
-    // which must not take down the instance every other test uses.
-    DISCONNECT_GATEWAY_URL: guarded,
+    // which must not take down the instance every other test uses. Its fake streams pause
+    // between replayed chunks (tests/e2e/fake-stream.test.mjs).
+    DISCONNECT_GATEWAY_URL: { ...guarded, FAKE_STREAM_CHUNK_DELAY_MS: '40' },
     STOP_GATEWAY_URL: guarded,
     // Public-service mode for OpenAI and Gemini (clients' own keys forwarded), a server key
     // for DashScope; fake stream always.

@@ -105,6 +105,23 @@ function abortedUpstream(tag) {
   }, { timeoutMs: 8000 });
 }
 
+test('FAKE_STREAM_CHUNK_DELAY_MS replays the answer one chunk per pause', async () => {
+  const content = 'Replayed one piece at a time, each after the configured pause, to the end.';
+  const tag = await scenario({ content, delay_ms: 300 });
+  const res = await post('/v1/chat/completions', chatBody(tag, { model: 'fake-paced', stream: true }), { base: DISCONNECT_GATEWAY });
+  assert.equal(res.status, 200);
+  const items = await readSse(res);
+  assert.ok(items[0].kind === 'comment', 'a heartbeat first, while the upstream answers');
+  assert.equal(contentOf(items), content, 'the pieces reassemble to the whole answer');
+  const data = items.filter((i) => i.kind === 'data');
+  assert.equal(data.at(-1).text, '[DONE]');
+  assert.ok(data.length >= 8, `the answer is cut into pieces (${data.length} events)`);
+  // 40 ms between events: the last one comes at least (events - 1) pauses after the first.
+  const span = data.at(-1).at - data[0].at;
+  assert.ok(span >= (data.length - 1) * 40 * 0.9, `${data.length} events in ${span} ms: not paced`);
+  assert.ok(items.slice(items.indexOf(data[0])).every((i) => i.kind === 'data'), 'no heartbeat between the pieces');
+});
+
 test('a client disconnect stops heartbeats and aborts the upstream call', async () => {
   const tag = await scenario({ hang: true });
   const controller = new AbortController();
