@@ -1,8 +1,9 @@
 // The upstream side of a call in JS, where the runtime's promises, timers and readers cost
 // nothing to cross into: Rust decides what to send and what an answer means; this sends it,
 // times it out, ties it to the client's request signal, reads a whole body in one piece (or a
-// stream one promise per chunk), writes streamed responses, and hands D1 rows and stored
-// values over as JSON text (README "Performance").
+// stream one promise per chunk), makes the client's response, relays streams to it (live and
+// replayed, asking Rust for each chunk's bytes), and hands D1 rows and stored values over as
+// JSON text (README "Performance").
 //
 // Failures reject with a string: "timeout", "too_large", "bad_url" or "broken: <message>".
 
@@ -226,8 +227,9 @@ export function respond(status, lines, body) {
 }
 
 /**
- * A response body the runtime streams natively (`IdentityTransformStream`), written from
- * Rust chunk by chunk. `closed()` settles (and a write rejects) once the client has gone.
+ * A response body the runtime streams natively (`IdentityTransformStream`), written chunk by
+ * chunk by the relay loops below. `closed()` settles (and a write rejects) once the client
+ * has gone.
  */
 export class BodyWriter {
   constructor() {
@@ -369,10 +371,10 @@ async function runLive(relay, upstream, out, heartbeatMs) {
 }
 
 /**
- * Relays a fake stream to the client (see src/runtime/live.rs): its first frame at once,
- * a heartbeat every `heartbeatMs` while `relay.answer()` runs the attempts, then the
- * replayed frames, `chunkDelayMs` apart when set. A client that goes away stops the
- * attempts. Returns the client's body.
+ * Relays a fake stream (or a replayed answer) to the client (see src/runtime/live.rs): a
+ * fake stream's first frame at once and a heartbeat every `heartbeatMs` (0: none) while
+ * `relay.answer()` runs the attempts, then the replayed frames, `chunkDelayMs` apart when
+ * set. A client that goes away stops the attempts. Returns the client's body.
  */
 export function relayFake(relay, heartbeatMs, chunkDelayMs) {
   const out = new BodyWriter();
@@ -402,7 +404,7 @@ async function runFake(relay, out, heartbeatMs, chunkDelayMs) {
   };
   try {
     let pending = put(relay.start());
-    timer = setTimeout(tick, heartbeatMs);
+    if (heartbeatMs > 0) timer = setTimeout(tick, heartbeatMs);
     if (pending) await pending;
     await relay.answer();
     waiting = false;

@@ -55,20 +55,6 @@ extern "C" {
     pub(crate) fn release(this: &UpstreamCall);
     #[wasm_bindgen(method)]
     pub(crate) fn abort(this: &UpstreamCall);
-    /// A response body written from Rust.
-    pub(crate) type BodyWriter;
-    #[wasm_bindgen(constructor)]
-    pub(crate) fn new() -> BodyWriter;
-    #[wasm_bindgen(method, getter)]
-    pub(crate) fn readable(this: &BodyWriter) -> web_sys::ReadableStream;
-    #[wasm_bindgen(method)]
-    pub(crate) fn write(this: &BodyWriter, chunk: &js_sys::Uint8Array) -> JsValue;
-    #[wasm_bindgen(method)]
-    pub(crate) fn closed(this: &BodyWriter) -> js_sys::Promise;
-    #[wasm_bindgen(method)]
-    pub(crate) fn close(this: &BodyWriter);
-    #[wasm_bindgen(method)]
-    pub(crate) fn abort(this: &BodyWriter);
     /// A streamed body's chunks, read in JS.
     pub(crate) type ChunkReader;
     #[wasm_bindgen(constructor)]

@@ -307,12 +307,13 @@ pub(super) type Frames = Box<dyn Iterator<Item = Vec<u8>>>;
 /// would cost more than the frame itself.
 const COALESCE_BYTES: usize = 16 * 1024;
 
-/// Starts a fake stream: `answer` runs the attempts and makes the replay's frames; the
-/// returned stream is the client's body.
-pub(super) fn relay_fake_stream(
+/// Starts a replay: `answer` makes the frames (a fake stream's runs the attempts first); the
+/// returned stream is the client's body. With `heartbeat_ms` (a fake stream), a heartbeat
+/// goes out at once and then every `heartbeat_ms` until the frames are ready.
+pub(super) fn relay_replay(
     answer: Pin<Box<dyn Future<Output = Frames>>>,
     client: ClientSide,
-    heartbeat_ms: u64,
+    heartbeat_ms: Option<u64>,
     chunk_delay_ms: u64,
 ) -> web_sys::ReadableStream {
     let (answer, abort) = futures::future::abortable(answer);
@@ -321,17 +322,23 @@ pub(super) fn relay_fake_stream(
         abort,
         ready: Rc::new(RefCell::new(None)),
         frames: None,
+        heartbeats: heartbeat_ms.is_some(),
         one_per_chunk: chunk_delay_ms > 0,
         client,
         finished: false,
     };
-    relay_fake(relay, heartbeat_ms as f64, chunk_delay_ms as f64)
+    relay_fake(
+        relay,
+        heartbeat_ms.unwrap_or(0) as f64,
+        chunk_delay_ms as f64,
+    )
 }
 
 type Answer = Pin<Box<dyn Future<Output = Result<Frames, futures::future::Aborted>>>>;
 
-/// A fake stream, relayed by glue.js's `relayFake`: heartbeats (`start`, `silence`) while
-/// `answer()` runs the attempts, then the replay's frames (`next`) until `finished()`.
+/// A fake stream or a replayed answer, relayed by glue.js's `relayFake`: heartbeats
+/// (`start`, `silence`) while `answer()` runs the attempts, then the replay's frames (`next`)
+/// until `finished()`.
 #[wasm_bindgen]
 pub struct FakeRelay {
     answer: Option<Answer>,
@@ -340,6 +347,7 @@ pub struct FakeRelay {
     /// The frames, once the attempts are done.
     ready: Rc<RefCell<Option<Frames>>>,
     frames: Option<Frames>,
+    heartbeats: bool,
     one_per_chunk: bool,
     client: ClientSide,
     finished: bool,
@@ -347,10 +355,14 @@ pub struct FakeRelay {
 
 #[wasm_bindgen]
 impl FakeRelay {
-    /// The first frame, sent at once: it flushes the headers through any buffering proxy.
+    /// A fake stream's first frame, sent at once: it flushes the headers through any
+    /// buffering proxy.
     pub fn start(&mut self) -> Option<Vec<u8>> {
         if let Some(log) = &self.client.log {
             log.first_byte();
+        }
+        if !self.heartbeats {
+            return Some(Vec::new());
         }
         self.silence()
     }

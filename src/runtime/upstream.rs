@@ -1,13 +1,13 @@
 //! Executes a provider's upstream call: the fetch with timeout and abort, and the three ways of
 //! answering (JSON, streaming relay, fake stream driven by heartbeat timers).
 
-use super::glue::{read_all, BodyWriter, ChunkReader, UpstreamCall};
+use super::glue::{read_all, ChunkReader, UpstreamCall};
 use super::live::{self, Frames};
 use super::logging::LogTap;
 use super::reply::Reply;
 use super::{internal, now_ms, now_seconds};
 use crate::adapters::{CallContext, EmbeddingContext, HttpRequest, Provider, ProviderOptions};
-use crate::dialects::{Dialect, StreamRewriter};
+use crate::dialects::Dialect;
 use crate::embeddings::{EmbeddingRequest, Embeddings};
 use crate::error::{excerpt, GatewayError};
 use crate::headers::HeaderList;
@@ -142,8 +142,6 @@ impl Drop for AbortOnDrop {
         }
     }
 }
-
-type BoxedBytes = Pin<Box<dyn Stream<Item = worker::Result<Vec<u8>>>>>;
 
 /// An upstream body's chunks as a `Stream`, read through glue.js's `ChunkReader`: one promise
 /// per chunk. Dropped before its end, it reads the rest away (bounded; an aborted fetch ends it).
@@ -567,13 +565,21 @@ impl Exchange {
             .await;
         let response = match opened {
             Err(error) => Err(error),
-            Ok(Opened::Replay { frames, headers }) => sse_response(
-                replay_stream(frames, self.log.clone()),
-                headers,
-                self.scrubber.clone(),
-                self.dialect.rewriter(),
-                self.stream_end.borrow_mut().take(),
-            ),
+            Ok(Opened::Replay {
+                frames,
+                mut headers,
+            }) => {
+                let client = live::ClientSide::new(
+                    self.scrubber.clone(),
+                    self.dialect.rewriter(),
+                    self.stream_end.borrow_mut().take(),
+                    self.log.clone(),
+                );
+                let body =
+                    live::relay_replay(Box::pin(std::future::ready(frames)), client, None, 0);
+                set_sse_headers(&mut headers);
+                Ok(Reply::stream(body).with_headers(&headers))
+            }
             Ok(Opened::Live {
                 body,
                 adapter,
@@ -728,7 +734,7 @@ impl Exchange {
                 .await;
             self.replay(result)
         });
-        let body = live::relay_fake_stream(answer, client, heartbeat_ms, chunk_delay_ms);
+        let body = live::relay_replay(answer, client, Some(heartbeat_ms), chunk_delay_ms);
         let mut headers = HeaderList::new();
         set_sse_headers(&mut headers);
         Ok(Reply::stream(body).with_headers(&headers))
@@ -797,28 +803,6 @@ enum Opened {
     },
 }
 
-/// Frames computed in one go (an upstream that ignored `stream: true`), logged as a stream.
-fn replay_stream(frames: Frames, log: Option<LogTap>) -> BoxedBytes {
-    let stream = futures::stream::unfold((frames, log), |(mut frames, log)| async move {
-        match frames.next() {
-            Some(frame) => {
-                if let Some(log) = &log {
-                    log.first_byte();
-                    log.first_token();
-                }
-                Some((Ok(frame), (frames, log)))
-            }
-            None => {
-                if let Some(log) = &log {
-                    log.finished();
-                }
-                None
-            }
-        }
-    });
-    Box::pin(stream)
-}
-
 fn set_sse_headers(headers: &mut HeaderList) {
     headers.set("Content-Type", "text/event-stream; charset=utf-8");
     headers.set("Cache-Control", "no-cache, no-transform");
@@ -831,119 +815,6 @@ fn json_reply(body: Vec<u8>, upstream_headers: Vec<(String, String)>) -> Reply {
     let mut reply = Reply::bytes(body, "application/json").with_headers(&forwarded);
     reply.headers.set("Content-Type", "application/json");
     reply
-}
-
-/// The SSE boundary of replayed and fake streams (live ones: `live.rs`): every frame a
-/// client receives passes the scrubber here.
-fn sse_response(
-    stream: BoxedBytes,
-    mut headers: HeaderList,
-    scrubber: Rc<Scrubber>,
-    rewriter: Option<StreamRewriter>,
-    stream_end: Option<StreamEnd>,
-) -> Result<Reply, GatewayError> {
-    set_sse_headers(&mut headers);
-    let scrub = move |bytes: Vec<u8>| match scrubber.sse(&bytes) {
-        Cow::Owned(scrubbed) => scrubbed,
-        Cow::Borrowed(_) => bytes,
-    };
-    let stream: BoxedBytes =
-        match rewriter {
-            None => Box::pin(stream.map(move |item| item.map(&scrub))),
-            // Another API's events: the chat stream is rewritten frame by frame, and its end
-            // (which may close open blocks) comes as one last item.
-            Some(rewriter) => {
-                // The chat stream is scrubbed before it is rewritten (its error events are
-                // recognised there), and the rewritten events once more on their way out.
-                // `stream_end` runs as soon as the rewriter has ended (at `[DONE]`), before
-                // those last events go out: a stored Response exists before its client
-                // sees `response.completed`.
-                let state = Rc::new(RefCell::new((rewriter, stream_end)));
-                let tail = state.clone();
-                let scrub = Rc::new(scrub);
-                let scrub_tail = scrub.clone();
-                let body = stream.then(move |item| {
-                    let state = state.clone();
-                    let scrub = scrub.clone();
-                    async move {
-                        let bytes = item?;
-                        let (out, end) = {
-                            let mut state = state.borrow_mut();
-                            let out = state.0.push(&scrub(bytes));
-                            let end = if state.0.is_ended() {
-                                state.1.take()
-                            } else {
-                                None
-                            };
-                            (out, end)
-                        };
-                        if let Some(end) = end {
-                            end().await;
-                        }
-                        Ok(scrub(out))
-                    }
-                });
-                let end = futures::stream::once(async move {
-                    let (last, end) = {
-                        let mut state = tail.borrow_mut();
-                        let last = state.0.finish();
-                        (last, state.1.take())
-                    };
-                    if let Some(end) = end {
-                        end().await;
-                    }
-                    Ok(scrub_tail(last))
-                });
-                Box::pin(body.chain(end).filter(|item| {
-                    std::future::ready(item.as_ref().map_or(true, |b| !b.is_empty()))
-                }))
-            }
-        };
-    Ok(stream_response(stream).with_headers(&headers))
-}
-
-/// A response whose body is the runtime's own byte stream (`IdentityTransformStream`), fed
-/// by a pump that writes each item of `stream`: cheaper per chunk than a JS `ReadableStream`
-/// pulling from wasm. When the client goes away the pump stops and drops `stream`, which
-/// aborts the upstream fetch and logs what was relayed.
-fn stream_response(stream: BoxedBytes) -> Reply {
-    let writer = BodyWriter::new();
-    let body = writer.readable();
-    worker::wasm_bindgen_futures::spawn_local(pump(stream, writer));
-    Reply::stream(body)
-}
-
-async fn pump(mut stream: BoxedBytes, writer: BodyWriter) {
-    // Settles when the client's side is closed or cancelled.
-    let mut gone = js_sys::futures::JsFuture::from(writer.closed());
-    loop {
-        let next = match select(stream.next(), &mut gone).await {
-            Either::Left((next, _)) => next,
-            Either::Right(_) => return,
-        };
-        match next {
-            Some(Ok(bytes)) => {
-                // A promise only when the client is behind: then wait for it to catch up.
-                let behind = writer.write(&js_sys::Uint8Array::from(bytes.as_slice()));
-                if let Some(written) = behind.dyn_ref::<js_sys::Promise>() {
-                    if js_sys::futures::JsFuture::from(written.clone())
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-            }
-            Some(Err(_)) => {
-                writer.abort();
-                return;
-            }
-            None => {
-                writer.close();
-                return;
-            }
-        }
-    }
 }
 
 fn forwarded_headers(upstream: &Headers) -> HeaderList {
