@@ -93,7 +93,7 @@ async fn fetch(
         },
         _ => Dialect::Chat,
     };
-    let (response, preflight) = match handle(req, route, &call).await {
+    let (mut response, preflight) = match handle(req, route, &call).await {
         Ok(outcome) => outcome,
         Err(error) => {
             if let Some(tap) = &tap {
@@ -111,7 +111,6 @@ async fn fetch(
         .as_ref()
         .map(|c| c.allowed_origins.clone())
         .unwrap_or(AllowedOrigins::Any);
-    let mut response = response;
     for (name, value) in cors::cors_headers(
         &allowed,
         origin.as_deref(),
@@ -335,7 +334,7 @@ async fn handle(
             };
             json_response(&status::status(config, &now_iso(), &key_health), 200)?
         }
-        Route::Page => page_response(INDEX_HTML)?,
+        Route::Page => page_response(INDEX_HTML),
         Route::Chat => chat(&mut req, config_ok(config)?, call).await?,
         Route::Embeddings => embeddings(&mut req, config_ok(config)?, call).await?,
         Route::Messages => messages(&mut req, config_ok(config)?, call).await?,
@@ -365,17 +364,17 @@ async fn handle(
             // The page itself is static (its sign-in form keeps the token in
             // sessionStorage); its API calls check the token.
             match auth::admin_enabled(config.log.admin_token.as_deref()) {
-                Ok(_) => page_response(DASHBOARD_HTML)?,
+                Ok(_) => page_response(DASHBOARD_HTML),
                 // A browser gets a page saying how to enable it; API clients the JSON error.
                 Err(_) if wants_html(&req) => {
-                    page_response(DASHBOARD_DISABLED_HTML)?.with_status(403)
+                    page_response(DASHBOARD_DISABLED_HTML).with_status(403)
                 }
                 Err(error) => return Err(error),
             }
         }
-        Route::DashboardScript => asset_response(DASHBOARD_JS, "text/javascript; charset=utf-8")?,
-        Route::PageScript => asset_response(APP_JS, "text/javascript; charset=utf-8")?,
-        Route::Stylesheet => asset_response(BASE_CSS, "text/css; charset=utf-8")?,
+        Route::DashboardScript => asset_response(DASHBOARD_JS, "text/javascript; charset=utf-8"),
+        Route::PageScript => asset_response(APP_JS, "text/javascript; charset=utf-8"),
+        Route::Stylesheet => asset_response(BASE_CSS, "text/css; charset=utf-8"),
         Route::RequestList | Route::RequestDetail | Route::Stats => {
             let config = config_ok(config)?;
             auth::check_admin(
@@ -633,7 +632,7 @@ async fn run_chat(
         }
         ResponseMode::Passthrough => exchange.passthrough(first).await,
         ResponseMode::FakeStream => {
-            let mut response = exchange.fake_stream(first)?;
+            let mut response = exchange.fake_stream(first);
             response.headers.set("X-Gateway-Fake-Stream", "true");
             return Ok(response);
         }
@@ -876,20 +875,20 @@ pub(crate) fn error_response(
     response.with_status(error.status())
 }
 
-fn page_response(html: &str) -> Result<Reply, GatewayError> {
+fn page_response(html: &str) -> Reply {
     let mut response = Reply::text(html, "text/html; charset=utf-8");
     response.headers.set("Content-Security-Policy", PAGE_CSP);
     response.headers.set("X-Content-Type-Options", "nosniff");
     response.headers.set("Referrer-Policy", "no-referrer");
     response.headers.set("Cache-Control", "no-store");
-    Ok(response)
+    response
 }
 
-fn asset_response(text: &str, content_type: &str) -> Result<Reply, GatewayError> {
+fn asset_response(text: &str, content_type: &str) -> Reply {
     let mut response = Reply::text(text, content_type);
     response.headers.set("X-Content-Type-Options", "nosniff");
     response.headers.set("Cache-Control", "no-cache");
-    Ok(response)
+    response
 }
 
 /// The request log's JSON API.

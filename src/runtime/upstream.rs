@@ -720,7 +720,7 @@ impl Exchange {
     /// Fake streaming: the 200 goes out at once, heartbeats flow while the non-streaming
     /// upstream attempts run (retries included), then the answer is replayed as chunks,
     /// made one at a time.
-    pub fn fake_stream(self, first: Attempt) -> Result<Reply, GatewayError> {
+    pub fn fake_stream(self, first: Attempt) -> Reply {
         let (heartbeat_ms, chunk_delay_ms) = (self.heartbeat_ms, self.chunk_delay_ms);
         let client = live::ClientSide::new(
             self.scrubber.clone(),
@@ -737,7 +737,7 @@ impl Exchange {
         let body = live::relay_replay(answer, client, Some(heartbeat_ms), chunk_delay_ms);
         let mut headers = HeaderList::new();
         set_sse_headers(&mut headers);
-        Ok(Reply::stream(body).with_headers(&headers))
+        Reply::stream(body).with_headers(&headers)
     }
 
     /// One attempt of a fake stream: the whole non-streaming answer.
@@ -811,10 +811,9 @@ fn set_sse_headers(headers: &mut HeaderList) {
 
 /// A whole JSON answer with the upstream headers worth passing back.
 fn json_reply(body: Vec<u8>, upstream_headers: Vec<(String, String)>) -> Reply {
+    // The forwarded names never include `Content-Type`: the answer stays JSON.
     let forwarded = HeaderList::from_pairs(proxy::forwarded_headers(upstream_headers));
-    let mut reply = Reply::bytes(body, "application/json").with_headers(&forwarded);
-    reply.headers.set("Content-Type", "application/json");
-    reply
+    Reply::bytes(body, "application/json").with_headers(&forwarded)
 }
 
 fn forwarded_headers(upstream: &Headers) -> HeaderList {

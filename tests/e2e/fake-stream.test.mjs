@@ -108,6 +108,7 @@ function abortedUpstream(tag) {
 test('FAKE_STREAM_CHUNK_DELAY_MS replays the answer one chunk per pause', async () => {
   const content = 'Replayed one piece at a time, each after the configured pause, to the end.';
   const tag = await scenario({ content, delay_ms: 300 });
+  const started = Date.now();
   const res = await post('/v1/chat/completions', chatBody(tag, { model: 'fake-paced', stream: true }), { base: DISCONNECT_GATEWAY });
   assert.equal(res.status, 200);
   const items = await readSse(res);
@@ -116,9 +117,14 @@ test('FAKE_STREAM_CHUNK_DELAY_MS replays the answer one chunk per pause', async 
   const data = items.filter((i) => i.kind === 'data');
   assert.equal(data.at(-1).text, '[DONE]');
   assert.ok(data.length >= 8, `the answer is cut into pieces (${data.length} events)`);
-  // 40 ms between events: the last one comes at least (events - 1) pauses after the first.
-  const span = data.at(-1).at - data[0].at;
-  assert.ok(span >= (data.length - 1) * 40 * 0.9, `${data.length} events in ${span} ms: not paced`);
+  // Nothing arrives before it is written: the last event comes no sooner than the upstream's
+  // 300 ms and a 40 ms pause before each event after the first (a busy machine only adds).
+  const total = data.at(-1).at - started;
+  const least = 300 + (data.length - 1) * 40;
+  assert.ok(total >= least * 0.9, `${data.length} events after ${total} ms, less than ${least} ms: not paced`);
+  // One write per piece: they arrive apart, not in one batch.
+  const arrivals = new Set(data.map((i) => i.at)).size;
+  assert.ok(arrivals >= 4, `${data.length} events arrived in only ${arrivals} reads`);
   assert.ok(items.slice(items.indexOf(data[0])).every((i) => i.kind === 'data'), 'no heartbeat between the pieces');
 });
 
