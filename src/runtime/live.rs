@@ -303,10 +303,6 @@ impl Drop for LiveRelay {
 /// Frames made one at a time.
 pub(super) type Frames = Box<dyn Iterator<Item = Vec<u8>>>;
 
-/// Frames batched into one write when there is no pause between chunks: one write per frame
-/// would cost more than the frame itself.
-const COALESCE_BYTES: usize = 16 * 1024;
-
 /// Starts a replay: `answer` makes the frames (a fake stream's runs the attempts first); the
 /// returned stream is the client's body. With `heartbeat_ms` (a fake stream), a heartbeat
 /// goes out at once and then every `heartbeat_ms` until the frames are ready.
@@ -403,27 +399,22 @@ impl FakeRelay {
                 log.first_token();
             }
         }
-        let mut out = Vec::new();
-        match &mut self.frames {
-            None => self.finished = true,
-            Some(frames) => loop {
-                match frames.next() {
-                    Some(frame) => {
-                        out.extend(frame);
-                        if self.one_per_chunk || out.len() >= COALESCE_BYTES {
-                            break;
-                        }
-                    }
-                    None => {
-                        self.finished = true;
-                        if let Some(log) = &self.client.log {
-                            log.finished();
-                        }
-                        break;
+        let out = match &mut self.frames {
+            None => {
+                self.finished = true;
+                Vec::new()
+            }
+            Some(frames) => {
+                let (out, ended) = fake::next_batch(frames.as_mut(), self.one_per_chunk);
+                if ended {
+                    self.finished = true;
+                    if let Some(log) = &self.client.log {
+                        log.finished();
                     }
                 }
-            },
-        }
+                out
+            }
+        };
         let mut bytes = self.client.for_client(out);
         if self.finished {
             bytes.extend(self.client.close_rewriter());

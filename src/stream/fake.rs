@@ -292,6 +292,30 @@ pub fn replay_frames(
     Replay::new(completion.clone(), meta.clone(), max_chars).collect()
 }
 
+/// Frames batched into one write when there is no pause between chunks: one write per frame
+/// would cost more than the frame itself.
+pub const BATCH_BYTES: usize = 16 * 1024;
+
+/// The next write of a replay: one frame (`one_per_chunk`, when chunks are paced) or frames up
+/// to `BATCH_BYTES`; and whether the frames ran out with it.
+pub fn next_batch(
+    frames: &mut dyn Iterator<Item = Vec<u8>>,
+    one_per_chunk: bool,
+) -> (Vec<u8>, bool) {
+    let mut out = Vec::new();
+    loop {
+        match frames.next() {
+            Some(frame) => {
+                out.extend(frame);
+                if one_per_chunk || out.len() >= BATCH_BYTES {
+                    return (out, false);
+                }
+            }
+            None => return (out, true),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -560,5 +584,31 @@ mod tests {
         assert!(text.starts_with("data: {\"error\":{"));
         assert!(text.ends_with("data: [DONE]\n\n"));
         assert_eq!(heartbeat(), b": heartbeat\n\n");
+    }
+
+    #[test]
+    fn batches_hold_whole_frames_up_to_the_batch_size_or_one_when_paced() {
+        let frames = || (0..100).map(|i| vec![b'a' + (i % 26) as u8; 500]);
+        let mut all = frames();
+        let mut batches = Vec::new();
+        loop {
+            let (batch, ended) = next_batch(&mut all, false);
+            batches.push(batch);
+            if ended {
+                break;
+            }
+        }
+        // 500-byte frames: a batch closes at the first frame that reaches 16 KiB.
+        assert_eq!(batches[0].len(), 33 * 500);
+        assert!(batches
+            .iter()
+            .all(|b| b.len() % 500 == 0 && b.len() <= BATCH_BYTES + 500));
+        assert_eq!(batches.concat(), frames().flatten().collect::<Vec<u8>>());
+
+        let mut paced = frames();
+        assert_eq!(next_batch(&mut paced, true), (vec![b'a'; 500], false));
+        assert_eq!(next_batch(&mut paced, true), (vec![b'b'; 500], false));
+        let mut empty = std::iter::empty();
+        assert_eq!(next_batch(&mut empty, true), (Vec::new(), true));
     }
 }
