@@ -243,13 +243,13 @@ export class BodyWriter {
   }
 
   /**
-   * Writes a chunk. Returns nothing while the client keeps up, so the pump goes on without a
+   * Writes a chunk. Returns nothing while the client keeps up, so the relay loop goes on without a
    * wait per chunk; every 64 KiB, the promise of the write one mark earlier, to wait for
    * (writes complete in order): the client is then at most 128 KiB behind.
    */
   write(chunk) {
     const written = this.writer.write(chunk);
-    // A client gone rejects every write; `closed()` tells the pump.
+    // A client gone rejects every write; `closed()` tells the relay loop.
     written.catch(ignore);
     this.unwaited += chunk.byteLength;
     if (this.unwaited <= 65536) return undefined;

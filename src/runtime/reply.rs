@@ -9,7 +9,7 @@ use worker::web_sys;
 pub(crate) enum ReplyBody {
     Empty,
     Bytes(Vec<u8>),
-    /// A body the runtime streams (a relay's or a pump's `IdentityTransformStream`).
+    /// A body the runtime streams (a relay loop's `IdentityTransformStream`).
     Stream(web_sys::ReadableStream),
 }
 
