@@ -565,20 +565,10 @@ impl Exchange {
             .await;
         let response = match opened {
             Err(error) => Err(error),
-            Ok(Opened::Replay {
-                frames,
-                mut headers,
-            }) => {
-                let client = live::ClientSide::new(
-                    self.scrubber.clone(),
-                    self.dialect.rewriter(),
-                    self.stream_end.borrow_mut().take(),
-                    self.log.clone(),
-                );
-                let body =
-                    live::relay_replay(Box::pin(std::future::ready(frames)), client, None, 0);
-                set_sse_headers(&mut headers);
-                Ok(Reply::stream(body).with_headers(&headers))
+            Ok(Opened::Replay { frames, headers }) => {
+                let answer = Box::pin(std::future::ready(frames));
+                let body = live::relay_replay(answer, self.client_side(), None, 0);
+                Ok(sse_reply(body, headers))
             }
             Ok(Opened::Live {
                 body,
@@ -597,21 +587,13 @@ impl Exchange {
                     bytes_read,
                     ended,
                 };
-                let client = live::ClientSide::new(
-                    self.scrubber.clone(),
-                    self.dialect.rewriter(),
-                    self.stream_end.borrow_mut().take(),
-                    self.log.clone(),
-                );
                 let limits = live::LiveLimits {
                     idle_timeout_ms,
                     heartbeat_ms: self.heartbeat_ms,
                     max_bytes: self.max_response_bytes,
                 };
-                let body = live::relay(start, body.into_reader(), client, limits);
-                let mut headers = headers;
-                set_sse_headers(&mut headers);
-                Ok(Reply::stream(body).with_headers(&headers))
+                let body = live::relay(start, body.into_reader(), self.client_side(), limits);
+                Ok(sse_reply(body, headers))
             }
         };
         (response, served)
@@ -624,7 +606,7 @@ impl Exchange {
         let target = self.target(attempt);
         let (mut upstream, guard) = self.send(attempt, true).await?;
         self.check_status(attempt, &mut upstream).await?;
-        let headers = forwarded_headers(upstream.headers());
+        let headers = forwarded(super::header_list(&upstream.headers().0));
         let content_type = upstream
             .headers()
             .get("Content-Type")
@@ -722,12 +704,7 @@ impl Exchange {
     /// made one at a time.
     pub fn fake_stream(self, first: Attempt) -> Reply {
         let (heartbeat_ms, chunk_delay_ms) = (self.heartbeat_ms, self.chunk_delay_ms);
-        let client = live::ClientSide::new(
-            self.scrubber.clone(),
-            self.dialect.rewriter(),
-            self.stream_end.borrow_mut().take(),
-            self.log.clone(),
-        );
+        let client = self.client_side();
         let answer: Pin<Box<dyn Future<Output = Frames>>> = Box::pin(async move {
             let (result, _) = self
                 .with_retries(first, |attempt| self.fake_attempt(attempt))
@@ -735,9 +712,18 @@ impl Exchange {
             self.replay(result)
         });
         let body = live::relay_replay(answer, client, Some(heartbeat_ms), chunk_delay_ms);
-        let mut headers = HeaderList::new();
-        set_sse_headers(&mut headers);
-        Reply::stream(body).with_headers(&headers)
+        sse_reply(body, HeaderList::new())
+    }
+
+    /// What the client's stream passes through: this call's scrubber, the rewriter into the
+    /// client's API, the end hook and the log.
+    fn client_side(&self) -> live::ClientSide {
+        live::ClientSide::new(
+            self.scrubber.clone(),
+            self.dialect.rewriter(),
+            self.stream_end.borrow_mut().take(),
+            self.log.clone(),
+        )
     }
 
     /// One attempt of a fake stream: the whole non-streaming answer.
@@ -803,21 +789,23 @@ enum Opened {
     },
 }
 
-fn set_sse_headers(headers: &mut HeaderList) {
+/// A streamed answer: the upstream headers worth passing back and the SSE ones.
+fn sse_reply(body: web_sys::ReadableStream, mut headers: HeaderList) -> Reply {
     headers.set("Content-Type", "text/event-stream; charset=utf-8");
     headers.set("Cache-Control", "no-cache, no-transform");
     headers.set("X-Accel-Buffering", "no");
+    Reply::stream(body).with_headers(&headers)
 }
 
 /// A whole JSON answer with the upstream headers worth passing back.
 fn json_reply(body: Vec<u8>, upstream_headers: Vec<(String, String)>) -> Reply {
     // The forwarded names never include `Content-Type`: the answer stays JSON.
-    let forwarded = HeaderList::from_pairs(proxy::forwarded_headers(upstream_headers));
-    Reply::bytes(body, "application/json").with_headers(&forwarded)
+    Reply::bytes(body, "application/json").with_headers(&forwarded(upstream_headers))
 }
 
-fn forwarded_headers(upstream: &Headers) -> HeaderList {
-    HeaderList::from_pairs(proxy::forwarded_headers(super::header_list(&upstream.0)))
+/// The upstream headers worth passing back to the client.
+fn forwarded(upstream: Vec<(String, String)>) -> HeaderList {
+    HeaderList::from_pairs(proxy::forwarded_headers(upstream))
 }
 
 /// Reads a whole body within `timeout_ms`, refusing one larger than `limit` (by its
