@@ -64,14 +64,16 @@ impl HeaderList {
     /// a repeated name joined with ", " (what the request log stores).
     pub fn listed(&self) -> Vec<(String, String)> {
         let mut listed: Vec<(String, String)> = Vec::with_capacity(self.0.len());
-        let mut sorted: Vec<(String, &str)> = self
+        let mut sorted: Vec<(String, usize, &str)> = self
             .0
             .iter()
             .filter(|(_, v)| !breaks_line(v))
-            .map(|(n, v)| (n.to_ascii_lowercase(), v.as_str()))
+            .enumerate()
+            .map(|(i, (n, v))| (n.to_ascii_lowercase(), i, v.as_str()))
             .collect();
-        sorted.sort_by(|a, b| a.0.cmp(&b.0));
-        for (name, value) in sorted {
+        // The position keeps same-name values in their order (unstable sorts are smaller code).
+        sorted.sort_unstable();
+        for (name, _, value) in sorted {
             match listed.last_mut() {
                 Some((last, joined)) if *last == name => {
                     joined.push_str(", ");

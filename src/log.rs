@@ -36,6 +36,73 @@ pub struct Statement {
     pub params: Vec<SqlValue>,
 }
 
+impl Statement {
+    /// Roughly what the statement weighs on the wire: its text and its text parameters.
+    pub fn size(&self) -> usize {
+        let params: usize = self
+            .params
+            .iter()
+            .map(|p| match p {
+                SqlValue::Text(text) => text.len(),
+                _ => 8,
+            })
+            .sum();
+        self.sql.len() + params
+    }
+}
+
+/// Most statements sent to D1 in one batch. Each may count toward the 50 queries a Workers
+/// Free invocation may make, and the invocation that sends a batch may also send the one
+/// before it (found full) and retry a failed one group by group: 3 × 12 stays well below.
+pub const BATCH_MAX_STATEMENTS: usize = 12;
+/// Most bytes of SQL and parameters in one batch (a single larger group still goes, alone).
+pub const BATCH_MAX_BYTES: usize = 1 << 20;
+
+/// The log's writes that calls ending close together send to D1 as one batch (group
+/// commit): one D1 call for many rows instead of one each. A group is one call's
+/// statements; it stays whole, and is retried on its own if the batch fails.
+#[derive(Debug, Default)]
+pub struct Batch {
+    statements: Vec<Statement>,
+    /// Where each group ends in `statements`.
+    ends: Vec<usize>,
+    bytes: usize,
+}
+
+impl Batch {
+    /// Whether `group` fits: an empty batch takes anything.
+    pub fn admits(&self, group: &[Statement]) -> bool {
+        let bytes: usize = group.iter().map(Statement::size).sum();
+        self.ends.is_empty()
+            || (self.statements.len() + group.len() <= BATCH_MAX_STATEMENTS
+                && self.bytes + bytes <= BATCH_MAX_BYTES)
+    }
+
+    /// Adds a group; returns its index.
+    pub fn push(&mut self, group: Vec<Statement>) -> usize {
+        self.bytes += group.iter().map(Statement::size).sum::<usize>();
+        self.statements.extend(group);
+        self.ends.push(self.statements.len());
+        self.ends.len() - 1
+    }
+
+    pub fn statements(&self) -> &[Statement] {
+        &self.statements
+    }
+
+    /// Each group's statements, in the order they were added.
+    pub fn groups(&self) -> impl Iterator<Item = &[Statement]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(self.ends.iter().copied())
+            .map(|(start, end)| &self.statements[start..end])
+    }
+
+    pub fn group_count(&self) -> usize {
+        self.ends.len()
+    }
+}
+
 /// Everything stored for one call.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LogRecord {
@@ -645,7 +712,7 @@ fn group_counts(rows: &[StatRow], key: impl Fn(&StatRow) -> Option<&String>) -> 
             None => groups.push((name, vec![row])),
         }
     }
-    groups.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(&b.0)));
+    groups.sort_unstable_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(&b.0)));
     groups
         .into_iter()
         .map(|(name, members)| {
@@ -840,6 +907,43 @@ mod tests {
         assert!(statement.sql.contains(&format!("?{}", COLUMNS.len())));
         assert_eq!(statement.params[7], SqlValue::Int(1));
         assert_eq!(retention(1000).params, vec![SqlValue::Int(1000)]);
+    }
+
+    #[test]
+    fn batches_keep_groups_whole_and_bounded() {
+        let statement = |text: &str| Statement {
+            sql: "INSERT".into(),
+            params: vec![SqlValue::Text(text.into()), SqlValue::Int(1)],
+        };
+        assert_eq!(statement("abc").size(), "INSERT".len() + 3 + 8);
+        let mut batch = Batch::default();
+        assert!(batch.admits(&[]));
+        assert_eq!(batch.push(vec![statement("a"), statement("b")]), 0);
+        assert_eq!(batch.push(vec![statement("c")]), 1);
+        let groups: Vec<Vec<&SqlValue>> = batch
+            .groups()
+            .map(|g| g.iter().map(|s| &s.params[0]).collect())
+            .collect();
+        let text = |t: &str| SqlValue::Text(t.into());
+        assert_eq!(groups, vec![vec![&text("a"), &text("b")], vec![&text("c")]]);
+        assert_eq!(batch.statements().len(), 3);
+        // Statement count: 3 + 17 fits, one more does not.
+        let many: Vec<Statement> = (0..BATCH_MAX_STATEMENTS - 3)
+            .map(|_| statement("x"))
+            .collect();
+        assert!(batch.admits(&many));
+        batch.push(many);
+        assert!(!batch.admits(&[statement("y")]));
+        // Bytes: a group past the limit waits for a batch of its own, which takes it alone.
+        let big = statement(&"z".repeat(BATCH_MAX_BYTES));
+        let mut small = Batch::default();
+        small.push(vec![statement("a")]);
+        assert!(!small.admits(std::slice::from_ref(&big)));
+        let mut alone = Batch::default();
+        assert!(alone.admits(std::slice::from_ref(&big)));
+        alone.push(vec![big]);
+        assert!(!alone.admits(&[statement("a")]));
+        assert_eq!(alone.group_count(), 1);
     }
 
     #[test]

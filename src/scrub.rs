@@ -67,7 +67,7 @@ impl Scrubber {
         }
         let mut needles: Vec<Finder<'static>> = self.needles.as_ref().clone();
         needles.extend(forms.iter().map(|f| Finder::new(f.as_bytes()).into_owned()));
-        needles.sort_by_key(|n| std::cmp::Reverse(n.needle().len()));
+        needles.sort_unstable_by_key(|n| std::cmp::Reverse(n.needle().len()));
         Scrubber {
             needles: Rc::new(needles),
         }

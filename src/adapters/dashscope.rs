@@ -591,7 +591,7 @@ impl Provider for DashScope {
         let mut items = answer.output.unwrap_or_default().embeddings;
         check_vector_count(items.len(), expected)?;
         // Answers carry each vector's position; order by it, and every position once.
-        items.sort_by_key(|item| item.text_index);
+        items.sort_unstable_by_key(|item| item.text_index);
         if items
             .iter()
             .enumerate()

@@ -83,7 +83,7 @@ pub fn completion_from_sse(body: &[u8]) -> Result<ChatCompletion, GatewayError> 
             "the upstream stream had no chunks".into(),
         ));
     }
-    completion.choices.sort_by_key(|c| c.index);
+    completion.choices.sort_unstable_by_key(|c| c.index);
     Ok(completion)
 }
 

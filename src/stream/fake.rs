@@ -157,7 +157,7 @@ impl Replay {
         let ChatCompletion {
             mut choices, usage, ..
         } = completion;
-        choices.sort_by_key(|c| c.index);
+        choices.sort_unstable_by_key(|c| c.index);
         Replay {
             choices: choices.into_iter(),
             current: None,

@@ -308,7 +308,7 @@ impl ChunkState {
         }
         let mut out = Vec::new();
         let mut reasons = std::mem::take(&mut self.finish_reasons);
-        reasons.sort_by_key(|(i, _)| *i);
+        reasons.sort_unstable_by_key(|(i, _)| *i);
         for (index, reason) in reasons {
             self.start(index, &mut out);
             out.push(Chunk::Json(self.meta.delta(

@@ -198,6 +198,37 @@ test('LOG_BODIES=false keeps everything but the bodies', async () => {
   assert.equal(search.total, 0);
 });
 
+test('rows of calls ending together (one D1 batch) are all stored, each once', async () => {
+  // Rows of calls that end at about the same time go to D1 as one batch (group commit):
+  // none may be lost, whatever their kind.
+  const QUIET = process.env.QUIET_GATEWAY_URL;
+  const headers = { authorization: 'Bearer quiet-admin-token' };
+  const tag = await scenario({ content: 'together' });
+  const failing = await scenario({ status: 500, error_body: JSON.stringify({ error: { message: 'batch failure', type: 'server_error' } }) });
+  const calls = Array.from({ length: 24 }, (_, i) => (async () => {
+    const kind = ['json', 'stream', 'error'][i % 3];
+    const body = { model: `gpt-batch-${kind}`, messages: [{ role: 'user', content: kind === 'error' ? failing : tag }] };
+    if (kind === 'stream') body.stream = true;
+    const res = await post('/v1/chat/completions', body, { base: QUIET, headers: { authorization: 'Bearer whatever' } });
+    await res.text();
+    return { id: res.headers.get('x-request-id'), status: res.status, kind };
+  })());
+  const answered = await Promise.all(calls);
+  assert.equal(new Set(answered.map((a) => a.id)).size, 24, 'every call has its own request id');
+  for (const { id, status, kind } of answered) {
+    const row = await waitFor(async () => {
+      const r = await fetch(`${QUIET}/api/request/${id}`, { headers });
+      return r.status === 200 ? r.json() : null;
+    }, { timeoutMs: 10_000 });
+    assert.ok(row, `the ${kind} call ${id} is logged`);
+    assert.equal(row.status, status);
+    assert.equal(row.model, `gpt-batch-${kind}`);
+  }
+  assert.deepEqual(answered.map((a) => a.status).sort(), [...Array(16).fill(200), ...Array(8).fill(500)]);
+  const listed = await (await fetch(`${QUIET}/api/requests?model=gpt-batch-json&page_size=100`, { headers })).json();
+  assert.equal(listed.total, 8, 'no row is written twice');
+});
+
 test('LOG_SAMPLE_RATE=0 writes errors only', async () => {
   const SAMPLED = process.env.SAMPLED_GATEWAY_URL;
   const headers = { authorization: 'Bearer sampled-admin-token' };
