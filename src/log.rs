@@ -101,6 +101,27 @@ impl Batch {
     pub fn group_count(&self) -> usize {
         self.ends.len()
     }
+
+    /// Runs the batch with `run` (one D1 call). D1 runs a batch as one transaction, so when
+    /// it fails nothing of it was stored: then each group is run alone, and only a group
+    /// that fails alone fails. Each group's outcome, in order.
+    pub async fn run<'a, F, Fut>(&'a self, run: F) -> Vec<Result<(), String>>
+    where
+        F: Fn(&'a [Statement]) -> Fut,
+        Fut: std::future::Future<Output = Result<(), String>>,
+    {
+        match run(&self.statements).await {
+            Ok(()) => vec![Ok(()); self.group_count()],
+            Err(e) if self.group_count() == 1 => vec![Err(e)],
+            Err(_) => {
+                let mut outcomes = Vec::with_capacity(self.group_count());
+                for group in self.groups() {
+                    outcomes.push(run(group).await);
+                }
+                outcomes
+            }
+        }
+    }
 }
 
 /// Everything stored for one call.
@@ -944,6 +965,61 @@ mod tests {
         alone.push(vec![big]);
         assert!(!alone.admits(&[statement("a")]));
         assert_eq!(alone.group_count(), 1);
+    }
+
+    /// Polls a future that never waits (the fake D1 below answers at once).
+    fn ready<T>(future: impl std::future::Future<Output = T>) -> T {
+        let mut future = std::pin::pin!(future);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match future.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(value) => value,
+            std::task::Poll::Pending => panic!("the fake D1 never waits"),
+        }
+    }
+
+    #[test]
+    fn a_failed_batch_is_retried_group_by_group() {
+        let row = |text: &str| Statement {
+            sql: "INSERT".into(),
+            params: vec![SqlValue::Text(text.into())],
+        };
+        let mut batch = Batch::default();
+        batch.push(vec![row("a"), row("trim")]);
+        batch.push(vec![row("bad")]);
+        batch.push(vec![row("c")]);
+        // A fake D1: a call holding the "bad" row fails as a whole (one transaction).
+        let calls = std::cell::RefCell::new(Vec::<usize>::new());
+        let run = |statements: &[Statement]| {
+            calls.borrow_mut().push(statements.len());
+            let bad = statements
+                .iter()
+                .any(|s| s.params[0] == SqlValue::Text("bad".into()));
+            async move {
+                if bad {
+                    Err("too big".to_string())
+                } else {
+                    Ok(())
+                }
+            }
+        };
+        let outcomes = ready(batch.run(run));
+        assert_eq!(outcomes, vec![Ok(()), Err("too big".to_string()), Ok(())]);
+        assert_eq!(
+            *calls.borrow(),
+            vec![4, 2, 1, 1],
+            "one batch, then each group alone"
+        );
+
+        // A batch that succeeds is one call; a lone group's failure is reported as it came.
+        calls.borrow_mut().clear();
+        let mut good = Batch::default();
+        good.push(vec![row("a")]);
+        good.push(vec![row("c")]);
+        assert_eq!(ready(good.run(run)), vec![Ok(()), Ok(())]);
+        assert_eq!(*calls.borrow(), vec![2]);
+        let mut lone = Batch::default();
+        lone.push(vec![row("bad")]);
+        assert_eq!(ready(lone.run(run)), vec![Err("too big".to_string())]);
     }
 
     #[test]

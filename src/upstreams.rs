@@ -608,19 +608,20 @@ pub fn split_list(raw: &str) -> Vec<String> {
         .collect()
 }
 
-/// Case-insensitive glob match where `*` matches any run of characters (including none).
+/// Glob match, case-insensitive for ASCII letters (model ids are ASCII), where `*` matches
+/// any run of characters (including none).
 pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let pattern: Vec<char> = pattern.to_lowercase().chars().collect();
-    let text: Vec<char> = text.to_lowercase().chars().collect();
+    // Bytes: a literal UTF-8 sequence can only match at a character boundary of valid UTF-8.
+    let (pattern, text) = (pattern.as_bytes(), text.as_bytes());
     // Iterative matcher with backtracking to the last star: linear in practice, no recursion.
     let (mut p, mut t) = (0usize, 0usize);
     let mut star: Option<usize> = None;
     let mut star_text = 0usize;
     while t < text.len() {
-        if p < pattern.len() && pattern[p] != '*' && pattern[p] == text[t] {
+        if p < pattern.len() && pattern[p] != b'*' && pattern[p].eq_ignore_ascii_case(&text[t]) {
             p += 1;
             t += 1;
-        } else if p < pattern.len() && pattern[p] == '*' {
+        } else if p < pattern.len() && pattern[p] == b'*' {
             star = Some(p);
             star_text = t;
             p += 1;
@@ -632,7 +633,7 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
             return false;
         }
     }
-    while p < pattern.len() && pattern[p] == '*' {
+    while p < pattern.len() && pattern[p] == b'*' {
         p += 1;
     }
     p == pattern.len()
@@ -847,6 +848,10 @@ mod tests {
         ));
         assert!(!glob_match("https://*.example.com", "https://example.org"));
         assert!(glob_match("模型*", "模型一"));
+        assert!(glob_match("*型", "模型"));
+        assert!(!glob_match("*型*", "模一"));
+        assert!(glob_match("GPT-*", "gpt-4O"));
+        assert!(glob_match("qwen*", "Qwen-Max"));
     }
 
     #[test]

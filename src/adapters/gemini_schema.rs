@@ -877,10 +877,12 @@ fn describe(description: Option<&str>, notes: &[String]) -> String {
         Some(description) if notes.is_empty() => description.to_string(),
         Some(description) if !description.trim().is_empty() => format!("{description} ({notes})"),
         _ => {
-            let mut chars = notes.chars();
-            chars.next().map_or(String::new(), |first| {
-                first.to_uppercase().chain(chars).collect()
-            })
+            // The notes are the gateway's own English: an ASCII first letter.
+            let mut notes = notes;
+            if let Some(first) = notes.get_mut(..1) {
+                first.make_ascii_uppercase();
+            }
+            notes
         }
     }
 }

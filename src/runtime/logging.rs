@@ -364,21 +364,15 @@ async fn send(db: &D1Database, open: OpenBatch) {
     let OpenBatch {
         batch, on_error, ..
     } = open;
-    let outcome = run_statements(db, batch.statements()).await;
-    match outcome {
-        Ok(()) => {}
-        Err(e) if batch.group_count() == 1 => {
-            for report in on_error {
-                report(&e.to_string());
-            }
-        }
-        // D1 runs a batch as one transaction: none of it was stored. Each group alone.
-        Err(_) => {
-            for (group, report) in batch.groups().zip(on_error) {
-                if let Err(e) = run_statements(db, group).await {
-                    report(&e.to_string());
-                }
-            }
+    let run = |statements| async move {
+        run_statements(db, statements)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let outcomes = batch.run(run).await;
+    for (outcome, report) in outcomes.into_iter().zip(on_error) {
+        if let Err(e) = outcome {
+            report(&e);
         }
     }
 }
