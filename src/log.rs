@@ -53,8 +53,8 @@ impl Statement {
 
 /// Most statements sent to D1 in one batch. Each may count toward the 50 queries a Workers
 /// Free invocation may make, and the invocation that sends a batch may also send the one
-/// before it (found full) and retry a failed one group by group: 3 × 12 stays well below.
-pub const BATCH_MAX_STATEMENTS: usize = 12;
+/// before it (found full or stale), each retried group by group if it fails: 4 × 10 = 40.
+pub const BATCH_MAX_STATEMENTS: usize = 10;
 /// Most bytes of SQL and parameters in one batch (a single larger group still goes, alone).
 pub const BATCH_MAX_BYTES: usize = 1 << 20;
 
@@ -226,13 +226,16 @@ const COLUMNS: &[&str] = &[
 ];
 
 impl LogRecord {
+    /// The row's INSERT, skipped if a row with this request id is already there: a batch that
+    /// D1 reported failed may have been stored all the same (say, the connection broke after
+    /// the commit), and its retry must not write the row twice. Request ids are random.
     pub fn insert(&self) -> Statement {
         // Built once: every logged call inserts with the same text.
         static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
         let sql = SQL.get_or_init(|| {
             let placeholders: Vec<String> = (1..=COLUMNS.len()).map(|i| format!("?{i}")).collect();
             format!(
-                "INSERT INTO requests ({}) VALUES ({})",
+                "INSERT INTO requests ({}) SELECT {} WHERE NOT EXISTS (SELECT 1 FROM requests WHERE request_id = ?1)",
                 COLUMNS.join(", "),
                 placeholders.join(", ")
             )
@@ -948,7 +951,7 @@ mod tests {
         let text = |t: &str| SqlValue::Text(t.into());
         assert_eq!(groups, vec![vec![&text("a"), &text("b")], vec![&text("c")]]);
         assert_eq!(batch.statements().len(), 3);
-        // Statement count: 3 + 17 fits, one more does not.
+        // Statement count: 3 + (cap − 3) fits, one more does not.
         let many: Vec<Statement> = (0..BATCH_MAX_STATEMENTS - 3)
             .map(|_| statement("x"))
             .collect();

@@ -307,12 +307,16 @@ thread_local! {
 /// call. Measured on Miniflare (`bench/compare.mjs log`), a logged call cost 28% less with
 /// a window of 0 ms than with one call per row, and 10 ms took another 10% off.
 const BATCH_WINDOW_MS: u64 = 10;
+/// A batch still open this long after it opened lost its sender (its invocation ended
+/// early): the next call to find it sends it.
+const BATCH_STALE_MS: f64 = 1000.0;
 
 /// Reports a group's failed write (each writer scrubs its own line).
 type OnError = Box<dyn FnOnce(&str)>;
 
 struct OpenBatch {
     id: u64,
+    opened_ms: f64,
     batch: log::Batch,
     on_error: Vec<OnError>,
 }
@@ -320,14 +324,17 @@ struct OpenBatch {
 /// Writes one call's statements together with those of the calls ending at about the same
 /// time: one D1 batch for all (group commit), retried group by group if it fails, so a bad
 /// row cannot take the others down. The batch is sent by the call that opened it, from its
-/// own `wait_until`, after a short window; a call that only joins a batch is done at once.
-/// So every D1 call and timer belongs to the invocation that waits for it (no promise
-/// crosses between requests), and no write outlives its invocation.
+/// own `wait_until`, after a short window — or at once by a call that finds it full (or
+/// stale); a call that only joins a batch is done at once. So every D1 call and timer
+/// belongs to the invocation that waits for it (no promise crosses between requests).
 async fn commit(db: &D1Database, group: Vec<Statement>, on_error: OnError) {
     let mut opened = None;
+    let now = now_ms();
     let full = OPEN.with(|open| {
         let mut open = open.borrow_mut();
-        if let Some(current) = open.as_mut().filter(|o| o.batch.admits(&group)) {
+        let joinable =
+            |o: &&mut OpenBatch| o.batch.admits(&group) && now - o.opened_ms < BATCH_STALE_MS;
+        if let Some(current) = open.as_mut().filter(joinable) {
             current.batch.push(group);
             current.on_error.push(on_error);
             return None;
@@ -338,12 +345,13 @@ async fn commit(db: &D1Database, group: Vec<Statement>, on_error: OnError) {
         opened = Some(id);
         open.replace(OpenBatch {
             id,
+            opened_ms: now,
             batch,
             on_error: vec![on_error],
         })
     });
     if let Some(full) = full {
-        // The batch this group did not fit in goes now, without waiting for its window.
+        // The batch this group did not fit in (or whose sender is gone) goes now.
         send(db, full).await;
     }
     let Some(id) = opened else { return };
@@ -352,7 +360,7 @@ async fn commit(db: &D1Database, group: Vec<Statement>, on_error: OnError) {
         let mut open = open.borrow_mut();
         match open.as_ref() {
             Some(o) if o.id == id => open.take(),
-            _ => None, // already sent by a call that found it full
+            _ => None, // already sent by a call that found it full or stale
         }
     });
     if let Some(due) = due {
