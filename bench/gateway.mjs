@@ -99,7 +99,8 @@ function bundleSize() {
 
 /**
  * The request log: the gateway on Miniflare with D1, log off then on, and the same D1 work
- * done by a JS Worker (bench/baseline.js vs bench/baseline-log.js on Miniflare).
+ * done by a JS Worker (bench/baseline.js vs bench/baseline-log.js on Miniflare), one row per
+ * call and batched as the gateway batches them (bench/baseline-log-batched.js).
  */
 async function measureLog(mock, settings) {
   const json = SCENARIOS[0].body;
@@ -119,9 +120,13 @@ async function measureLog(mock, settings) {
     await startMiniflare('js-log-off', baselineSettings(mock), { js: 'baseline.js' }),
     await startMiniflare('js-log-on', baselineSettings(mock), { js: 'baseline-log.js' }),
   );
+  const jsBatched = await pair(
+    await startMiniflare('js-log-off-2', baselineSettings(mock), { js: 'baseline.js' }),
+    await startMiniflare('js-log-batched', baselineSettings(mock), { js: 'baseline-log-batched.js' }),
+  );
   return {
     off: gateway.off, on: gateway.on, extra_cpu_us_per_call: gateway.extra_cpu_us_per_call,
-    rps_ratio: gateway.on.requests_per_s / gateway.off.requests_per_s, js_worker: js,
+    rps_ratio: gateway.on.requests_per_s / gateway.off.requests_per_s, js_worker: js, js_worker_batched: jsBatched,
   };
 }
 
@@ -137,6 +142,7 @@ function printLog(log) {
   console.log(line(['  on', fmt(on.requests_per_s), fmt(on.p50_ms, 1), fmt(on.p99_ms, 1), fmt(on.cpu_us_per_call), fmt(on.rss_mib),
     `+${fmt(log.extra_cpu_us_per_call)} µs`, fmt(log.rps_ratio, 2)]));
   console.log(line(['  JS Worker logging each call to D1: +', '', '', '', '', '', `+${fmt(log.js_worker.extra_cpu_us_per_call)} µs`, '']));
+  console.log(line(['  the same, rows batched as the gateway does: +', '', '', '', '', '', `+${fmt(log.js_worker_batched.extra_cpu_us_per_call)} µs`, '']));
 }
 
 /** The JS Workers' settings: where to forward, with which key. */

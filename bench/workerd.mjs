@@ -60,7 +60,7 @@ export async function startMiniflare(name, bindings, { js, build = path.join(roo
   const { Miniflare } = await import('miniflare');
   const worker = js
     ? {
-      modules: [...new Set([js, 'baseline.js'])].map((file) => ({ type: 'ESModule', path: path.join(root, 'bench', file) })),
+      modules: [...new Set([js, 'baseline.js', 'baseline-log.js'])].map((file) => ({ type: 'ESModule', path: path.join(root, 'bench', file) })),
       modulesRoot: path.join(root, 'bench'),
     }
     : {
