@@ -102,7 +102,8 @@ impl LogTap {
             if !log::sampled(&for_writer.borrow(), sample_ppm, js_sys::Math::random()) {
                 return;
             }
-            let mut record = for_writer.borrow().clone();
+            // Every tap is gone (that is what woke this writer): the record is final, take it.
+            let mut record = std::mem::take(&mut *for_writer.borrow_mut());
             record.scrub(&scrubber_for_writer);
             write(&db, &record, max_rows, &scrubber_for_writer).await;
         });
