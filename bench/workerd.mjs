@@ -90,5 +90,5 @@ export async function startMiniflare(name, bindings, { js, build = path.join(roo
   }
   // Miniflare's workerd is a child of this process.
   const pid = Number(execFileSync('pgrep', ['-n', '-P', String(process.pid), 'workerd']).toString().trim());
-  return { name, url, pid, dispose: () => mf.dispose() };
+  return { name, url, pid, db, dispose: () => mf.dispose() };
 }

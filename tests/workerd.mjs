@@ -64,13 +64,16 @@ const capnpString = (s) => JSON.stringify(s);
  * Starts one workerd serving one Worker; `modules` are [name, kind, file], `bindings` text
  * vars. With `inspectorPort`, workerd serves the V8 inspector there (bench/profile.mjs).
  */
-export async function startWorkerd(name, modules, bindings, { flags = [], inspectorPort } = {}) {
+export async function startWorkerd(name, modules, bindings, { flags = [], inspectorPort, d1 } = {}) {
   const port = await freePort();
+  // `d1`: "host:port" of a server speaking D1's binding protocol (bench/d1-remote.js): the
+  // `DB` binding then reaches a database in another process, as a deployed D1 is.
   const config = `using Workerd = import "/workerd/workerd.capnp";
 const config :Workerd.Config = (
   services = [
     (name = "main", worker = .worker),
     (name = "internet", network = (allow = ["public", "private", "local"])),
+${d1 ? `    (name = "d1", external = (address = ${capnpString(d1)}, http = ())),` : ''}
   ],
   sockets = [(name = "http", address = "127.0.0.1:${port}", http = (), service = "main")],
 );
@@ -82,6 +85,7 @@ ${modules.map(([module, kind]) => `    (name = ${capnpString(module)}, ${kind} =
   compatibilityFlags = [${flags.map(capnpString).join(', ')}],
   bindings = [
 ${Object.entries(bindings).map(([k, v]) => `    (name = ${capnpString(k)}, text = ${capnpString(v)}),`).join('\n')}
+${d1 ? '    (name = "DB", wrapped = (moduleName = "cloudflare-internal:d1-api", innerBindings = [(name = "fetcher", service = "d1")])),' : ''}
   ],
   globalOutbound = "internet",
 );
