@@ -86,19 +86,15 @@ impl Batch {
         self.ends.len() - 1
     }
 
-    pub fn statements(&self) -> &[Statement] {
-        &self.statements
-    }
-
     /// Each group's statements, in the order they were added.
-    pub fn groups(&self) -> impl Iterator<Item = &[Statement]> {
+    fn groups(&self) -> impl Iterator<Item = &[Statement]> {
         let starts = std::iter::once(0).chain(self.ends.iter().copied());
         starts
             .zip(self.ends.iter().copied())
             .map(|(start, end)| &self.statements[start..end])
     }
 
-    pub fn group_count(&self) -> usize {
+    fn group_count(&self) -> usize {
         self.ends.len()
     }
 
@@ -950,7 +946,7 @@ mod tests {
             .collect();
         let text = |t: &str| SqlValue::Text(t.into());
         assert_eq!(groups, vec![vec![&text("a"), &text("b")], vec![&text("c")]]);
-        assert_eq!(batch.statements().len(), 3);
+        assert_eq!(batch.statements.len(), 3);
         // Statement count: 3 + (cap − 3) fits, one more does not.
         let many: Vec<Statement> = (0..BATCH_MAX_STATEMENTS - 3)
             .map(|_| statement("x"))

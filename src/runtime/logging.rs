@@ -105,7 +105,7 @@ impl LogTap {
             // Every tap is gone (that is what woke this writer): the record is final, take it.
             let mut record = std::mem::take(&mut *for_writer.borrow_mut());
             record.scrub(&scrubber_for_writer);
-            write(&db, &record, max_rows, &scrubber_for_writer).await;
+            write(&db, record, max_rows, &scrubber_for_writer).await;
         });
         LogTap {
             inner: Rc::new(Flush {
@@ -393,13 +393,13 @@ async fn run_statements(db: &D1Database, statements: &[Statement]) -> worker::Re
     }
 }
 
-async fn write(db: &D1Database, record: &LogRecord, max_rows: i64, scrubber: &Rc<Scrubber>) {
+async fn write(db: &D1Database, record: LogRecord, max_rows: i64, scrubber: &Rc<Scrubber>) {
     let written = WRITES.with(|w| w.replace(w.get() + 1));
     let mut group = vec![record.insert()];
     if written.is_multiple_of(log::trim_every(max_rows)) {
         group.push(log::retention(max_rows));
     }
-    let (request_id, scrubber) = (record.request_id.clone(), scrubber.clone());
+    let (request_id, scrubber) = (record.request_id, scrubber.clone());
     let on_error = Box::new(move |e: &str| {
         // A storage error can quote what was bound: scrubbed like everything else.
         let line = format!("request log: writing request {request_id} failed: {e}");
