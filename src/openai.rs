@@ -489,7 +489,7 @@ impl ChatRequest {
         raw.iter()
             .enumerate()
             .map(|(i, m)| {
-                serde_json::from_value(m.clone()).map_err(|e| {
+                crate::from_json_value(m).map_err(|e| {
                     GatewayError::invalid_param(
                         format!("messages[{i}] is not a valid chat message: {e}"),
                         &format!("messages[{i}]"),
@@ -503,7 +503,7 @@ impl ChatRequest {
     pub fn tools(&self) -> Result<Vec<Tool>, GatewayError> {
         match self.body.get("tools") {
             None | Some(Value::Null) => Ok(Vec::new()),
-            Some(value) => serde_json::from_value(value.clone()).map_err(|e| {
+            Some(value) => crate::from_json_value(value).map_err(|e| {
                 GatewayError::invalid_param(
                     format!("`tools` is not a valid list of tools: {e}"),
                     "tools",

@@ -251,7 +251,7 @@ pub fn parse_upstreams(
             .map(|name| format!("UPSTREAMS[{index}] (`{name}`)"))
             .unwrap_or_else(|| format!("UPSTREAMS[{index}]"));
         let mut report = |why: String| problems.push(format!("{label}: {why}"));
-        let entry: UpstreamEntry = match serde_json::from_value(entry) {
+        let entry: UpstreamEntry = match crate::from_json_value(&entry) {
             Ok(entry) => entry,
             Err(e) => {
                 report(e.to_string());
@@ -510,7 +510,7 @@ pub fn parse_routes(
             report(e.to_string());
             continue;
         }
-        let (targets, strategy) = match serde_json::from_value::<RouteEntry>(entry) {
+        let (targets, strategy) = match crate::from_json_value::<RouteEntry>(&entry) {
             Ok(RouteEntry::Targets(targets)) => (targets, None),
             Ok(RouteEntry::Full(full)) => (full.targets, full.strategy),
             Err(_) => {

@@ -439,7 +439,7 @@ impl Provider for DashScope {
                         .map(|calls| {
                             calls
                                 .into_iter()
-                                .filter_map(|c| serde_json::from_value(c).ok())
+                                .filter_map(|c| crate::from_json_value(&c).ok())
                                 .collect()
                         })
                         .filter(|calls: &Vec<ToolCall>| !calls.is_empty());

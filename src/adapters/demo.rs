@@ -241,7 +241,7 @@ fn completion(request: &ChatRequest) -> ChatCompletion {
         "usage": { "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens },
     });
-    serde_json::from_value(value).unwrap_or_default()
+    crate::from_json_value(&value).unwrap_or_default()
 }
 
 /// After a tool result the demo answers in text, so tool loops end.
