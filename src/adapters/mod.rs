@@ -295,7 +295,8 @@ pub(crate) fn arguments_object(
     if arguments.trim().is_empty() {
         return Ok(serde_json::json!({}));
     }
-    serde_json::from_str(arguments).map_err(|e| {
+    // Bytes, not `from_str`: one JSON reader in the bundle.
+    serde_json::from_slice(arguments.as_bytes()).map_err(|e| {
         GatewayError::invalid_param(
             format!("tool call arguments are not valid JSON: {e}"),
             param,
