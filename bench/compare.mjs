@@ -7,7 +7,7 @@
 // against it with the same alternation.
 import path from 'node:path';
 import autocannon from 'autocannon';
-import { cpuMicros, gatewayBindings, scenarioBody, SERVER_KEY, startMiniflare, startMock, startWorkerd, stopAll } from './workerd.mjs';
+import { cpuMicros, gatewayBindings, root, scenarioBody, SERVER_KEY, startMiniflare, startMock, startWorkerd, stopAll } from './workerd.mjs';
 const [dirA, dirB] = [path.resolve(process.argv[2]), path.resolve(process.argv[3])];
 const scenario = process.argv[4] || 'json';
 const rounds = Number(process.argv[5] || 5);
@@ -20,7 +20,9 @@ try {
   const mods = (d) => [['index.js', 'esModule', path.join(d, 'index.js')], ['index_bg.wasm', 'wasm', path.join(d, 'index_bg.wasm')]];
   const start = (name, dir) => {
     if (dir.endsWith('.js')) {
-      return startWorkerd(name, [[path.basename(dir), 'esModule', dir]], { UPSTREAM: mock, UPSTREAM_KEY: SERVER_KEY },
+      // glue.js beside it: bench/baseline-glue.js runs the gateway's own JS.
+      const glue = ['glue.js', 'esModule', path.join(root, 'src', 'runtime', 'glue.js')];
+      return startWorkerd(name, [[path.basename(dir), 'esModule', dir], glue], { UPSTREAM: mock, UPSTREAM_KEY: SERVER_KEY },
         { flags: ['enable_request_signal'] });
     }
     return logged
