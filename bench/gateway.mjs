@@ -1,6 +1,9 @@
 // What the gateway costs next to a minimal JS pass-through Worker (bench/baseline.js) and a JS
 // Worker that reads what it relays as any gateway must — the client's body, every chunk of a
-// stream, a non-streaming answer whole (bench/baseline-transform.js):
+// stream, a non-streaming answer whole (bench/baseline-transform.js) — and, for non-streaming
+// calls, a JS Worker running the gateway's own JS (bench/baseline-glue.js: src/runtime/glue.js's
+// upstream call with its timeout and abort, header lines, one-call response), the floor for
+// any Worker doing what glue.js does, in JS or Rust:
 // all on bare workerd (one process each, so each one's CPU time is its own), side by side against one
 // fast mock upstream (bench/mock.mjs, its own process), driven by autocannon. The request-log
 // delta needs D1, which bare workerd lacks: it is measured on Miniflare, log on vs off, so
@@ -236,11 +239,15 @@ try {
     ['baseline-transform.js', 'esModule', path.join(root, 'bench', 'baseline-transform.js')],
   ],
     baselineSettings(mock));
+  const glue = await startWorkerd('glue', [
+    ['baseline-glue.js', 'esModule', path.join(root, 'bench', 'baseline-glue.js')],
+    ['glue.js', 'esModule', path.join(root, 'src', 'runtime', 'glue.js')],
+  ], baselineSettings(mock), { flags: ['enable_request_signal'] });
 
   const rows = [];
   if (ONLY) {
     const scenario = { id: ONLY, body: scenarioBody(ONLY) };
-    const targets = [gateway, baseline, transform];
+    const targets = ONLY === 'json' ? [gateway, baseline, transform, glue] : [gateway, baseline, transform];
     for (const target of targets) await load(target, scenario.body, 2);
     for (const target of targets) {
       const m = await load(target, scenario.body, DURATION);
@@ -257,15 +264,19 @@ try {
   const replayed = { gateway: await replay(gateway), baseline: await replay(baseline) };
   for (const scenario of SCENARIOS) {
     // Warm both up, then measure them one after the other.
-    const targets = [gateway, baseline, transform];
+    // The glue yardstick makes whole answers only: non-streaming JSON.
+    const targets = scenario.id === 'json' ? [gateway, baseline, transform, glue] : [gateway, baseline, transform];
     for (const target of targets) await load(target, scenario.body, 2);
     const measured = [];
     for (const target of targets) measured.push(await load(target, scenario.body, DURATION));
-    const [gw, base, touched] = measured;
+    const [gw, base, touched, glued] = measured;
     rows.push({ scenario: scenario.id, label: scenario.label, gateway: gw, baseline: base, transform: touched ?? null,
+      glue: glued ?? null,
       cpu_ratio: gw.cpu_us_per_call / base.cpu_us_per_call, rps_ratio: gw.requests_per_s / base.requests_per_s,
       cpu_ratio_transform: touched ? gw.cpu_us_per_call / touched.cpu_us_per_call : null,
-      rps_ratio_transform: touched ? gw.requests_per_s / touched.requests_per_s : null });
+      rps_ratio_transform: touched ? gw.requests_per_s / touched.requests_per_s : null,
+      glue_cpu_ratio_baseline: glued ? glued.cpu_us_per_call / base.cpu_us_per_call : null,
+      cpu_ratio_glue: glued ? gw.cpu_us_per_call / glued.cpu_us_per_call : null });
   }
 
   const requestLog = await measureLog(mock, settings);
@@ -294,6 +305,11 @@ try {
       console.log(line(['  JS Worker reading what it relays', fmt(row.transform.requests_per_s), fmt(row.transform.p50_ms, 1), fmt(row.transform.p99_ms, 1),
         fmt(row.transform.cpu_us_per_call), fmt(row.transform.rss_mib), '', '']));
       console.log(line(['  gateway ÷ JS Worker reading what it relays', '', '', '', '', '', fmt(row.cpu_ratio_transform, 2), fmt(row.rps_ratio_transform, 2)]));
+    }
+    if (row.glue) {
+      console.log(line(['  JS Worker running glue.js (÷ pass-through)', fmt(row.glue.requests_per_s), fmt(row.glue.p50_ms, 1), fmt(row.glue.p99_ms, 1),
+        fmt(row.glue.cpu_us_per_call), fmt(row.glue.rss_mib), fmt(row.glue_cpu_ratio_baseline, 2), '']));
+      console.log(line(['  gateway ÷ JS Worker running glue.js', '', '', '', '', '', fmt(row.cpu_ratio_glue, 2), '']));
     }
   }
   printLog(requestLog);
