@@ -5,6 +5,7 @@
 // A JS Worker's file (`*.js`, given UPSTREAM and UPSTREAM_KEY as bench/baseline.js is) can stand
 // for either build: `node bench/compare.mjs bench/baseline.js build json` weighs the gateway
 // against it with the same alternation.
+import fs from 'node:fs';
 import path from 'node:path';
 import autocannon from 'autocannon';
 import { cpuMicros, gatewayBindings, root, scenarioBody, SERVER_KEY, startMiniflare, startMock, startWorkerd, stopAll } from './workerd.mjs';
@@ -20,8 +21,10 @@ try {
   const mods = (d) => [['index.js', 'esModule', path.join(d, 'index.js')], ['index_bg.wasm', 'wasm', path.join(d, 'index_bg.wasm')]];
   const start = (name, dir) => {
     if (dir.endsWith('.js')) {
-      // glue.js beside it: bench/baseline-glue.js runs the gateway's own JS.
-      const glue = ['glue.js', 'esModule', path.join(root, 'src', 'runtime', 'glue.js')];
+      // glue.js beside it (bench/baseline-glue.js runs the gateway's own JS): the one in the
+      // JS Worker's folder if there is one (to weigh a change to glue.js), else src/runtime's.
+      const besides = path.join(path.dirname(dir), 'glue.js');
+      const glue = ['glue.js', 'esModule', fs.existsSync(besides) ? besides : path.join(root, 'src', 'runtime', 'glue.js')];
       return startWorkerd(name, [[path.basename(dir), 'esModule', dir], glue], { UPSTREAM: mock, UPSTREAM_KEY: SERVER_KEY },
         { flags: ['enable_request_signal'] });
     }

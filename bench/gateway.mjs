@@ -3,7 +3,8 @@
 // stream, a non-streaming answer whole (bench/baseline-transform.js) — and, for non-streaming
 // calls, a JS Worker running the gateway's own JS (bench/baseline-glue.js: src/runtime/glue.js's
 // upstream call with its timeout and abort, header lines, one-call response), the floor for
-// any Worker doing what glue.js does, in JS or Rust:
+// any Worker doing what glue.js does, in JS or Rust; for non-streaming calls and passthrough
+// streams, a JS gateway doing the same work as the gateway (bench/baseline-js-gateway.js):
 // all on bare workerd (one process each, so each one's CPU time is its own), side by side against one
 // fast mock upstream (bench/mock.mjs, its own process), driven by autocannon. The request-log
 // delta needs D1, which bare workerd lacks: it is measured on Miniflare, log on vs off, so
@@ -243,11 +244,17 @@ try {
     ['baseline-glue.js', 'esModule', path.join(root, 'bench', 'baseline-glue.js')],
     ['glue.js', 'esModule', path.join(root, 'src', 'runtime', 'glue.js')],
   ], baselineSettings(mock), { flags: ['enable_request_signal'] });
+  const jsGateway = await startWorkerd('js-gateway', [
+    ['baseline-js-gateway.js', 'esModule', path.join(root, 'bench', 'baseline-js-gateway.js')],
+  ], baselineSettings(mock), { flags: ['enable_request_signal'] });
+  // The yardsticks beyond the first two, by scenario: glue.js makes whole answers only; the JS
+  // gateway does non-streaming calls and passthrough streams.
+  const extras = (id) => ({ json: [glue, jsGateway], stream: [null, jsGateway] }[id] || []);
 
   const rows = [];
   if (ONLY) {
     const scenario = { id: ONLY, body: scenarioBody(ONLY) };
-    const targets = ONLY === 'json' ? [gateway, baseline, transform, glue] : [gateway, baseline, transform];
+    const targets = [gateway, baseline, transform, ...extras(ONLY).filter(Boolean)];
     for (const target of targets) await load(target, scenario.body, 2);
     for (const target of targets) {
       const m = await load(target, scenario.body, DURATION);
@@ -264,14 +271,15 @@ try {
   const replayed = { gateway: await replay(gateway), baseline: await replay(baseline) };
   for (const scenario of SCENARIOS) {
     // Warm both up, then measure them one after the other.
-    // The glue yardstick makes whole answers only: non-streaming JSON.
-    const targets = scenario.id === 'json' ? [gateway, baseline, transform, glue] : [gateway, baseline, transform];
-    for (const target of targets) await load(target, scenario.body, 2);
+    const targets = [gateway, baseline, transform, ...extras(scenario.id)];
+    for (const target of targets) if (target) await load(target, scenario.body, 2);
     const measured = [];
-    for (const target of targets) measured.push(await load(target, scenario.body, DURATION));
-    const [gw, base, touched, glued] = measured;
+    for (const target of targets) measured.push(target ? await load(target, scenario.body, DURATION) : null);
+    const [gw, base, touched, glued, js] = measured;
     rows.push({ scenario: scenario.id, label: scenario.label, gateway: gw, baseline: base, transform: touched ?? null,
-      glue: glued ?? null,
+      glue: glued ?? null, js_gateway: js ?? null,
+      cpu_ratio_js_gateway: js ? gw.cpu_us_per_call / js.cpu_us_per_call : null,
+      rps_ratio_js_gateway: js ? gw.requests_per_s / js.requests_per_s : null,
       cpu_ratio: gw.cpu_us_per_call / base.cpu_us_per_call, rps_ratio: gw.requests_per_s / base.requests_per_s,
       cpu_ratio_transform: touched ? gw.cpu_us_per_call / touched.cpu_us_per_call : null,
       rps_ratio_transform: touched ? gw.requests_per_s / touched.requests_per_s : null,
@@ -310,6 +318,11 @@ try {
       console.log(line(['  JS Worker running glue.js (÷ pass-through)', fmt(row.glue.requests_per_s), fmt(row.glue.p50_ms, 1), fmt(row.glue.p99_ms, 1),
         fmt(row.glue.cpu_us_per_call), fmt(row.glue.rss_mib), fmt(row.glue_cpu_ratio_baseline, 2), '']));
       console.log(line(['  gateway ÷ JS Worker running glue.js', '', '', '', '', '', fmt(row.cpu_ratio_glue, 2), '']));
+    }
+    if (row.js_gateway) {
+      console.log(line(['  JS gateway doing the same work', fmt(row.js_gateway.requests_per_s), fmt(row.js_gateway.p50_ms, 1), fmt(row.js_gateway.p99_ms, 1),
+        fmt(row.js_gateway.cpu_us_per_call), fmt(row.js_gateway.rss_mib), '', '']));
+      console.log(line(['  gateway ÷ JS gateway doing the same work', '', '', '', '', '', fmt(row.cpu_ratio_js_gateway, 2), fmt(row.rps_ratio_js_gateway, 2)]));
     }
   }
   printLog(requestLog);
