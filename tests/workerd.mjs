@@ -91,7 +91,8 @@ ${d1 ? '    (name = "DB", wrapped = (moduleName = "cloudflare-internal:d1-api", 
 );
 `;
   // `embed` paths are relative to the config file.
-  fs.mkdirSync(path.join(scratch, name));
+  // Recursive: a stopAll before this one removed the scratch directory itself.
+  fs.mkdirSync(path.join(scratch, name), { recursive: true });
   for (const [module, , source] of modules) fs.copyFileSync(source, path.join(scratch, name, module));
   const file = path.join(scratch, `${name}.capnp`);
   fs.writeFileSync(file, config);
@@ -112,6 +113,6 @@ export function adopt(child) {
 
 /** Stops every process started here and removes the scratch directory. */
 export function stopAll() {
-  for (const child of children) child.kill('SIGTERM');
+  for (const child of children.splice(0)) child.kill('SIGTERM');
   fs.rmSync(scratch, { recursive: true, force: true });
 }

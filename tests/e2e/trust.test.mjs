@@ -451,3 +451,35 @@ test('a non-streaming call is aborted upstream when its client goes away', async
   assert.ok(record, 'the upstream fetch was aborted before the upstream timeout');
   assert.ok(record.abortedAt - leftAt < 3000, `aborted ${record.abortedAt - leftAt} ms after the client left`);
 });
+
+// A base URL that passes the settings' checks (scheme, no spaces, query or fragment) but that
+// the runtime cannot parse: every call is a configuration error naming what is wrong, as a
+// JSON answer and as a stream's error event, never the key. Served by bare workerd, whose
+// settings this test sets alone.
+test('an upstream base URL the runtime cannot parse: invalid_configuration, JSON and streamed', async (t) => {
+  t.after(stopAll);
+  const key = 'sk-unparsable-url-key-7Hq2Lp9Xw4';
+  const gateway = await startWorkerd('bad-url', GATEWAY_MODULES, {
+    UPSTREAMS: JSON.stringify([{ name: 'bad', kind: 'openai', base_url: 'http://[unclosed', keys: 'BAD_URL_KEYS', models: ['*'] }]),
+    BAD_URL_KEYS: key, LOG_REQUESTS: 'false',
+  }, { flags: ['enable_request_signal'] });
+  const call = (stream) => fetch(`${gateway.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'any-model', stream, messages: [{ role: 'user', content: 'hi' }] }),
+  });
+  const json = await call(false);
+  const text = await json.text();
+  assert.equal(json.status, 500, text);
+  const { error } = JSON.parse(text);
+  assert.equal(error.code, 'invalid_configuration');
+  assert.match(error.message, /base URL/);
+  assert.ok(!text.includes(key), 'the key is not in the answer');
+  const streamed = await call(true);
+  const events = await streamed.text();
+  const errors = events.split('\n').filter((l) => l.startsWith('data: {')).map((l) => JSON.parse(l.slice(6)).error).filter(Boolean);
+  assert.equal(errors.length, 1, events);
+  assert.equal(errors[0].code, 'invalid_configuration');
+  assert.match(events, /data: \[DONE\]/);
+  assert.ok(!events.includes(key), 'the key is not in the stream');
+});
