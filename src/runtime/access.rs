@@ -2,7 +2,7 @@
 //! public mode — and the limiter Durable Object that counts their calls and tokens, the same
 //! for every isolate and location. The decisions are in `crate::keys` and `crate::limits`.
 
-use super::glue::{decode, storage_delete, storage_get, storage_put};
+use super::glue::{decode, durable_call, storage_delete, storage_get, storage_put};
 use super::{
     header, json_response, logging, now_ms, now_seconds, presented_credential, Call, Inbound,
 };
@@ -15,8 +15,8 @@ use crate::route::{key_id, Route};
 use crate::scrub::Scrubber;
 use std::cell::RefCell;
 use worker::{
-    console_error, durable_object, D1Database, DurableObject, Env, Method, ObjectNamespace,
-    Request, RequestInit, Response, State,
+    console_error, durable_object, D1Database, DurableObject, Env, ObjectNamespace, Request,
+    Response, State,
 };
 
 /// The Durable Object namespace binding of the limiter (wrangler.toml).
@@ -203,28 +203,32 @@ async fn limiter_call(
     name: &str,
     op: &LimiterOp,
 ) -> Result<LimiterReply, GatewayError> {
-    let unavailable = |e: worker::Error| {
-        GatewayError::Unavailable(format!("The rate limiter is unavailable: {e}"))
-    };
-    let stub = namespace.get_by_name(name).map_err(unavailable)?;
+    let unavailable =
+        |why: String| GatewayError::Unavailable(format!("The rate limiter is unavailable: {why}"));
     let body = serde_json::to_string(op).map_err(|e| GatewayError::Internal(e.to_string()))?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_body(Some(wasm_bindgen::JsValue::from_str(&body)));
-    let request = Request::new_with_init("https://limiter/op", &init).map_err(unavailable)?;
-    let mut response = stub
-        .fetch_with_request(request)
+    // Sent from glue.js, in one crossing (no `worker::Request` and its conversions).
+    let answer = js_sys::futures::JsFuture::from(durable_call(namespace.as_ref(), name, &body))
         .await
-        .map_err(unavailable)?;
-    if response.status_code() != 200 {
-        let text = response.text().await.unwrap_or_default();
+        .map_err(|e| unavailable(js_message(&e)))?
+        .as_string()
+        .unwrap_or_default();
+    let (status, text) = answer.split_once('\n').unwrap_or((answer.as_str(), ""));
+    if status != "200" {
         return Err(GatewayError::Unavailable(format!(
-            "The rate limiter answered {}: {}",
-            response.status_code(),
-            crate::error::excerpt(&text, 200)
+            "The rate limiter answered {status}: {}",
+            crate::error::excerpt(text, 200)
         )));
     }
-    response.json::<LimiterReply>().await.map_err(unavailable)
+    serde_json::from_slice(text.as_bytes()).map_err(|e| unavailable(e.to_string()))
+}
+
+/// A JS rejection's message: an `Error`'s, or the value as text.
+fn js_message(value: &wasm_bindgen::JsValue) -> String {
+    use wasm_bindgen::JsCast;
+    match value.dyn_ref::<js_sys::Error>() {
+        Some(error) => String::from(error.message()),
+        None => value.as_string().unwrap_or_else(|| "unknown error".into()),
+    }
 }
 
 /// Where a finished call's tokens go.

@@ -471,3 +471,13 @@ export function storagePut(state, key, json) {
 export function storageDelete(state, key) {
   return state.storage.delete(key);
 }
+
+/**
+ * One operation (JSON text) sent to the Durable Object named `name` of `namespace`; resolves
+ * with its status and its answer's text, `<status>\n<text>`, in one string.
+ */
+export async function durableCall(namespace, name, op) {
+  const stub = namespace.get(namespace.idFromName(name));
+  const answer = await stub.fetch('https://limiter/op', { method: 'POST', body: op });
+  return `${answer.status}\n${await answer.text()}`;
+}

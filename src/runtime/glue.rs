@@ -101,6 +101,9 @@ extern "C" {
     /// Stores the plain object a JSON text describes.
     #[wasm_bindgen(js_name = storagePut)]
     pub(crate) fn storage_put(state: &JsValue, key: &str, json: &str) -> js_sys::Promise;
+    /// One operation sent to a Durable Object by name: `<status>\n<text>` of its answer.
+    #[wasm_bindgen(js_name = durableCall)]
+    pub(crate) fn durable_call(namespace: &JsValue, name: &str, op: &str) -> js_sys::Promise;
     #[wasm_bindgen(js_name = storageDelete)]
     pub(crate) fn storage_delete(state: &JsValue, key: &str) -> js_sys::Promise;
 }
