@@ -4,7 +4,8 @@
 
 use super::glue::{decode, durable_call, storage_delete, storage_get, storage_put};
 use super::{
-    header, json_response, logging, now_ms, now_seconds, presented_credential, Call, Inbound,
+    header, js_message, json_response, logging, now_ms, now_seconds, presented_credential, Call,
+    Inbound,
 };
 use crate::auth;
 use crate::config::Config;
@@ -220,15 +221,6 @@ async fn limiter_call(
         )));
     }
     serde_json::from_slice(text.as_bytes()).map_err(|e| unavailable(e.to_string()))
-}
-
-/// A JS rejection's message: an `Error`'s, or the value as text.
-fn js_message(value: &wasm_bindgen::JsValue) -> String {
-    use wasm_bindgen::JsCast;
-    match value.dyn_ref::<js_sys::Error>() {
-        Some(error) => String::from(error.message()),
-        None => value.as_string().unwrap_or_else(|| "unknown error".into()),
-    }
 }
 
 /// Where a finished call's tokens go.

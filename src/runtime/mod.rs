@@ -849,6 +849,16 @@ impl Inbound {
     }
 }
 
+/// A JS rejection's message: an `Error`'s message, a string as it is, anything else as
+/// wasm-bindgen shows it.
+pub(crate) fn js_message(value: &wasm_bindgen::JsValue) -> String {
+    use wasm_bindgen::JsCast;
+    match value.dyn_ref::<js_sys::Error>() {
+        Some(error) => String::from(error.message()),
+        None => value.as_string().unwrap_or_else(|| format!("{value:?}")),
+    }
+}
+
 pub(crate) fn internal(e: worker::Error) -> GatewayError {
     GatewayError::Internal(e.to_string())
 }

@@ -195,10 +195,7 @@ impl Stream for ByteStream {
             Ok(chunk) => Some(Ok(js_sys::Uint8Array::new(&chunk).to_vec())),
             Err(error) => {
                 this.reader = None;
-                Some(Err(error
-                    .dyn_ref::<js_sys::Error>()
-                    .map(|e| String::from(e.message()))
-                    .unwrap_or_else(|| format!("{error:?}"))))
+                Some(Err(super::js_message(&error)))
             }
         })
     }
