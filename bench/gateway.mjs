@@ -102,11 +102,6 @@ function bundleSize() {
 }
 
 /**
- * The request log: the gateway on Miniflare with D1, log off then on, and the same D1 work
- * done by a JS Worker (bench/baseline.js vs bench/baseline-log.js on Miniflare), one row per
- * call and batched as the gateway batches them (bench/baseline-log-batched.js).
- */
-/**
  * Log off, then on: CPU per call of each and the difference. `db`: where the logging side
  * writes. Every call the gateway answered must have become a row (a write that failed would
  * cost less); for the JS Workers, whose failed writes are only dropped, the rows written are
@@ -156,7 +151,6 @@ async function pair(off, on, db = on.db, { strict = false } = {}) {
 async function measureLogRemote(mock, settings) {
   const remote = await startMiniflare('d1-remote', {}, { js: 'd1-remote.js' });
   const d1 = remote.url.replace('http://', '');
-  const jsModules = (...files) => files.map((file) => [file, 'esModule', path.join(root, 'bench', file)]);
   // Every row kept, so that each call's row can be counted.
   const logged = { ...settings, LOG_REQUESTS: 'true', ADMIN_TOKEN: 'bench-admin', MAX_REQUESTS_HISTORY: '1000000' };
   const gateway = await pair(
@@ -175,6 +169,12 @@ async function measureLogRemote(mock, settings) {
   return { ...gateway, js_worker: js, js_worker_batched: jsBatched };
 }
 
+/**
+ * The request log: the gateway on Miniflare with D1, log off then on, and the same D1 work
+ * done by a JS Worker (bench/baseline.js vs bench/baseline-log.js on Miniflare), one row per
+ * call and batched as the gateway batches them (bench/baseline-log-batched.js); then the same
+ * as deployed (`measureLogRemote`).
+ */
 async function measureLog(mock, settings) {
   const gateway = await pair(
     await startMiniflare('log-off', { ...settings }),
@@ -221,6 +221,11 @@ function printLog(log) {
   console.log(line(['  the same, rows batched as the gateway does: +', '', '', '', '', '', jsExtra(log.js_worker_batched), '']));
 }
 
+/** A JS Worker's modules: files of bench/ (the Worker's first). */
+const jsModules = (...files) => files.map((file) => [file, 'esModule', path.join(root, 'bench', file)]);
+/** The gateway's own glue.js, for the JS Worker that runs it (bench/baseline-glue.js). */
+const GLUE_MODULE = ['glue.js', 'esModule', path.join(root, 'src', 'runtime', 'glue.js')];
+
 /** The JS Workers' settings: where to forward, with which key. */
 const baselineSettings = (mock) => ({ UPSTREAM: mock, UPSTREAM_KEY: SERVER_KEY });
 
@@ -234,19 +239,12 @@ try {
     process.exit(0);
   }
   const gateway = await startWorkerd('gateway', GATEWAY_MODULES, settings, { flags: ['enable_request_signal'] });
-  const baseline = await startWorkerd('baseline', [['baseline.js', 'esModule', path.join(root, 'bench', 'baseline.js')]],
-    baselineSettings(mock));
-  const transform = await startWorkerd('transform', [
-    ['baseline-transform.js', 'esModule', path.join(root, 'bench', 'baseline-transform.js')],
-  ],
-    baselineSettings(mock));
-  const glue = await startWorkerd('glue', [
-    ['baseline-glue.js', 'esModule', path.join(root, 'bench', 'baseline-glue.js')],
-    ['glue.js', 'esModule', path.join(root, 'src', 'runtime', 'glue.js')],
-  ], baselineSettings(mock), { flags: ['enable_request_signal'] });
-  const jsGateway = await startWorkerd('js-gateway', [
-    ['baseline-js-gateway.js', 'esModule', path.join(root, 'bench', 'baseline-js-gateway.js')],
-  ], baselineSettings(mock), { flags: ['enable_request_signal'] });
+  const baseline = await startWorkerd('baseline', jsModules('baseline.js'), baselineSettings(mock));
+  const transform = await startWorkerd('transform', jsModules('baseline-transform.js'), baselineSettings(mock));
+  const glue = await startWorkerd('glue', [...jsModules('baseline-glue.js'), GLUE_MODULE], baselineSettings(mock),
+    { flags: ['enable_request_signal'] });
+  const jsGateway = await startWorkerd('js-gateway', jsModules('baseline-js-gateway.js'), baselineSettings(mock),
+    { flags: ['enable_request_signal'] });
   // The yardsticks beyond the first two, by scenario: glue.js makes whole answers only; the JS
   // gateway does non-streaming calls and passthrough streams.
   const extras = (id) => ({ json: [glue, jsGateway], stream: [null, jsGateway] }[id] || []);
